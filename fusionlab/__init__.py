@@ -1,0 +1,14 @@
+"""fusionlab: the helper package of the course *Multimodal Fusion from First Principles*.
+
+- ``fusionlab.data``: synthetic two-modality datasets and a fast batch iterator;
+- ``fusionlab.models``: early, late, committee and cross-attention fusion over ``(B, N, D)``;
+- ``fusionlab.train``: a device-agnostic training loop and evaluation;
+- ``fusionlab.plots``: the course's figures;
+- ``fusionlab.check``: the self-checks that follow each TODO in the notebooks.
+"""
+
+from .utils import count_parameters, get_device, seed_everything, show_source
+
+__version__ = "0.1.0"
+
+__all__ = ["count_parameters", "get_device", "seed_everything", "show_source", "__version__"]
