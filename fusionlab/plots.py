@@ -1,0 +1,173 @@
+"""The course's figures. Every function draws on a new figure (or the axes given) and returns
+the ``matplotlib`` Figure; call ``plt.show()`` in a notebook, or ``fig.savefig`` in a script.
+
+Colours follow the Part 1 seed notebook: blue, orange-red and green for the first three series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.ticker import MaxNLocator
+
+COLORS = ["#2196F3", "#FF5722", "#4CAF50", "#9C27B0", "#FFC107", "#607D8B"]
+
+
+def _color(i: int) -> str:
+    return COLORS[i % len(COLORS)]
+
+
+def plot_data(dataset, dims: tuple[int, int] = (0, 1), max_points: int = 1500):
+    """Scatter of two feature dimensions of each modality, coloured by class."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    labels = dataset.labels
+    shown = torch.arange(len(labels))[: max_points]
+    for ax, feats, title in (
+        (axes[0], dataset.img_features, "Image features"),
+        (axes[1], dataset.txt_features, "Text features"),
+    ):
+        for c in range(int(labels.max()) + 1):
+            rows = shown[labels[shown] == c]
+            ax.scatter(feats[rows, dims[0]], feats[rows, dims[1]], s=12, alpha=0.4,
+                       color=_color(c), label=f"Class {c}")
+        ax.set_title(f"{title} (dims {dims[0]} and {dims[1]})")
+        ax.set_xlabel(f"Dimension {dims[0]}")
+        ax.set_ylabel(f"Dimension {dims[1]}")
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _as_runs(value) -> list:
+    """One History or a list of Histories (one per seed) -> a list."""
+    return list(value) if isinstance(value, Sequence) else [value]
+
+
+def plot_training_curves(histories: Mapping[str, object]):
+    """Training loss and test accuracy per epoch, one line per model.
+
+    ``histories`` maps a model name to a ``History`` or to a list of them (one per seed); with
+    several seeds the line is the mean and the band spans the minimum to the maximum.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for i, (name, value) in enumerate(histories.items()):
+        runs = _as_runs(value)
+        for ax, attr in ((axes[0], "train_loss"), (axes[1], "test_acc")):
+            length = min(len(getattr(h, attr)) for h in runs)
+            if length == 0:
+                continue
+            curves = np.array([getattr(h, attr)[:length] for h in runs])
+            epochs = np.arange(1, length + 1)
+            label = name if len(runs) == 1 else f"{name} (mean of {len(runs)} seeds)"
+            ax.plot(epochs, curves.mean(axis=0), color=_color(i), linewidth=2, label=label)
+            if len(runs) > 1:
+                ax.fill_between(epochs, curves.min(axis=0), curves.max(axis=0),
+                                color=_color(i), alpha=0.2)
+    axes[0].set_ylabel("Training loss")
+    axes[0].set_title("Training loss")
+    axes[1].set_ylabel("Test accuracy")
+    axes[1].set_title("Test accuracy")
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("Epoch")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_per_class(
+    results: Mapping[str, Sequence[float]],
+    class_names: Sequence[str] | None = None,
+    highlight: int | None = None,
+    errors: Mapping[str, Sequence[float]] | None = None,
+    chance: float | None = None,
+):
+    """One panel per model with a bar per class accuracy.
+
+    ``highlight`` draws that class's bar solid and the others faded (the seed notebook tried to
+    do this with a list of alphas, which matplotlib rejects: here each bar gets its own alpha).
+    ``errors`` adds error bars (e.g. the standard deviation over seeds); ``chance`` a dashed line.
+    """
+    names = list(results)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4.2), squeeze=False)
+    for i, (ax, name) in enumerate(zip(axes[0], names)):
+        accs = list(results[name])
+        labels = list(class_names) if class_names else [f"Class {c}" for c in range(len(accs))]
+        yerr = list(errors[name]) if errors and name in errors else None
+        bars = ax.bar(labels, accs, color=_color(i), edgecolor=_color(i), linewidth=2,
+                      yerr=yerr, capsize=4)
+        for c, (bar, acc) in enumerate(zip(bars, accs)):
+            if highlight is not None:
+                bar.set_alpha(1.0 if c == highlight else 0.5)
+            ax.text(bar.get_x() + bar.get_width() / 2, min(acc, 1.0) + 0.03, f"{acc:.2f}",
+                    ha="center", va="bottom", fontweight="bold")
+        if chance is not None:
+            ax.axhline(chance, color="gray", linestyle="--", alpha=0.6, label="chance")
+            ax.legend(loc="lower right")
+        ax.set_ylim(0, 1.15)
+        ax.set_title(name, fontsize=13, fontweight="bold")
+        ax.set_ylabel("Accuracy")
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(confusion, class_names: Sequence[str] | None = None, title: str = ""):
+    """Heatmap of a confusion matrix (rows: true class, columns: predicted), with counts."""
+    confusion = np.asarray(torch.as_tensor(confusion).cpu())
+    n = confusion.shape[0]
+    names = list(class_names) if class_names else [str(c) for c in range(n)]
+    fig, ax = plt.subplots(figsize=(1.2 * n + 2.5, 1.2 * n + 1.5))
+    image = ax.imshow(confusion, cmap="Blues")
+    fig.colorbar(image, ax=ax)
+    threshold = confusion.max() / 2 if confusion.size else 0
+    for r in range(n):
+        for c in range(n):
+            ax.text(c, r, f"{confusion[r, c]:d}", ha="center", va="center",
+                    color="white" if confusion[r, c] > threshold else "black")
+    ax.set_xticks(range(n), names)
+    ax.set_yticks(range(n), names)
+    ax.set_xlabel("Predicted class")
+    ax.set_ylabel("True class")
+    ax.set_title(title or "Confusion matrix")
+    fig.tight_layout()
+    return fig
+
+
+def plot_attention(
+    weights,
+    query_labels: Sequence[str] | None = None,
+    key_labels: Sequence[str] | None = None,
+    title: str = "",
+):
+    """Heatmap of attention weights.
+
+    ``weights`` is ``(N_q, N_kv)`` or ``(heads, N_q, N_kv)`` (one panel per head), e.g.
+    ``model.last_attn_weights[0]`` for the first sample of a batch. Each row sums to 1.
+    """
+    weights = torch.as_tensor(weights).detach().float().cpu()
+    if weights.dim() == 2:
+        weights = weights.unsqueeze(0)
+    if weights.dim() != 3:
+        raise ValueError(
+            f"weights must have shape (N_q, N_kv) or (heads, N_q, N_kv), got {tuple(weights.shape)}"
+        )
+    heads, n_q, n_kv = weights.shape
+    panel_width = max(2.5, 0.45 * n_kv + 1.5)
+    fig, axes = plt.subplots(1, heads, figsize=(panel_width * heads + 1.0, 0.45 * n_q + 2.5),
+                             squeeze=False)
+    for h, ax in enumerate(axes[0]):
+        image = ax.imshow(weights[h].numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_xticks(range(n_kv), key_labels or [str(k) for k in range(n_kv)], rotation=90)
+        ax.set_yticks(range(n_q), query_labels or [str(q) for q in range(n_q)])
+        ax.set_xlabel("Key (attended to)")
+        if h == 0:
+            ax.set_ylabel("Query")
+        ax.set_title(f"head {h}" if heads > 1 else "attention")
+    fig.colorbar(image, ax=list(axes[0]))
+    if title:
+        fig.suptitle(title)
+    return fig
