@@ -15,7 +15,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
 # ----------------------------------------------------------------------------- input helpers
 
 def as_tokens(x: torch.Tensor, dim: int, name: str) -> torch.Tensor:

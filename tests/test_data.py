@@ -1,6 +1,7 @@
 """fusionlab.data: the original dataset's distribution, the XOR variant, the batch iterator."""
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -143,7 +144,7 @@ SEEDS = [0, 1, 2, 3, 4]
 def test_on_xor_unimodal_models_score_chance_and_early_fusion_solves_it(xor_splits):
     train, test = xor_splits
     for modality, dim in (("img", 32), ("txt", 16)):
-        runs = fit_seeds(lambda: UnimodalClassifier(dim, num_classes=2, modality=modality),
+        runs = fit_seeds(partial(UnimodalClassifier, dim, num_classes=2, modality=modality),
                          train, test, SEEDS, epochs=15, progress=False)
         accs = [h.final_acc for h in runs]
         assert all(abs(a - 0.5) < 0.08 for a in accs), (modality, accs)
@@ -164,9 +165,12 @@ def test_batches_cover_every_sample_once_per_epoch():
         assert [p[0].shape[0] for p in parts] == [64, 64, 64, 64, 44]
         seen = torch.cat([p[0] for p in parts])
         assert torch.equal(seen.sort(dim=0).values, ds.img_features.sort(dim=0).values)
-        # rows stay paired: every (img, txt, label) triple is a row of the dataset
+        # rows stay paired: each batch row's image finds its dataset row, whose text and
+        # label must come along with it
         for img, txt, label in parts:
-            assert ((ds.labels[:, None] == label[None]).sum(0) > 0).all()
+            rows = (img[:, None, :] == ds.img_features[None]).all(-1).float().argmax(1)
+            assert torch.equal(ds.txt_features[rows], txt)
+            assert torch.equal(ds.labels[rows], label)
 
 
 def test_shuffling_is_reproducible_and_changes_each_epoch():
