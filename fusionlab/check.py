@@ -252,7 +252,8 @@ def _bidirectional_results(cls, dim, num_heads):
 
     # implemented: it can be built and called
     try:
-        module = _build(lambda: cls(dim, num_heads=num_heads), f"{name}({dim}, num_heads={num_heads})")
+        signature = f"{name}({dim}, num_heads={num_heads})"
+        module = _build(lambda: cls(dim, num_heads=num_heads), signature)
         img, txt = _randn(gen, 2, 1, dim), _randn(gen, 2, 1, dim)
         with torch.no_grad():
             _call(module, img, txt)
@@ -385,7 +386,8 @@ def _bidirectional_results(cls, dim, num_heads):
     module.eval()
     bad = None
     for label, img, txt in (
-        ("large inputs (x100)", _randn(gen, 2, 3, dim, scale=100.0), _randn(gen, 2, 2, dim, scale=100.0)),
+        ("large inputs (x100)",
+         _randn(gen, 2, 3, dim, scale=100.0), _randn(gen, 2, 2, dim, scale=100.0)),
         ("all-zero inputs", torch.zeros(2, 1, dim), torch.zeros(2, 1, dim)),
         ("one sample, one token", _randn(gen, 1, 1, dim), _randn(gen, 1, 1, dim)),
     ):
@@ -486,7 +488,7 @@ def _gated_results(cls, img_dim, txt_dim, embed_dim, num_classes):
         message = (
             f"gate starts at 0.0, sigmoid(gate) = {alpha:.3f}: an equal mix of both modalities"
             if gate_ok else
-            f"gate starts at {gate.item():.3g}, so sigmoid(gate) = {alpha:.3f}, expected 0.500: "
+            f"gate starts at {gate.item():.3f}, so sigmoid(gate) = {alpha:.3f}, expected 0.500: "
             "initialise it with torch.zeros(1) so that both modalities start with weight 0.5"
         )
     results.append(CheckResult("gate", gate_ok, message))

@@ -21,10 +21,14 @@ def _color(i: int) -> str:
 
 
 def plot_data(dataset, dims: tuple[int, int] = (0, 1), max_points: int = 1500):
-    """Scatter of two feature dimensions of each modality, coloured by class."""
+    """Scatter of two feature dimensions of each modality, coloured by class.
+
+    At most ``max_points`` samples are drawn, evenly spaced over the dataset so that every class
+    keeps its share (the datasets store their samples grouped by class).
+    """
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     labels = dataset.labels
-    shown = torch.arange(len(labels))[: max_points]
+    shown = torch.linspace(0, len(labels) - 1, min(max_points, len(labels))).round().long()
     for ax, feats, title in (
         (axes[0], dataset.img_features, "Image features"),
         (axes[1], dataset.txt_features, "Text features"),

@@ -268,7 +268,8 @@ class GatedGateTensor(Gated):
 class GatedSwappedAlpha(Gated):
     def forward(self, img_feat, txt_feat):
         alpha = torch.sigmoid(self.gate)
-        return self.classifier((1 - alpha) * self.img_proj(img_feat) + alpha * self.txt_proj(txt_feat))
+        z = (1 - alpha) * self.img_proj(img_feat) + alpha * self.txt_proj(txt_feat)
+        return self.classifier(z)
 
 
 class GatedNoSigmoid(Gated):
@@ -353,7 +354,8 @@ def test_gated_formula_mistakes_fail_equivalence_with_a_hint(variant, hint):
 def test_gated_ignoring_num_classes_fails_shapes():
     results = by_name(check.gated_results(GatedWrongClasses))
     assert not results["shapes"].passed
-    assert "num_classes=2" in results["shapes"].message and "got (4, 3)" in results["shapes"].message
+    message = results["shapes"].message
+    assert "num_classes=2" in message and "got (4, 3)" in message
 
 
 @pytest.mark.gated

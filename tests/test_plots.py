@@ -63,3 +63,8 @@ def test_attention_heatmap_has_one_panel_per_head():
     render(plots.plot_attention(weights[0]))
     with pytest.raises(ValueError, match=r"\(N_q, N_kv\) or \(heads, N_q, N_kv\)"):
         plots.plot_attention(torch.zeros(2, 2, 2, 2))
+
+
+def test_data_scatter_subsample_keeps_every_class():
+    fig = render(plots.plot_data(MultimodalDataset(n_samples=3000, seed=0), max_points=300))
+    assert [len(c.get_offsets()) for c in fig.axes[0].collections] == [100, 100, 100]
