@@ -88,13 +88,15 @@ def plot_per_class(
     class_names: Sequence[str] | None = None,
     highlight: int | None = None,
     errors: Mapping[str, Sequence[float]] | None = None,
-    chance: float | None = None,
+    chance: float | Mapping[str, float] | None = None,
 ):
     """One panel per model with a bar per class accuracy.
 
     ``highlight`` draws that class's bar solid and the others faded (the seed notebook tried to
     do this with a list of alphas, which matplotlib rejects: here each bar gets its own alpha).
-    ``errors`` adds error bars (e.g. the standard deviation over seeds); ``chance`` a dashed line.
+    ``errors`` adds error bars (e.g. the standard deviation over seeds); ``chance`` a dashed line,
+    at one level for every panel or at a level per panel (a mapping from the panel's name). Long
+    labels (more than three bars, e.g. model names) are drawn at an angle.
     """
     names = list(results)
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4.2), squeeze=False)
@@ -109,9 +111,12 @@ def plot_per_class(
                 bar.set_alpha(1.0 if c == highlight else 0.5)
             ax.text(bar.get_x() + bar.get_width() / 2, min(acc, 1.0) + 0.03, f"{acc:.2f}",
                     ha="center", va="bottom", fontweight="bold")
-        if chance is not None:
-            ax.axhline(chance, color="gray", linestyle="--", alpha=0.6, label="chance")
-            ax.legend(loc="lower right")
+        level = chance.get(name) if isinstance(chance, Mapping) else chance
+        if level is not None:
+            ax.axhline(level, color="gray", linestyle="--", alpha=0.6, label="chance")
+            ax.legend(loc="best")
+        if len(accs) > 3:
+            ax.tick_params(axis="x", labelrotation=45)
         ax.set_ylim(0, 1.15)
         ax.set_title(name, fontsize=13, fontweight="bold")
         ax.set_ylabel("Accuracy")

@@ -76,16 +76,17 @@ def show_source(obj) -> None:
     """Show the source of a ``fusionlab`` class or function, highlighted in Jupyter.
 
     The notebooks show the package's models this way, so that the code a student reads is the
-    code that runs: there is no second copy to drift.
+    code that runs: there is no second copy to drift. The source is displayed as a Markdown code
+    block, which Jupyter, Colab, VS Code and GitHub all render with highlighting.
     """
     source = inspect.getsource(obj)
     try:
         from IPython import get_ipython
-        from IPython.display import Code, display
+        from IPython.display import Markdown, display
     except ImportError:  # plain Python: print it
         print(source)
         return
     if get_ipython() is None:
         print(source)
     else:
-        display(Code(source, language="python"))
+        display(Markdown(f"```python\n{source.rstrip()}\n```"))

@@ -68,3 +68,10 @@ def test_attention_heatmap_has_one_panel_per_head():
 def test_data_scatter_subsample_keeps_every_class():
     fig = render(plots.plot_data(MultimodalDataset(n_samples=3000, seed=0), max_points=300))
     assert [len(c.get_offsets()) for c in fig.axes[0].collections] == [100, 100, 100]
+
+
+def test_per_class_chance_level_per_panel():
+    fig = render(plots.plot_per_class({"three": [0.9, 0.8, 0.7], "two": [0.6, 0.5]},
+                                      chance={"three": 1 / 3, "two": 1 / 2}))
+    levels = [ax.lines[-1].get_ydata()[0] for ax in fig.axes]
+    assert levels == pytest.approx([1 / 3, 1 / 2])
