@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m fusionlab.demo
+	$(BIN)/python -m autograder.notebooks
+	$(BIN)/python -m autograder demo --out grading-output
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

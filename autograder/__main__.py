@@ -1,0 +1,82 @@
+"""Command line of the autograder; run it from the repository root.
+
+    python -m autograder grade ASSIGNMENT SUBMISSIONS --out DIR
+    python -m autograder examples ASSIGNMENT --out DIR
+    python -m autograder demo [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .nbgrader_config import ASSIGNMENTS, CELL_TIMEOUT_S
+
+
+def _add_grading_options(parser: argparse.ArgumentParser) -> None:
+    from .grade import DEFAULT_SUBMISSION_TIMEOUT_S
+
+    parser.add_argument("--workers", "-j", type=int, default=None,
+                        help="submissions graded at once (default: the number of CPUs)")
+    parser.add_argument("--cell-timeout", type=int, default=None,
+                        help=f"seconds one cell may run (default {CELL_TIMEOUT_S})")
+    parser.add_argument("--submission-timeout", type=float, default=DEFAULT_SUBMISSION_TIMEOUT_S,
+                        help="seconds one whole submission may take "
+                             f"(default {DEFAULT_SUBMISSION_TIMEOUT_S})")
+    parser.add_argument("--source", type=Path, default=None,
+                        help="folder of instructor masters (default: the repository's source/)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    grade_cmd = commands.add_parser("grade", help="grade a folder or zip of submissions")
+    grade_cmd.add_argument("assignment", help=f"assignment name, e.g. {ASSIGNMENTS[0]}")
+    grade_cmd.add_argument("submissions", type=Path,
+                           help="folder of <student_id>.ipynb files, or an LMS zip of them")
+    grade_cmd.add_argument("--out", type=Path, required=True,
+                           help="output folder: grades.csv, feedback/, results.json, course/")
+    _add_grading_options(grade_cmd)
+
+    examples_cmd = commands.add_parser("examples", help="write the example submissions")
+    examples_cmd.add_argument("assignment", nargs="?", default=ASSIGNMENTS[0])
+    examples_cmd.add_argument("--out", type=Path, required=True)
+    examples_cmd.add_argument("--source", type=Path, default=None)
+
+    demo_cmd = commands.add_parser("demo", help="write the example submissions and grade them")
+    demo_cmd.add_argument("assignment", nargs="?", default=ASSIGNMENTS[0])
+    demo_cmd.add_argument("--out", type=Path, default=Path("grading-output"))
+    _add_grading_options(demo_cmd)
+
+    args = parser.parse_args(argv)
+    from .course import SOURCE_ROOT, CourseError
+
+    source = getattr(args, "source", None) or SOURCE_ROOT
+    try:
+        if args.command == "examples":
+            from .examples import write_examples
+
+            for path in write_examples(args.assignment, args.out, source):
+                print(path)
+            return 0
+        from .grade import grade
+
+        submissions = getattr(args, "submissions", None)
+        if args.command == "demo":
+            from .examples import write_examples
+
+            submissions = args.out / "submissions"
+            write_examples(args.assignment, submissions, source)
+        grade(args.assignment, submissions, args.out, source_root=source, workers=args.workers,
+              cell_timeout=args.cell_timeout, submission_timeout=args.submission_timeout)
+    except CourseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

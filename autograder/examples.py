@@ -1,0 +1,212 @@
+"""Example submissions, built from the instructor master so that they never go stale.
+
+A submission is the released notebook (what students download) with its solution cells filled
+in: with the master's solutions (``correct``), left as released (``untouched``), or with one
+class replaced by a typical mistake. ``write_examples`` writes the ones ``make demo`` grades;
+the tests build every variant in ``PART1_VARIANTS`` the same way.
+
+    python -m autograder examples part1_fusion_strategies --out example-submissions
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+
+from .course import SOURCE_ROOT, create_course
+
+SOLUTION_BLOCK = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
+
+
+def strip_solution_markers(source: str) -> str:
+    """The solution code of a master cell, without nbgrader's markers."""
+    return SOLUTION_BLOCK.sub("", source)
+
+
+def release(assignment: str, source_root: Path = SOURCE_ROOT) -> tuple[dict, dict]:
+    """({notebook: master}, {notebook: released}) for ``assignment``, released by nbgrader in a
+    temporary course directory."""
+    with tempfile.TemporaryDirectory(prefix="autograder-release-") as tmp:
+        course = create_course(Path(tmp) / "course", assignment, source_root)
+        masters, released = {}, {}
+        for name in course.notebooks:
+            masters[name] = nbformat.read(
+                Path(source_root) / assignment / f"{name}.ipynb", as_version=4)
+            released[name] = nbformat.read(
+                course.root / "release" / assignment / f"{name}.ipynb", as_version=4)
+    return masters, released
+
+
+def _grade_id(cell) -> str | None:
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+def submission(master, released, replace: dict[str, str] | None = None,
+               edit: Callable | None = None, solved: bool = True):
+    """A student notebook: ``released`` with each solution cell set to the master's solution
+    (``solved``) or left as released; ``replace`` maps a class name (``"GatedFusionModel"``) or
+    a grade_id to the source of the cell that defines it; ``edit(nb)`` changes it further."""
+    solutions = {_grade_id(c): strip_solution_markers(c.source) for c in master.cells
+                 if c.metadata.get("nbgrader", {}).get("solution")}
+    nb = nbformat.reads(nbformat.writes(released), as_version=4)  # a deep copy
+    replaced = set()
+    for cell in nb.cells:
+        grade_id = _grade_id(cell)
+        if grade_id not in solutions:
+            continue
+        if solved:
+            cell.source = solutions[grade_id]
+        for key, source in (replace or {}).items():
+            if key == grade_id or re.search(rf"^class {re.escape(key)}\b", solutions[grade_id],
+                                            re.MULTILINE):
+                cell.source = source
+                replaced.add(key)
+    missing = set(replace or {}) - replaced
+    if missing:
+        raise ValueError(f"no solution cell defines {sorted(missing)}")
+    if edit is not None:
+        edit(nb)
+    return nb
+
+
+# ----------------------------------------------------------------------------- Part 1 variants
+
+_BIDIR = '''\
+class BidirectionalCrossAttention(nn.Module):
+    def __init__(self, dim, num_heads=4):
+        super().__init__()
+        self.txt_to_img = CrossAttentionLayer(dim, num_heads)
+        self.img_to_txt = CrossAttentionLayer(dim, num_heads)
+        self.norm_txt = nn.LayerNorm(dim)
+        self.norm_img = nn.LayerNorm(dim)
+
+    def forward(self, img_embed, txt_embed):
+        txt_upd = {txt_upd}
+        img_upd = {img_upd}
+        return {result}
+'''
+_TXT_UPD = "self.norm_txt(txt_embed + self.txt_to_img(txt_embed, img_embed))"
+_IMG_UPD = "self.norm_img(img_embed + self.img_to_txt(img_embed, txt_embed))"
+_POOLED = "torch.cat([txt_upd, img_upd], dim=1).mean(dim=1)"
+
+
+def _bidir(txt_upd=_TXT_UPD, img_upd=_IMG_UPD, result=_POOLED) -> str:
+    return _BIDIR.format(txt_upd=txt_upd, img_upd=img_upd, result=result)
+
+
+_GATED = '''\
+class GatedFusionModel(nn.Module):
+    def __init__(self, img_dim=32, txt_dim=16, embed_dim=32, num_classes=3):
+        super().__init__()
+        self.img_proj = nn.Linear(img_dim, embed_dim)
+        self.txt_proj = nn.Linear(txt_dim, embed_dim)
+        self.gate = {gate}
+        self.classifier = {classifier}
+
+    def forward(self, img_feat, txt_feat):
+        alpha = torch.sigmoid(self.gate)
+        z = alpha * self.img_proj(img_feat) + (1 - alpha) * self.txt_proj(txt_feat)
+        return self.classifier(z)
+'''
+_MLP = ("nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.ReLU(), "
+        "nn.Linear(embed_dim, num_classes))")
+
+
+def _gated(gate="nn.Parameter(torch.zeros(1))", classifier=_MLP) -> str:
+    return _GATED.format(gate=gate, classifier=classifier)
+
+
+# name -> (class name -> replacement cell source, graded cells expected to fail).
+# The expected failures follow from the checks (fusionlab.check skips the checks after a failed
+# attribute or shape check) and were confirmed by grading; tests/test_grading.py asserts them.
+BIDIR_CELLS = ("bidir_visible_shape", "bidir_attributes", "bidir_shapes", "bidir_equivalence",
+               "bidir_gradients", "bidir_no_nan", "bidir_accuracy")
+GATED_CELLS = ("gated_visible_shape", "gated_gate_init", "gated_shapes", "gated_equivalence",
+               "gated_gate_gradient", "gated_accuracy")
+
+PART1_VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    # pooled over the feature axis: (B, 2) instead of (B, dim)
+    "wrong_shape": (
+        {"BidirectionalCrossAttention": _bidir(result="torch.cat([txt_upd, img_upd], dim=1)"
+                                                      ".mean(dim=2)")},
+        ("bidir_visible_shape", "bidir_shapes", "bidir_equivalence", "bidir_gradients",
+         "bidir_no_nan", "bidir_accuracy"),
+    ),
+    "no_pooling": (
+        {"BidirectionalCrossAttention": _bidir(result="torch.cat([txt_upd, img_upd], dim=1)")},
+        ("bidir_visible_shape", "bidir_shapes", "bidir_equivalence", "bidir_gradients",
+         "bidir_no_nan", "bidir_accuracy"),
+    ),
+    "no_residual": (
+        {"BidirectionalCrossAttention": _bidir(
+            txt_upd="self.norm_txt(self.txt_to_img(txt_embed, img_embed))",
+            img_upd="self.norm_img(self.img_to_txt(img_embed, txt_embed))")},
+        ("bidir_equivalence",),
+    ),
+    "no_norm": (
+        {"BidirectionalCrossAttention": _bidir(
+            txt_upd="txt_embed + self.txt_to_img(txt_embed, img_embed)",
+            img_upd="img_embed + self.img_to_txt(img_embed, txt_embed)")},
+        ("bidir_equivalence", "bidir_gradients"),  # the norms are unused: no gradient
+    ),
+    "swapped_directions": (
+        {"BidirectionalCrossAttention": _bidir(
+            txt_upd="self.norm_txt(txt_embed + self.img_to_txt(txt_embed, img_embed))",
+            img_upd="self.norm_img(img_embed + self.txt_to_img(img_embed, txt_embed))")},
+        ("bidir_equivalence",),
+    ),
+    "gate_at_one": (
+        {"GatedFusionModel": _gated(gate="nn.Parameter(torch.ones(1))")},
+        ("gated_gate_init",),
+    ),
+    "gate_not_parameter": (
+        {"GatedFusionModel": _gated(gate="torch.zeros(1)")},
+        ("gated_gate_init", "gated_gate_gradient"),
+    ),
+    # a linear head on a linear mix of the modalities cannot learn XOR
+    "linear_head": (
+        {"GatedFusionModel": _gated(classifier="nn.Linear(embed_dim, num_classes)")},
+        ("gated_accuracy",),
+    ),
+}
+
+# The examples `make demo` grades (Part 1): name -> what it shows.
+EXAMPLES = {
+    "correct": "the master's solutions: full marks",
+    "untouched": "the notebook as released: 0 points",
+    "wrong_gate_at_one": "gate initialised at 1.0 instead of 0 (variant gate_at_one)",
+    "wrong_no_residual": "the residual connections are missing (variant no_residual)",
+}
+
+
+def part1_variant(master, released, name: str):
+    replace, _ = PART1_VARIANTS[name]
+    return submission(master, released, replace=replace)
+
+
+def write_examples(assignment: str, out: Path, source_root: Path = SOURCE_ROOT) -> list[Path]:
+    """Write the example submissions of ``assignment`` as ``out/<name>.ipynb``."""
+    masters, released = release(assignment, source_root)
+    if len(masters) != 1:
+        raise ValueError("example submissions are built for single-notebook assignments")
+    (name,) = masters
+    master, student = masters[name], released[name]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    notebooks = {
+        "correct": submission(master, student),
+        "untouched": submission(master, student, solved=False),
+    }
+    if assignment == "part1_fusion_strategies":
+        notebooks["wrong_gate_at_one"] = part1_variant(master, student, "gate_at_one")
+        notebooks["wrong_no_residual"] = part1_variant(master, student, "no_residual")
+    paths = []
+    for example, nb in notebooks.items():
+        path = out / f"{example}.ipynb"
+        nbformat.write(nb, path)
+        paths.append(path)
+    return paths

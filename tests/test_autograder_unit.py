@@ -1,0 +1,221 @@
+"""Fast tests of the autograder's parts (no nbgrader run): course configuration, static scan,
+tamper detection, the hidden-test package and the feedback preprocessor. The end-to-end tests
+are in test_grading.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+from autograder import nbgrader_config, scan
+from autograder.course import REPO_ROOT, grading_env, student_id_from
+from autograder.feedback import HideHiddenTestTracebacks
+
+# ----------------------------------------------------------------------------- configuration
+
+def test_config_as_python_and_as_config_file(tmp_path):
+    from traitlets.config.loader import PyFileConfigLoader
+
+    as_python = nbgrader_config.nbgrader_config(root=tmp_path, cell_timeout=7)
+    loader = PyFileConfigLoader("nbgrader_config.py", path=str(REPO_ROOT / "autograder"))
+    as_file = loader.load_config()
+    for config, timeout in ((as_python, 7), (as_file, nbgrader_config.CELL_TIMEOUT_S)):
+        assert config.OverwriteCells.add_missing_cells is True
+        assert config.Execute.timeout == timeout
+        assert config.CourseDirectory.course_id == nbgrader_config.COURSE_ID
+        preprocessors = config.GenerateFeedback.preprocessors
+        assert preprocessors[-1] == "nbgrader.preprocessors.ClearHiddenTests"
+        assert preprocessors.index("autograder.feedback.HideHiddenTestTracebacks") < len(
+            preprocessors) - 1
+    assert as_python.CourseDirectory.root == str(tmp_path)
+
+
+@pytest.mark.parametrize("text, ignored", [
+    ("/x.py:3: UserWarning: something\n  warnings.warn(\n", True),
+    ("IProgress not found. Please update jupyter and ipywidgets.", True),
+    (" 40%|████      | 4/10 [00:01<00:02, 3.1it/s]", True),
+    ("Traceback (most recent call last):\n  ValueError: bad", False),
+    ("my debug print to stderr", False),
+])
+def test_ignored_stderr_pattern(text, ignored):
+    import re
+
+    assert bool(re.search(nbgrader_config.IGNORED_STDERR, text)) is ignored
+
+
+def test_grading_env_puts_the_repository_first():
+    env = grading_env({"PYTHONPATH": "/elsewhere", "PATH": "/usr/bin"})
+    assert env["PYTHONPATH"].split(":")[:2] == [str(REPO_ROOT), "/elsewhere"]
+    assert env["PATH"].split(":")[0] == str(__import__("pathlib").Path(sys.executable).parent)
+    assert env["FUSIONLAB_NUM_THREADS"] == "1"
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("alice", "alice"), ("Bob Smith", "Bob_Smith"), ("x/../y", "x_.._y"), ("...", "unnamed"),
+    ("j.doe@uni.edu", "j.doe@uni.edu"),
+])
+def test_student_ids(name, expected):
+    assert student_id_from(name) == expected
+
+
+# ----------------------------------------------------------------------------- static scan
+
+def _nb(*sources):
+    nb = new_notebook()
+    nb.cells = [new_code_cell(source) for source in sources]
+    return nb
+
+
+SETUP = "import torch\nfrom torch import nn\nimport fusionlab\nfrom fusionlab import check"
+
+
+@pytest.mark.parametrize("source, finding", [
+    ("torch.allclose = lambda *a, **k: True", "modifies torch.allclose"),
+    ("nn.LayerNorm.forward = lambda self, x: x", "modifies nn.LayerNorm.forward"),
+    ("check.reference_gated = None", "modifies check.reference_gated"),
+    ("setattr(torch, 'cat', torch.stack)", "setattr on torch"),
+    ("import sys\nsys.modules['fusionlab'] = None", "sys.modules"),
+    ("import autograder.hidden", "imports the grader"),
+    ("f.__code__ = g.__code__", "rewrites a function's code"),
+    ("import os\nos._exit(0)", "os._exit"),
+    ("exec('x = 1')", "runs generated code"),
+    ("get_ipython().set_custom_exc((Exception,), h)", "exception handler"),
+    ("import builtins\nbuiltins.len = lambda x: 0", "modifies builtins.len"),
+])
+def test_scan_finds_tampering(source, finding):
+    released = _nb(SETUP, "pass")
+    flags = scan.scan_notebook(_nb(SETUP, source), released)
+    assert any(finding in flag for flag in flags), flags
+    assert all(flag.startswith("scan: cell 1") for flag in flags)
+
+
+def test_scan_ignores_ordinary_code_and_released_cells():
+    released = _nb(SETUP + "\nimport subprocess, sys", "pass")
+    student = _nb(SETUP + "\nimport subprocess, sys", textwrap.dedent("""\
+        class Gated(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.gate = nn.Parameter(torch.zeros(1))
+                self.layers = {}
+                self.layers["a"] = 1
+        model = Gated()
+        model.gate.data.fill_(0.0)
+        x = torch.randn(2, 3)
+        x[0] = 1.0
+        %timeit torch.randn(2)
+        """))
+    assert scan.scan_notebook(student, released) == []
+
+
+# ----------------------------------------------------------------------------- tamper detection
+
+TAMPER_SCRIPT = """
+import functools, sys, builtins
+import torch
+from torch import nn
+import fusionlab.check, fusionlab.train, fusionlab.data
+from autograder.hidden import integrity
+assert integrity.find_tampering() == [], integrity.find_tampering()
+patch = sys.argv[1]
+if patch == "lambda":
+    torch.allclose = lambda *a, **k: True
+elif patch == "alias":
+    torch.cat = torch.stack
+elif patch == "partial":
+    torch.nn.functional.relu = functools.partial(lambda x: x)
+elif patch == "method":
+    nn.LayerNorm.forward = lambda self, x: x
+elif patch == "tensor":
+    torch.Tensor.mean = lambda self, *a, **k: self
+elif patch == "fusionlab":
+    fusionlab.check.reference_bidirectional = lambda m, i, t: m(i, t)
+elif patch == "fusionlab_method":
+    fusionlab.models.CrossAttentionLayer.forward = lambda self, q, kv, m=None: q
+elif patch == "builtins":
+    builtins.isinstance = lambda *a: True
+elif patch == "mode":
+    from torch.overrides import TorchFunctionMode
+    TorchFunctionMode().__enter__()
+elif patch == "import_hook":
+    class Finder:
+        def find_spec(self, *a): return None
+    sys.meta_path.insert(0, Finder())
+elif patch == "sys_modules":
+    import types
+    sys.modules["fusionlab.check"] = types.ModuleType("fusionlab.check")
+problems = integrity.find_tampering()
+print("\\n".join(problems))
+sys.exit(0 if problems else 1)
+"""
+
+
+@pytest.mark.parametrize("patch, expected", [
+    ("lambda", "torch.allclose was replaced"),
+    ("alias", "torch.cat was replaced by torch.stack"),
+    ("partial", "relu was replaced"),
+    ("method", "LayerNorm.forward was replaced"),
+    ("tensor", "Tensor.mean was replaced"),
+    ("fusionlab", "fusionlab.check.reference_bidirectional was replaced"),
+    ("fusionlab_method", "fusionlab.models.CrossAttentionLayer.forward was replaced"),
+    ("builtins", "builtins.isinstance was replaced"),
+    ("mode", "TorchFunctionMode"),
+    ("import_hook", "import hook"),
+    ("sys_modules", "fusionlab.check"),
+])
+def test_tampering_is_detected(patch, expected):
+    completed = subprocess.run(
+        [sys.executable, "-c", TAMPER_SCRIPT, patch], cwd=REPO_ROOT, env=grading_env(),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert expected in completed.stdout, completed.stdout
+
+
+def test_pristine_fusionlab_ignores_the_imported_one():
+    import fusionlab.check
+    from autograder.hidden import integrity
+
+    original = fusionlab.check.reference_gated
+    try:
+        fusionlab.check.reference_gated = None
+        pristine = integrity.load_pristine_fusionlab()
+        assert callable(pristine.check.reference_gated)
+        assert pristine.check.__name__ != "fusionlab.check"
+        assert not any(name.startswith("_autograder_pristine") for name in sys.modules)
+    finally:
+        fusionlab.check.reference_gated = original
+
+
+def test_hidden_suite_is_fresh_and_read_only():
+    import autograder.hidden as hidden
+    from autograder.hidden import part1 as first
+    from autograder.hidden import part1 as second
+
+    assert first is not second  # executed afresh on each import
+    first.bidir_equivalence = lambda cls: None  # patching a copy ...
+    assert hidden.part1.bidir_equivalence is not first.bidir_equivalence  # ... changes nothing
+    with pytest.raises(AttributeError):
+        hidden.part1 = first
+
+
+# ----------------------------------------------------------------------------- feedback
+
+def test_feedback_keeps_the_verdict_not_the_traceback():
+    cell = new_code_cell(
+        "# Hidden test: x (3 points)\n### BEGIN HIDDEN TESTS\n_grader.x(C)\n### END HIDDEN TESTS",
+        metadata={"nbgrader": {"grade": True, "grade_id": "x", "points": 3, "locked": True,
+                               "solution": False, "schema_version": 3}},
+        outputs=[new_output("error", ename="AssertionError", evalue="gate starts at 1.0",
+                            traceback=["----> 3 _grader.x(C)", "secret line"]),
+                 new_output("stream", name="stderr", text="hidden.py:3: warn(secret)")],
+    )
+    nb = new_notebook(cells=[cell])
+    nb, _ = HideHiddenTestTracebacks().preprocess(nb, {})
+    text = nbformat.writes(nb)
+    assert "gate starts at 1.0" in text
+    assert "secret" not in text and "_grader.x(C)\"" not in text.split('"outputs"')[1]
