@@ -26,7 +26,7 @@ notebooks: $(STAMP)
 	$(BIN)/python -m autograder.notebooks
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check fusionlab autograder tests benchmarks

@@ -32,7 +32,7 @@ MASTER = (
     / "source" / "part1_fusion_strategies" / "part1_fusion_strategies.ipynb"
 )
 STUDENT_CELLS = ("bidirectional_solution", "gated_solution", "bidirectional-model")
-SEEDS = range(5)
+SEEDS = list(range(5))
 EPOCHS = {"original": 30, "xor": 10}  # as in the notebook
 
 FUSION = ("early", "late", "cross-attention", "bidirectional", "gated")  # mix features
@@ -68,30 +68,25 @@ def factories(num_classes: int) -> dict:
     }
 
 
-def train_one(make, seed: int, interaction: str, config: TrainConfig):
-    """One run as the notebook does it (fit_seeds), keeping the trained model."""
-    train, test = make_splits(seed=seed, interaction=interaction)
-    built = []
-
-    def build():
-        built.append(make())
-        return built[-1]
-
-    (history,) = fit_seeds(build, train, test, [seed], config)
-    return history.final_acc, per_class_accuracy(built[0], test), built[0]
-
-
 def measure(interaction: str) -> dict:
-    """{model: {"acc": (seeds,), "per_class": (seeds, C), "models": [one per seed]}}"""
+    """{model: {"acc": (seeds,), "per_class": (seeds, C), "models": [one per seed]}}
+
+    Every seed trains on its own data split; the seeds train side by side (``fit_seeds``
+    stacks them), as in the notebook.
+    """
     num_classes = 3 if interaction == "original" else 2
     config = TrainConfig(epochs=EPOCHS[interaction], progress=False)
+    splits = [make_splits(seed=seed, interaction=interaction) for seed in SEEDS]
+    trains, tests = [train for train, _ in splits], [test for _, test in splits]
     results = {}
     for name, make in factories(num_classes).items():
-        runs = [train_one(make, seed, interaction, config) for seed in SEEDS]
+        histories, models = fit_seeds(make, trains, tests, SEEDS, config, return_models=True)
         results[name] = {
-            "acc": torch.tensor([acc for acc, _, _ in runs]),
-            "per_class": torch.tensor([per_class for _, per_class, _ in runs]),
-            "models": [model for _, _, model in runs],
+            "acc": torch.tensor([history.final_acc for history in histories]),
+            "per_class": torch.tensor(
+                [per_class_accuracy(model, test) for model, test in zip(models, tests)]
+            ),
+            "models": models,
         }
     return results
 

@@ -98,11 +98,34 @@ def test_the_progress_bar_can_be_turned_off(small, capsys):
     assert "bar" in capsys.readouterr().err
 
 
-def test_fit_seeds_equals_single_runs(small):
-    runs = fit_seeds(EarlyFusion, *small, seeds=[0, 1], epochs=2, progress=False)
+def test_sequential_fit_seeds_equals_single_runs(small):
+    runs, models = fit_seeds(EarlyFusion, *small, seeds=[0, 1], epochs=2, progress=False,
+                             vectorize=False, return_models=True)
     seed_everything(1)
-    single = fit(EarlyFusion(), *small, epochs=2, seed=1, progress=False)
+    single_model = EarlyFusion()
+    single = fit(single_model, *small, epochs=2, seed=1, progress=False)
     assert runs[1].train_loss == single.train_loss
+    assert torch.equal(models[1].fusion[0].weight, single_model.fusion[0].weight)
+
+
+def test_vectorized_fit_seeds_follows_single_runs_without_dropout(small):
+    """Late fusion has no dropout: the stacked run agrees with each sequential run."""
+    runs = fit_seeds(LateFusion, *small, seeds=[0, 1, 2], epochs=2, progress=False)
+    for seed, run in zip([0, 1, 2], runs):
+        seed_everything(seed)
+        single = fit(LateFusion(), *small, epochs=2, seed=seed, progress=False)
+        assert run.test_acc == single.test_acc
+        assert run.train_loss == pytest.approx(single.train_loss, rel=1e-4)
+
+
+def test_fit_seeds_takes_one_dataset_per_seed(small):
+    other = (MultimodalDataset(n_samples=300, seed=5), MultimodalDataset(n_samples=90, seed=6))
+    for vectorize in (True, False):
+        runs = fit_seeds(LateFusion, [small[0], other[0]], [small[1], other[1]], seeds=[0, 1],
+                         epochs=1, progress=False, vectorize=vectorize)
+        seed_everything(1)
+        single = fit(LateFusion(), *other, epochs=1, seed=1, progress=False)
+        assert runs[1].test_acc == single.test_acc
 
 
 # ----------------------------------------------------------------------------- evaluation

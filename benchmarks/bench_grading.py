@@ -1,0 +1,247 @@
+"""Measurement 3: the Part 1 solution notebook and the autograder's throughput.
+
+- The solution notebook (``solutions/part1_fusion_strategies.ipynb``) executed top to bottom
+  in a fresh kernel with nbclient, as a student's "Run all" (kernel start included).
+- The autograder (``python -m autograder grade ASSIGNMENT SUBMISSIONS --out DIR``) on N copies
+  of its correct example submission: once with one worker, which gives each submission's own
+  grading time (the median over the N is the per-submission figure), and once with the
+  default workers (one per core), the batch figure. Every copy must come back graded with
+  full marks: a missing or lower grade is counted as lost.
+- One submission alone, end to end (release, grade, feedback, export): an instructor's latency.
+
+Each part reports "not available" with the reason when what it needs does not exist yet.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .timing import Samples, Timer, usable_cores
+
+REPO = Path(__file__).resolve().parent.parent
+ASSIGNMENT = "part1_fusion_strategies"
+SOLUTION = REPO / "solutions" / f"{ASSIGNMENT}.ipynb"
+MASTER = REPO / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+
+
+# ----------------------------------------------------------------------------- the notebook
+
+
+def run_notebook(repeats: int, log=print) -> dict:
+    if not SOLUTION.exists():
+        return {"available": False, "reason": f"{SOLUTION.relative_to(REPO)} does not exist yet"}
+    try:
+        import nbformat
+        from nbclient import NotebookClient
+    except ImportError as exc:
+        return {
+            "available": False,
+            "reason": f"nbclient/nbformat missing ({exc}); install '.[course]'",
+        }
+    wall = Samples()
+    for r in range(repeats):
+        nb = nbformat.read(SOLUTION, as_version=4)
+        client = NotebookClient(
+            nb,
+            timeout=900,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(SOLUTION.parent)}},
+        )
+        try:
+            with Timer() as t:
+                client.execute()
+        except Exception as exc:  # a failing notebook is a result, not a crash of the benchmark
+            return {
+                "available": False,
+                "reason": f"execution failed: {type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}",
+            }
+        wall.add(t.wall)
+        log(f"  notebook run {r + 1}/{repeats}: {t.wall:.1f} s")
+    return {"available": True, "wall": wall, "cells": len(nb.cells)}
+
+
+# ----------------------------------------------------------------------------- grading
+
+
+def _autograder(*args: str, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "autograder", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _tail(proc: subprocess.CompletedProcess) -> str:
+    lines = (proc.stderr or proc.stdout or "").strip().splitlines()
+    return lines[-1] if lines else f"exit code {proc.returncode}"
+
+
+def _grading_missing() -> str | None:
+    if not (REPO / "autograder" / "__main__.py").exists():
+        return "autograder/__main__.py does not exist yet"
+    if not MASTER.exists():
+        return f"{MASTER.relative_to(REPO)} does not exist yet"
+    return None
+
+
+def _pick_correct(paths: list[Path]) -> Path:
+    for word in ("correct", "solution", "full"):
+        for p in paths:
+            if word in p.stem.lower() and "in" + word not in p.stem.lower():
+                return p
+    return paths[0]
+
+
+def _check_batch(out: Path, n: int) -> dict:
+    results = json.loads((out / "results.json").read_text())
+    students = results["students"]
+    full = [s for s in students if s["status"] == "graded" and s["score"] >= s["max_score"]]
+    with open(out / "grades.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {
+        "seconds": Samples([s["seconds"] for s in students]),
+        "lost": n - len(full),
+        "csv_rows": len(rows),
+        "max_score": results["max_score"],
+    }
+
+
+def run_grading(n: int, log=print) -> dict:
+    missing = _grading_missing()
+    if missing:
+        return {"available": False, "reason": missing}
+    work = Path(tempfile.mkdtemp(prefix="fusionlab-bench-grading-"))
+    try:
+        proc = _autograder("examples", ASSIGNMENT, "--out", str(work / "examples"), timeout=600)
+        examples = sorted((work / "examples").glob("*.ipynb"))
+        if proc.returncode != 0 or not examples:
+            return {"available": False, "reason": f"`autograder examples` failed: {_tail(proc)}"}
+        correct = _pick_correct(examples)
+        batch = work / "batch"
+        batch.mkdir()
+        for i in range(n):
+            shutil.copy(correct, batch / f"student{i + 1:02d}.ipynb")
+        single = work / "single"
+        single.mkdir()
+        shutil.copy(correct, single / "student01.ipynb")
+
+        result = {"available": True, "n": n, "example": correct.name, "cores": usable_cores()}
+        runs = {"one worker": ["--workers", "1"], "default workers": []}
+        for label, extra in runs.items():
+            out = work / f"out-{label.replace(' ', '-')}"
+            with Timer() as t:
+                proc = _autograder(
+                    "grade",
+                    ASSIGNMENT,
+                    str(batch),
+                    "--out",
+                    str(out),
+                    *extra,
+                    timeout=300 + 120 * n,
+                )
+            if proc.returncode != 0:
+                return {
+                    "available": False,
+                    "reason": f"`autograder grade` ({label}) failed: {_tail(proc)}",
+                }
+            result[label] = {"wall": t.wall, **_check_batch(out, n)}
+            log(f"  grading {n} submissions, {label}: {t.wall:.1f} s")
+        out = work / "out-single"
+        with Timer() as t:
+            proc = _autograder("grade", ASSIGNMENT, str(single), "--out", str(out), timeout=600)
+        if proc.returncode == 0:
+            result["single"] = {"wall": t.wall, **_check_batch(out, 1)}
+        return result
+    except subprocess.TimeoutExpired as exc:
+        return {"available": False, "reason": f"timed out after {exc.timeout:.0f} s"}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def summary(notebook: dict, grading: dict) -> list[tuple[str, str, str]]:
+    nb = (
+        "solution notebook, fresh kernel (no target)",
+        f"{notebook['wall'].fmt(1)} s" if notebook["available"] else "not available",
+        "measured" if notebook["available"] else "not available",
+    )
+    target = "<= 5 s per submission (median) on 2 cores; batch on both cores; no grade lost"
+    if not grading["available"]:
+        return [nb, (target, "not available", "not evaluated")]
+    serial, parallel = grading["one worker"], grading["default workers"]
+    lost = serial["lost"] + parallel["lost"]
+    met = serial["seconds"].median <= 5.0 and lost == 0
+    result = (
+        f"{serial['seconds'].median:.1f} s per submission; {grading['n']} in "
+        f"{parallel['wall']:.0f} s on {grading['cores']} workers; {lost} lost"
+    )
+    return [nb, (target, result, "met" if met else "NOT met")]
+
+
+def markdown(notebook: dict, grading: dict) -> str:
+    lines = ["## 3. The solution notebook and grading throughput", ""]
+    if notebook["available"]:
+        lines.append(
+            f"Solution notebook (`solutions/{ASSIGNMENT}.ipynb`, {notebook['cells']} cells), "
+            f"executed in a fresh kernel with nbclient (kernel start included): "
+            f"**{notebook['wall'].fmt(1)} s** wall, median (min-max) of "
+            f"{len(notebook['wall'].values)} run(s)."
+        )
+    else:
+        lines.append(f"Solution notebook: **not available** ({notebook['reason']}).")
+    lines.append("")
+    if not grading["available"]:
+        lines += [
+            f"Grading: **not available** ({grading['reason']}).",
+            "",
+            "**Target** (<= 5 s per submission, median, on 2 cores; the batch uses both cores "
+            "safely and loses no grade): not evaluated.",
+            "",
+        ]
+        return "\n".join(lines)
+    n = grading["n"]
+    serial, parallel = grading["one worker"], grading["default workers"]
+    per_sub = serial["seconds"]
+    lines += [
+        f"Autograder (`python -m autograder grade {ASSIGNMENT} DIR --out OUT`) on {n} copies of "
+        f"the example `{grading['example']}` ({serial['max_score']:g} points each). "
+        "Per submission: the worker's time for that submission (autograde and feedback in its "
+        "own shard), from `results.json`.",
+        "",
+        "| run | wall (s) | per submission (s) | grades lost |",
+        "|---|---|---|---|",
+        f"| {n} submissions, one worker | {serial['wall']:.1f} | {per_sub.fmt(1)} "
+        f"| {serial['lost']} of {n} |",
+        f"| {n} submissions, default workers ({grading['cores']} cores) | {parallel['wall']:.1f} "
+        f"| {parallel['wall'] / n:.1f} (wall / N) | {parallel['lost']} of {n} |",
+    ]
+    if "single" in grading:
+        single = grading["single"]
+        lines.append(
+            f"| 1 submission alone, end to end | {single['wall']:.1f} | {single['wall']:.1f} "
+            f"| {single['lost']} of 1 |"
+        )
+    met = summary(notebook, grading)[1][2] == "met"
+    speedup = serial["wall"] / parallel["wall"]
+    lines += [
+        "",
+        f"**Target** (<= 5 s per submission, median, on 2 cores; the batch uses both cores "
+        f"safely and loses no grade): **{'met' if met else 'NOT met'}**: median "
+        f"{per_sub.median:.1f} s per submission; the batch runs {speedup:.1f}x faster on "
+        f"the default workers than on one; {parallel['lost']} grade(s) lost. Grades are "
+        "written by one process only (the workers grade into their own shards, see "
+        "`autograder/grade.py`), so the sqlite gradebook is never written concurrently.",
+        "",
+    ]
+    return "\n".join(lines)
