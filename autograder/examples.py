@@ -10,6 +10,7 @@ the tests build every variant in ``PART1_VARIANTS`` the same way.
 
 from __future__ import annotations
 
+import ast
 import re
 import tempfile
 from collections.abc import Callable
@@ -39,6 +40,28 @@ def release(assignment: str, source_root: Path = SOURCE_ROOT) -> tuple[dict, dic
             released[name] = nbformat.read(
                 course.root / "release" / assignment / f"{name}.ipynb", as_version=4)
     return masters, released
+
+
+def master_namespace(assignment: str, cell_ids, source_root: Path = SOURCE_ROOT) -> dict:
+    """The master's own code as plain Python: run the imports of its setup cell (the first code
+    cell), then the cells ``cell_ids`` (solution markers stripped), in a fresh namespace.
+
+    Tests use it to exercise the reference solutions exactly as the notebook defines them, so
+    that no second copy of a solution exists to drift.
+    """
+    master = nbformat.read(Path(source_root) / assignment / f"{assignment}.ipynb", as_version=4)
+    code_cells = [cell for cell in master.cells if cell.cell_type == "code"]
+    setup = "\n".join(line for line in code_cells[0].source.splitlines()
+                      if not line.lstrip().startswith(("%", "!")))  # IPython magics
+    imports = [node for node in ast.parse(setup).body
+               if isinstance(node, (ast.Import, ast.ImportFrom))]
+    namespace: dict = {}
+    exec(compile(ast.Module(body=imports, type_ignores=[]), "setup imports", "exec"), namespace)
+    cells = {cell.get("id"): cell.source for cell in code_cells}
+    for cell_id in cell_ids:
+        source = strip_solution_markers(cells[cell_id])
+        exec(compile(source, f"{assignment}.ipynb:{cell_id}", "exec"), namespace)
+    return namespace
 
 
 def _grade_id(cell) -> str | None:

@@ -1,33 +1,25 @@
 """fusionlab.check: each typical mistake is flagged by the right check, with a helpful message.
 
-The reference solutions below follow the interfaces of PART1 (the notebook's TODOs); every
-broken variant changes one thing, and the tests assert which checks fail and which still pass.
+The reference solutions are the Part 1 master's own solution cells; every broken variant below
+changes one thing, and the tests assert which checks fail and which still pass.
 """
 
 import pytest
 import torch
 from torch import nn
 
+from autograder.examples import master_namespace
 from fusionlab import check
 from fusionlab.models import CrossAttentionLayer
+
+SOLUTIONS = master_namespace(
+    "part1_fusion_strategies", ("bidirectional_solution", "gated_solution")
+)
 
 # ----------------------------------------------------------------------------- bidirectional
 
 
-class Bidirectional(nn.Module):
-    """Reference solution of the TODO."""
-
-    def __init__(self, dim, num_heads=4):
-        super().__init__()
-        self.txt_to_img = CrossAttentionLayer(dim, num_heads)
-        self.img_to_txt = CrossAttentionLayer(dim, num_heads)
-        self.norm_txt = nn.LayerNorm(dim)
-        self.norm_img = nn.LayerNorm(dim)
-
-    def forward(self, img_embed, txt_embed):
-        txt_upd = self.norm_txt(txt_embed + self.txt_to_img(txt_embed, img_embed))
-        img_upd = self.norm_img(img_embed + self.img_to_txt(img_embed, txt_embed))
-        return torch.cat([txt_upd, img_upd], dim=1).mean(dim=1)
+Bidirectional = SOLUTIONS["BidirectionalCrossAttention"]  # the reference solution of TODO 1
 
 
 class BidirectionalStub(nn.Module):
@@ -221,22 +213,7 @@ def test_bidirectional_nan_output_fails_no_nan():
 # ----------------------------------------------------------------------------- gated
 
 
-class Gated(nn.Module):
-    """Reference solution of the TODO."""
-
-    def __init__(self, img_dim=32, txt_dim=16, embed_dim=32, num_classes=3):
-        super().__init__()
-        self.img_proj = nn.Linear(img_dim, embed_dim)
-        self.txt_proj = nn.Linear(txt_dim, embed_dim)
-        self.gate = nn.Parameter(torch.zeros(1))
-        self.classifier = nn.Sequential(
-            nn.Linear(embed_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, num_classes)
-        )
-
-    def forward(self, img_feat, txt_feat):
-        alpha = torch.sigmoid(self.gate)
-        z = alpha * self.img_proj(img_feat) + (1 - alpha) * self.txt_proj(txt_feat)
-        return self.classifier(z)
+Gated = SOLUTIONS["GatedFusionModel"]  # the reference solution of TODO 2
 
 
 class GatedStub(nn.Module):
@@ -399,6 +376,6 @@ def test_checks_never_raise_on_garbage():
 def test_printed_verdict_has_one_line_per_check(capsys):
     assert check.gated(Gated) is True
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "Checking Gated"
+    assert lines[0] == "Checking GatedFusionModel"
     assert len(lines) == 2 + len(check.GATED_CHECKS)
     assert lines[-1] == f"All {len(check.GATED_CHECKS)} checks passed."

@@ -9,12 +9,10 @@ If a number here disagrees with the notebook's text, change the text (or the dat
 test.
 """
 
-from pathlib import Path
-
-import nbformat
 import pytest
 import torch
 
+from autograder.examples import master_namespace
 from fusionlab.data import make_splits
 from fusionlab.models import (
     CommitteeFusion,
@@ -27,10 +25,6 @@ from fusionlab.train import TrainConfig, fit_seeds, per_class_accuracy
 
 pytestmark = pytest.mark.slow
 
-MASTER = (
-    Path(__file__).resolve().parents[1]
-    / "source" / "part1_fusion_strategies" / "part1_fusion_strategies.ipynb"
-)
 STUDENT_CELLS = ("bidirectional_solution", "gated_solution", "bidirectional-model")
 SEEDS = list(range(5))
 EPOCHS = {"original": 30, "xor": 10}  # as in the notebook
@@ -42,16 +36,7 @@ UNIMODAL = ("image only", "text only")
 
 def notebook_models() -> dict:
     """The master's solution cells and its BidirectionalFusionModel, run as plain Python."""
-    nb = nbformat.read(str(MASTER), as_version=4)
-    cells = {cell.get("id"): cell.source for cell in nb.cells}
-    namespace = {}
-    exec(  # the names the notebook's setup cell imports for these cells
-        "import torch\nfrom torch import nn\nfrom fusionlab.models import CrossAttentionLayer\n",
-        namespace,
-    )
-    for cell_id in STUDENT_CELLS:
-        exec(compile(cells[cell_id], f"{MASTER.name}:{cell_id}", "exec"), namespace)
-    return namespace
+    return master_namespace("part1_fusion_strategies", STUDENT_CELLS)
 
 
 def factories(num_classes: int) -> dict:
