@@ -32,4 +32,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check fusionlab autograder tests benchmarks
 
 clean:
-	rm -rf $(VENV) build grading-output figures .pytest_cache
+	rm -rf $(VENV) build grading-output .pytest_cache

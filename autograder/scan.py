@@ -165,6 +165,18 @@ class _Scanner(ast.NodeVisitor):
         self.generic_visit(node)
 
 
+def _scan(source: str, protected: set[str]) -> list:
+    """Parse one cell (never run it) and return its findings; adds its imports to
+    ``protected``. A cell that is not valid Python has no findings."""
+    try:
+        tree = ast.parse(_python_source(source))
+    except SyntaxError:
+        return []
+    scanner = _Scanner(protected)
+    scanner.visit(tree)
+    return scanner.findings
+
+
 def scan_notebook(nb, released=None) -> list[str]:
     """Flags for the code cells of ``nb`` that are not identical to a cell of ``released``
     (the notebook as distributed; None scans every cell). Imports in unchanged cells still
@@ -181,20 +193,9 @@ def scan_notebook(nb, released=None) -> list[str]:
             changed.append((index, cell.source))
     protected: set[str] = set()
     for _, source in protected_imports:  # learn the names the course's own cells import
-        try:
-            tree = ast.parse(_python_source(source))
-        except SyntaxError:
-            continue
-        scanner = _Scanner(protected)
-        scanner.visit(tree)
+        _scan(source, protected)
     flags = []
     for index, source in changed:
-        try:
-            tree = ast.parse(_python_source(source))
-        except SyntaxError:
-            continue
-        scanner = _Scanner(protected)
-        scanner.visit(tree)
-        for line, what in scanner.findings:
+        for line, what in _scan(source, protected):
             flags.append(f"scan: cell {index}, line {line}: {what}")
     return list(dict.fromkeys(flags))

@@ -159,6 +159,17 @@ def as_tensors(data) -> tuple[torch.Tensor, ...]:
     return tuple(tensors)
 
 
+def per_seed(data, count: int, name: str = "data") -> list:
+    """``data`` as a list of ``count`` datasets, one per seed: a single dataset (or tuple of
+    tensors) is shared by every seed; a list or tuple of datasets must have one per seed."""
+    is_list = isinstance(data, (list, tuple)) and not any(isinstance(d, torch.Tensor) for d in data)
+    if not is_list:
+        return [data] * count
+    if len(data) != count:
+        raise ValueError(f"{name}: got {len(data)} datasets for {count} seeds; pass one per seed")
+    return list(data)
+
+
 class BatchIterator:
     """Mini-batches by slicing whole tensors: no per-sample ``__getitem__``, no collate.
 

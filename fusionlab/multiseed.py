@@ -54,7 +54,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import as_tensors
+from .data import as_tensors, per_seed
 from .train import History, TrainConfig, _dropout_seed, adam, fit
 from .utils import cpu_threads, default_cpu_threads, get_device, seed_everything
 
@@ -334,8 +334,8 @@ def fit_seeds_vectorized(
     seeds = list(seeds)
     if not seeds:
         return ([], []) if return_models else []
-    trains = _per_seed(train, len(seeds), "train")
-    tests = _per_seed(test, len(seeds), "test") if test is not None else [None] * len(seeds)
+    trains = per_seed(train, len(seeds), "train")
+    tests = per_seed(test, len(seeds), "test") if test is not None else [None] * len(seeds)
     models = []
     for seed in seeds:  # the same construction as fit_seeds: same initial weights per seed
         seed_everything(seed)
@@ -358,16 +358,6 @@ def fit_seeds_vectorized(
                     model.load_state_dict(state)
                 model.to(device)  # where fit leaves a model
     return (histories, models) if return_models else histories
-
-
-def _per_seed(data, K: int, name: str) -> list:
-    """``data`` as a list of K datasets: one shared dataset repeated, or the given list."""
-    is_list = isinstance(data, (list, tuple)) and not any(isinstance(d, torch.Tensor) for d in data)
-    if not is_list:
-        return [data] * K
-    if len(data) != K:
-        raise ValueError(f"{name}: got {len(data)} datasets for {K} seeds; pass one per seed")
-    return list(data)
 
 
 def _stack_data(datasets, K: int, device) -> tuple[torch.Tensor, ...]:

@@ -1,5 +1,5 @@
-"""The course's figures. Every function draws on a new figure (or the axes given) and returns
-the ``matplotlib`` Figure; call ``plt.show()`` in a notebook, or ``fig.savefig`` in a script.
+"""The course's figures. Every function draws a new figure and returns the ``matplotlib``
+Figure; call ``plt.show()`` in a notebook, or ``fig.savefig`` in a script.
 
 Colours follow the Part 1 seed notebook: blue, orange-red and green for the first three series.
 """

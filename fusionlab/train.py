@@ -11,7 +11,6 @@ tensors whose last one holds the labels (see ``fusionlab.data.as_tensors``).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -20,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import BatchIterator, as_tensors
+from .data import BatchIterator, as_tensors, per_seed
 from .utils import cpu_threads, default_cpu_threads, get_device, seed_everything
 
 
@@ -170,10 +169,9 @@ def fit_seeds(
         return fit_seeds_vectorized(make_model, train, test, seeds, config,
                                     return_models=return_models)
     seeds = list(seeds)
-    trains = train if isinstance(train, list) else [train] * len(seeds)
-    tests = test if isinstance(test, list) else [test] * len(seeds)
+    trains, tests = per_seed(train, len(seeds), "train"), per_seed(test, len(seeds), "test")
     histories, models = [], []
-    for seed, train_k, test_k in zip(seeds, trains, tests, strict=True):
+    for seed, train_k, test_k in zip(seeds, trains, tests):
         seed_everything(seed)
         models.append(make_model())
         run_config = replace(config, seed=seed, desc=f"seed {seed}")
@@ -233,8 +231,3 @@ def confusion_matrix(model: nn.Module, data, num_classes: int | None = None) -> 
 def per_class_accuracy(model: nn.Module, data, num_classes: int | None = None) -> list[float]:
     """Accuracy within each true class, as a list indexed by class."""
     return per_class_from_confusion(confusion_matrix(model, data, num_classes))
-
-
-def snapshot(model: nn.Module) -> dict:
-    """A detached copy of the model's weights, e.g. to compare before and after training."""
-    return copy.deepcopy(model.state_dict())
