@@ -3,7 +3,7 @@
 - ``fusionlab.data``: synthetic two-modality datasets and a fast batch iterator;
 - ``fusionlab.models``: early, late, committee and cross-attention fusion over ``(B, N, D)``;
 - ``fusionlab.train``: a device-agnostic training loop and evaluation;
-- ``fusionlab.multiseed``: several seeds of one model trained at once, as a stacked ensemble;
+- ``fusionlab.multiseed``: ``fit_seeds``, several seeds of one model trained side by side;
 - ``fusionlab.plots``: the course's figures;
 - ``fusionlab.check``: the self-checks that follow each TODO in the notebooks.
 """

@@ -1,26 +1,23 @@
-"""Train K seeds of one architecture at once, as one stacked ensemble.
+"""Train one fresh model per seed, all seeds at once, as one stacked ensemble.
 
-    histories = fit_seeds_vectorized(LateFusion, train, test, seeds=range(10), config=config)
+    histories = fit_seeds(LateFusion, train, test, seeds=range(10), config=config)
 
 The idea: K copies of a small model do the same ops on different numbers, so do each op once
 on K-times-larger tensors. Every ``nn.Linear`` of the K models becomes one batched matmul over
-stacked weights ``(K, in, out)`` and every ``nn.LayerNorm`` a stacked affine; the K
-mini-batches travel concatenated along the batch dimension, model-major (rows ``k*B`` to
-``(k+1)*B`` belong to seed ``k``), so every parameter-free op (ReLU, dropout, reshapes,
-attention within a sample) already acts on each seed's samples separately. The loss is the sum
-of the K per-seed mean losses, so each seed's weights receive exactly that seed's gradient,
-and one Adam over the stacked tensors is K independent Adams, since Adam is elementwise.
+stacked weights ``(K, in, out)``, every ``nn.LayerNorm`` a stacked affine, and every bare
+``nn.Parameter`` (a learnable gate) one ``(K, *shape)`` parameter; the K mini-batches travel
+concatenated along the batch dimension, model-major (rows ``k*B`` to ``(k+1)*B`` belong to seed
+``k``), so every parameter-free op (ReLU, dropout, reshapes, attention within a sample) already
+acts on each seed's samples separately. The loss is the sum of the K per-seed mean losses, so
+each seed's weights receive exactly that seed's gradient, and one Adam over the stacked tensors
+is K independent Adams, since Adam is elementwise. On the course's models this is several times
+faster than training the seeds one after the other (measurement 2 of ``benchmarks/RESULTS.md``).
 
-On the course's models this trains 10 seeds in about the time of 2-4 sequential runs
-(numbers in ``benchmarks/RESULTS.md``). The seeds may share one dataset or each have their own.
+**What is reproduced, and the tolerance.** For each seed:
 
-**What is reproduced, and the tolerance.** ``fit_seeds_vectorized(make_model, train, test,
-seeds, config)`` is a drop-in for ``fusionlab.train.fit_seeds``: the same ``History`` list,
-and the models ``make_model`` returned trained in place. For each seed:
-
-- the initial weights are identical (built the same way: ``seed_everything(seed)``, then
+- the initial weights are identical to a sequential run's (``seed_everything(seed)``, then
   ``make_model()``), and so is the shuffling order of every epoch;
-- without dropout, training follows the same arithmetic up to the order of float additions
+- without dropout, training follows ``fit``'s arithmetic up to the order of float additions
   inside the batched matmuls, so the histories agree to round-off: test accuracies within one
   test sample (in practice equal) and training losses within 1e-3 relative (in practice 1e-6;
   ``tests/test_multiseed.py`` asserts both);
@@ -29,18 +26,18 @@ and the models ``make_model`` returned trained in place. For each seed:
   ``randomness="different"`` has the same limit). The runs are then equally likely outcomes of
   the same training, not the same runs: each seed's final accuracy stays within 2 points of
   the sequential one and the mean over seeds within 0.5 point (asserted in the tests on the
-  original dataset; measured: 0.7 and 0.15 at most). With dropout a seed's history therefore
-  depends on the whole seed list; the same list always gives the same histories, and a single
-  seed gives exactly ``fit``'s run.
+  original dataset). With dropout a seed's history therefore depends on the whole seed list;
+  the same list always gives the same histories, and a single seed gives exactly ``fit``'s run.
 
-**Which models stack.** Any model whose parameters are all trainable and live in
-``nn.Linear`` and ``nn.LayerNorm`` layers, that has no buffers, and whose forward treats the
-samples of a batch independently with the batch dimension first: every model in
-``fusionlab.models``. Before training, a forward pass of the ensemble is compared with each
-model's own forward pass, so a model that breaks the contract is detected rather than trained
-wrongly. Models that do not stack (a bare ``nn.Parameter`` such as a learnable gate, batch
-norm, convolutions) are trained one seed after the other, exactly as
-``fusionlab.train.fit_seeds`` trains them.
+**Which models stack.** Models whose parameters are all trainable, that have no buffers, whose
+forward treats the samples of a batch independently with the batch dimension first, and whose
+parameters live in ``nn.Linear`` and ``nn.LayerNorm`` layers or are bare parameters that the
+forward broadcasts against per-sample features of their own rank (a gate of shape ``(1,)`` times
+``(B, D)`` features). Every model of ``fusionlab.models`` and the notebooks' gated model stack.
+Before training, the ensemble's forward pass is compared with each model's own, on copies whose
+weights differ from model to model, so a model that breaks the contract is detected rather than
+trained wrongly. Models that do not stack (batch norm, convolutions, a bare weight matrix used
+in a matmul) train one seed after the other with ``fit``, as ``vectorize=False`` does.
 """
 
 from __future__ import annotations
@@ -55,8 +52,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data import as_tensors, per_seed
-from .train import History, TrainConfig, _dropout_seed, adam, fit
-from .utils import cpu_threads, default_cpu_threads, get_device, seed_everything
+from .train import EarlyStopping, History, TrainConfig, adam, fit, seeded_rng
+from .utils import cpu_threads, get_device, seed_everything, training_threads
 
 
 class UnstackableModelError(ValueError):
@@ -69,8 +66,7 @@ class UnstackableModelError(ValueError):
 class StackedLinear(nn.Module):
     """K ``nn.Linear`` layers as one: ``(K*M, ..., in)`` model-major -> ``(K*M, ..., out)``.
 
-    The weights are stored transposed, ``(K, in, out)``, so that the batched matmul reads them
-    contiguously (about 10% faster on the CPU than a transposed view).
+    The weights are stored transposed, ``(K, in, out)``, the layout ``torch.baddbmm`` takes.
     """
 
     def __init__(self, layers: Sequence[nn.Linear]):
@@ -134,22 +130,21 @@ class StackedLayerNorm(nn.Module):
         return state
 
 
-class MaskDropout(nn.Module):
-    """``nn.Dropout`` with the mask drawn as ``uniform >= p``: the same distribution as
-    ``nn.Dropout``, about twice as fast on the CPU for the ensemble's ``(K*B, D)`` tensors.
-    Masks differ from the sequential run's either way (see the module docstring)."""
+class StackedParameter(nn.Module):
+    """K bare ``nn.Parameter`` of one shape ``S`` as one ``(K, *S)`` parameter.
 
-    def __init__(self, p: float):
+    ``rows(M)`` hands each of the ``K*M`` model-major rows its own model's value, ``(K*M, *S)``:
+    a gate of shape ``(1,)`` becomes ``(K*M, 1)`` and scales each row of ``(K*M, D)`` features by
+    its model's gate, as the gate scales each row of ``(M, D)`` in one model.
+    """
+
+    def __init__(self, params: Sequence[nn.Parameter]):
         super().__init__()
-        self.p = p
+        self.num_models = len(params)
+        self.weight = nn.Parameter(torch.stack([p.detach() for p in params]))  # (K, *S)
 
-    def forward(self, x):
-        if not self.training or self.p == 0.0:
-            return x
-        if self.p == 1.0:
-            return x * 0.0
-        keep = torch.rand_like(x).ge_(self.p).mul_(1.0 / (1.0 - self.p))  # 0 or 1/(1-p)
-        return x * keep
+    def rows(self, rows_per_model: int) -> torch.Tensor:
+        return self.weight.repeat_interleave(rows_per_model, dim=0)  # (K*M, *S)
 
 
 def _stacked_layer(layers: Sequence[nn.Module]) -> nn.Module | None:
@@ -182,52 +177,51 @@ class StackedEnsemble(nn.Module):
         self.models = list(models)  # a plain list: not registered, not trained through
         self.body = copy.deepcopy(models[0])
         modules = [dict(m.named_modules()) for m in models]
-        self.stacked_names = []
+        self.layer_names = []  # modules replaced by a stacked layer
+        self.parameter_names = []  # bare parameters, each replaced by a StackedParameter
+        self.bare = nn.ModuleList()
+        self.bare_slots = []  # (module of the body, attribute) that reads each bare parameter
         for name, module in list(self.body.named_modules()):
-            if not any(True for _ in module.parameters(recurse=False)):
+            own = [n for n, p in module.named_parameters(recurse=False)]
+            if not own:
                 continue
             stacked = _stacked_layer([mods[name] for mods in modules])
-            if stacked is None:
-                own = [n for n, _ in module.named_parameters(recurse=False)]
-                raise UnstackableModelError(
-                    f"module {name or '(root)'!r} ({type(module).__name__}) holds parameters "
-                    f"{own} and is not an nn.Linear or an nn.LayerNorm over the last dimension"
-                )
-            if name == "":  # the model is itself one layer
-                self.body = stacked
-            else:
-                parent, _, attr = name.rpartition(".")
-                setattr(self.body.get_submodule(parent), attr, stacked)
-            self.stacked_names.append(name)
-        for name, module in list(self.body.named_modules()):
-            if type(module) is nn.Dropout and name and self.num_models > 1:
-                # with one model, keep nn.Dropout: the run is then exactly fit's
-                parent, _, attr = name.rpartition(".")
-                setattr(
-                    self.body.get_submodule(parent) if parent else self.body,
-                    attr,
-                    MaskDropout(module.p),
-                )
-        leftovers = [
-            n
-            for n, _ in self.body.named_parameters()
-            if n.rpartition(".")[0] not in self.stacked_names
-        ]
-        if leftovers:  # e.g. one layer reachable under two names
-            raise UnstackableModelError(f"parameters outside stackable layers: {leftovers}")
+            if stacked is not None:
+                if name == "":  # the model is itself one layer
+                    self.body = stacked
+                else:
+                    parent, _, attr = name.rpartition(".")
+                    setattr(self.body.get_submodule(parent), attr, stacked)
+                self.layer_names.append(name)
+                continue
+            for attr in own:
+                params = [getattr(mods[name], attr) for mods in modules]
+                self.bare.append(StackedParameter(params))
+                del module._parameters[attr]  # the forward reads rows(M) there instead
+                self.bare_slots.append((module, attr))
+                self.parameter_names.append(f"{name}.{attr}" if name else attr)
 
     def forward(self, *inputs):
-        return self.body(*inputs)
+        rows_per_model = inputs[0].shape[0] // self.num_models
+        for (module, attr), stacked in zip(self.bare_slots, self.bare):
+            setattr(module, attr, stacked.rows(rows_per_model))  # (K*M, *S)
+        try:
+            return self.body(*inputs)
+        finally:
+            for module, attr in self.bare_slots:  # hold no graph between calls
+                setattr(module, attr, None)
 
     def state_of(self, k: int) -> dict[str, torch.Tensor]:
         """Model k's current weights as a state dict of the original model (detached copies
         on the CPU)."""
         state = {}
-        for name in self.stacked_names:
+        for name in self.layer_names:
             prefix = f"{name}." if name else ""
             for key, value in self.body.get_submodule(name).state_of(k).items():
-                state[prefix + key] = value.detach().cpu().clone()
-        return state
+                state[prefix + key] = value
+        for name, stacked in zip(self.parameter_names, self.bare):
+            state[name] = stacked.weight[k]
+        return {key: value.detach().cpu().clone() for key, value in state.items()}
 
     @torch.no_grad()
     def unstack(self) -> list[nn.Module]:
@@ -247,41 +241,58 @@ def _check_same_architecture(models):
         raise UnstackableModelError("models with buffers (e.g. batch norm statistics) do not stack")
     if any(not p.requires_grad for m in models for p in m.parameters()):
         raise UnstackableModelError("models with frozen parameters do not stack")
+    named = list(models[0].named_parameters(remove_duplicate=False))
+    if len(named) != len({id(p) for _, p in named}):
+        raise UnstackableModelError("models that share one parameter between layers do not stack")
 
 
 def stack_models(models: Sequence[nn.Module], example_inputs=None, atol: float = 1e-5):
-    """A ``StackedEnsemble`` of ``models``, verified against them on ``example_inputs``.
+    """A ``StackedEnsemble`` of ``models``, verified on ``example_inputs``.
 
-    ``example_inputs`` is a tuple of input tensors ``(B, ...)``. Each model's own eval-mode
-    output on them must equal the ensemble's slice for that model to ``atol`` (relative to
-    the output's scale); otherwise the model's forward does not treat samples independently
-    and ``UnstackableModelError`` is raised.
+    ``example_inputs`` is a tuple of input tensors ``(B, ...)``. The check stacks copies of the
+    models whose weights are perturbed differently for each model, so that a forward pass that
+    reads another model's weights shows; each copy's own eval-mode output must equal the
+    ensemble's slice for that copy to ``atol`` (relative to the output's scale). Otherwise the
+    model breaks the contract of the module docstring and ``UnstackableModelError`` is raised.
     """
     ensemble = StackedEnsemble(models)
     if example_inputs is not None:
-        _verify(ensemble, models, example_inputs, atol)
+        _verify(_perturbed_copies(models), example_inputs, atol)
     return ensemble
 
 
 @torch.no_grad()
-def _verify(ensemble, models, inputs, atol):
+def _perturbed_copies(models):
+    generator = torch.Generator().manual_seed(0)  # never the global RNG: training is seeded
+    copies = [copy.deepcopy(m) for m in models]
+    for k, model in enumerate(copies):
+        for p in model.parameters():
+            p.add_(0.1 * (k + 1) * torch.randn(p.shape, generator=generator).to(p))
+    return copies
+
+
+@torch.no_grad()
+def _verify(models, inputs, atol):
     K = len(models)
-    states = [m.training for m in models] + [ensemble.training]
+    ensemble = StackedEnsemble(models).eval()
     for m in models:
         m.eval()
-    ensemble.eval()
+    # each model sees different rows (rolled and scaled), so that the check notices rows
+    # swapped between models and statistics taken over the batch
+    per_model = [tuple(_variant(t, k) for t in inputs) for k in range(K)]
+    want = torch.cat([m(*ts) for m, ts in zip(models, per_model)])
     try:
-        # each model sees different rows (rolled and scaled), so that the check notices rows
-        # swapped between models and statistics taken over the batch
-        per_model = [tuple(_variant(t, k) for t in inputs) for k in range(K)]
-        stacked = tuple(torch.cat(ts) for ts in zip(*per_model))
-        got = ensemble(*stacked)
-        want = torch.cat([m(*ts) for m, ts in zip(models, per_model)])
-    finally:
-        for m, training in zip(models, states):
-            m.train(training)
-        ensemble.train(states[-1])
-    if got.shape != want.shape or not torch.allclose(
+        got = ensemble(*(torch.cat(ts) for ts in zip(*per_model)))
+    except Exception as error:  # e.g. a bare weight matrix that cannot broadcast per row
+        raise UnstackableModelError(
+            f"the stacked ensemble's forward pass failed ({type(error).__name__}: {error})"
+        ) from error
+    if got.shape != want.shape:
+        raise UnstackableModelError(
+            f"the stacked ensemble's output has shape {tuple(got.shape)}, expected "
+            f"{tuple(want.shape)}: a parameter's per-model copies do not broadcast as in one model"
+        )
+    if not torch.allclose(
         got, want, atol=atol * (1.0 + want.abs().max().item()), rtol=0.0
     ):
         raise UnstackableModelError(
@@ -295,68 +306,56 @@ def _variant(t: torch.Tensor, k: int) -> torch.Tensor:
     return t * (1.0 + 0.25 * k) if t.is_floating_point() else t
 
 
-def can_stack(models: Sequence[nn.Module], example_inputs=None) -> bool:
-    """Whether ``models`` train as one ``StackedEnsemble`` (see ``stack_models``)."""
-    try:
-        stack_models(models, example_inputs)
-    except UnstackableModelError:
-        return False
-    return True
-
-
 # ----------------------------------------------------------------------------- training
 
 
-def fit_seeds_vectorized(
+def fit_seeds(
     make_model: Callable[[], nn.Module],
     train,
     test,
     seeds: Sequence[int],
     config: TrainConfig | None = None,
     *,
+    vectorize: bool = True,
     return_models: bool = False,
     **overrides,
 ):
-    """Train one fresh model per seed, all seeds at once; return their ``History`` list.
+    """Train one fresh model per seed: ``seed_everything(seed)``, ``make_model()``, train.
 
-    The drop-in for ``fusionlab.train.fit_seeds``: same arguments, same result type, same
-    per-seed initial weights and shuffling (see the module docstring for the tolerance), and,
-    as there, the models that ``make_model`` returned are trained in place. Early stopping
-    (``config.patience``) stops each seed on its own, as in ``fit``: its history ends and its
-    model keeps the weights it stopped with. With ``return_models=True`` the result is
-    ``(histories, models)``, the trained models in seed order.
+    Returns the ``History`` of every seed, or ``(histories, models)`` with ``return_models``,
+    the trained models in seed order (the very objects ``make_model`` returned). ``overrides``
+    replace single fields of ``config``, as in ``fit``; ``config.patience`` stops each seed on
+    its own, and a stopped seed's model keeps the weights it stopped with.
 
     ``train`` and ``test`` are each one dataset shared by every seed, or a list with one
     dataset per seed (all of the same size), e.g. ``[make_splits(s)[0] for s in seeds]``.
-    Models that do not stack are trained one after the other, exactly as ``fit_seeds`` does.
+
+    The seeds train side by side as one stacked ensemble (see the module docstring for what is
+    reproduced). A model that does not stack, or ``vectorize=False``, trains the seeds one
+    after the other, each run exactly ``fit(model, train, test, config, seed=seed)``.
     """
     config = replace(config or TrainConfig(), **overrides)
     seeds = list(seeds)
-    if not seeds:
-        return ([], []) if return_models else []
     trains = per_seed(train, len(seeds), "train")
-    tests = per_seed(test, len(seeds), "test") if test is not None else [None] * len(seeds)
+    tests = per_seed(test, len(seeds), "test")
     models = []
-    for seed in seeds:  # the same construction as fit_seeds: same initial weights per seed
+    for seed in seeds:
         seed_everything(seed)
         models.append(make_model())
-    try:
+    ensemble = None
+    if vectorize and seeds:
         example = tuple(t[:8] for t in as_tensors(trains[0])[:-1])
-        ensemble = stack_models(models, example)
-    except UnstackableModelError:
-        histories = [  # what fit_seeds does, on the models already built
+        try:
+            ensemble = stack_models(models, example)
+        except UnstackableModelError:
+            pass  # trained one after the other below
+    if ensemble is None:
+        histories = [
             fit(model, train_k, test_k, replace(config, seed=seed, desc=f"seed {seed}"))
             for model, train_k, test_k, seed in zip(models, trains, tests, seeds)
         ]
     else:
-        histories, stopped = _fit_stacked(ensemble, trains, tests, seeds, config)
-        ensemble.unstack()
-        device = next(ensemble.parameters()).device
-        with torch.no_grad():
-            for model, state in zip(models, stopped):
-                if state is not None:
-                    model.load_state_dict(state)
-                model.to(device)  # where fit leaves a model
+        histories = _fit_stacked(ensemble, trains, tests, seeds, config)
     return (histories, models) if return_models else histories
 
 
@@ -364,17 +363,17 @@ def _stack_data(datasets, K: int, device) -> tuple[torch.Tensor, ...]:
     """The K datasets as tensors ``(K, n, ...)``; a shared dataset is expanded, not copied."""
     if all(d is datasets[0] for d in datasets):
         return tuple(t.to(device).unsqueeze(0).expand(K, *t.shape) for t in as_tensors(datasets[0]))
-    per_seed = [as_tensors(d) for d in datasets]
-    shapes = {tuple(tuple(t.shape) for t in tensors) for tensors in per_seed}
+    tensors = [as_tensors(d) for d in datasets]
+    shapes = {tuple(tuple(t.shape) for t in ts) for ts in tensors}
     if len(shapes) != 1:
         raise ValueError(f"the per-seed datasets must all have the same shapes, got {shapes}")
-    return tuple(torch.stack(ts).to(device) for ts in zip(*per_seed))
+    return tuple(torch.stack(ts).to(device) for ts in zip(*tensors))
 
 
-def _fit_stacked(ensemble, trains, tests, seeds, config):
+def _fit_stacked(ensemble, trains, tests, seeds, config) -> list[History]:
+    """``fit``'s loop over the ensemble; leaves the trained weights in the original models."""
     K = len(seeds)
     device = get_device(config.device)
-    threads = (config.num_threads or default_cpu_threads()) if device.type == "cpu" else None
     ensemble.to(device)
     train_tensors = _stack_data(trains, K, device)  # (K, n, ...)
     test_tensors = _stack_data(tests, K, device) if tests[0] is not None else None
@@ -384,11 +383,10 @@ def _fit_stacked(ensemble, trains, tests, seeds, config):
     rows = torch.arange(K, device=device)[:, None]
     optimizer = adam(ensemble.parameters(), lr=config.lr)
     histories = [History() for _ in seeds]
-    best, since_best = [-1.0] * K, [0] * K
-    running = [True] * K
+    stoppings = [EarlyStopping(config.patience) for _ in seeds]
     stopped = [None] * K  # the weights of the seeds that stopped early
 
-    with cpu_threads(threads), _dropout_seed(seeds[0]):
+    with cpu_threads(training_threads(device, config.num_threads)), seeded_rng(seeds[0]):
         bar = tqdm(range(config.epochs), desc=f"{K} seeds", disable=not config.progress)
         for _ in bar:
             ensemble.train()
@@ -409,25 +407,26 @@ def _fit_stacked(ensemble, trains, tests, seeds, config):
             epoch_loss = [x / count for x in total.tolist()]  # one host sync per epoch, as fit
             accs = _accuracies(ensemble, test_tensors) if test_tensors is not None else None
             for k in range(K):
-                if not running[k]:
+                if stopped[k] is not None:
                     continue
                 histories[k].train_loss.append(epoch_loss[k])
                 if accs is None:
                     continue
                 histories[k].test_acc.append(accs[k])
-                if config.patience is not None:
-                    if accs[k] > best[k]:
-                        best[k], since_best[k] = accs[k], 0
-                    else:
-                        since_best[k] += 1
-                        if since_best[k] >= config.patience:
-                            histories[k].stopped_early, running[k] = True, False
-                            stopped[k] = ensemble.state_of(k)
+                if stoppings[k].should_stop(accs[k]):
+                    histories[k].stopped_early = True
+                    stopped[k] = ensemble.state_of(k)
             if accs is not None:
                 bar.set_postfix(acc=f"{sum(accs) / K:.4f}")
-            if not any(running):
+            if all(state is not None for state in stopped):
                 break
-    return histories, stopped
+    ensemble.unstack()
+    with torch.no_grad():
+        for model, state in zip(ensemble.models, stopped):
+            if state is not None:
+                model.load_state_dict(state)
+            model.to(device)  # where fit leaves a model
+    return histories
 
 
 @torch.no_grad()

@@ -7,11 +7,14 @@ tensors whose last one holds the labels (see ``fusionlab.data.as_tensors``).
     config = TrainConfig(epochs=30, lr=1e-3, batch_size=64, seed=0)
     history = fit(model, train, test, config)
     history.test_acc[-1]
+
+``fit`` is built from small public pieces that ``fusionlab.multiseed`` (several seeds at once)
+reuses: ``adam``, ``EarlyStopping``, ``seeded_rng`` and ``fusionlab.utils.training_threads``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -19,8 +22,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import BatchIterator, as_tensors, per_seed
-from .utils import cpu_threads, default_cpu_threads, get_device, seed_everything
+from .data import BatchIterator, as_tensors
+from .utils import cpu_threads, get_device, training_threads
 
 
 @dataclass
@@ -34,7 +37,7 @@ class TrainConfig:
     device: str | None = None  # None: cuda, then mps, then cpu
     progress: bool = True  # tqdm bar over epochs
     patience: int | None = None  # stop after this many epochs without a better test accuracy
-    num_threads: int | None = None  # CPU threads; None: default_cpu_threads()
+    num_threads: int | None = None  # CPU threads; None: see fusionlab.utils.training_threads
     desc: str = "training"  # label of the progress bar
 
 
@@ -68,7 +71,6 @@ def fit(model: nn.Module, train, test=None, config: TrainConfig | None = None, *
     """
     config = replace(config or TrainConfig(), **overrides)
     device = get_device(config.device)
-    threads = (config.num_threads or default_cpu_threads()) if device.type == "cpu" else None
     model.to(device)
     batches = BatchIterator(
         train, config.batch_size, shuffle=True, seed=config.seed, device=device
@@ -76,9 +78,9 @@ def fit(model: nn.Module, train, test=None, config: TrainConfig | None = None, *
     test_tensors = tuple(t.to(device) for t in as_tensors(test)) if test is not None else None
     optimizer = adam(model.parameters(), lr=config.lr)
     history = History()
-    best, since_best = -1.0, 0
+    stopping = EarlyStopping(config.patience)
 
-    with cpu_threads(threads), _dropout_seed(config.seed):
+    with cpu_threads(training_threads(device, config.num_threads)), seeded_rng(config.seed):
         bar = tqdm(range(config.epochs), desc=config.desc, disable=not config.progress)
         for _ in bar:
             model.train()
@@ -96,23 +98,21 @@ def fit(model: nn.Module, train, test=None, config: TrainConfig | None = None, *
                 continue
             history.test_acc.append(accuracy(model, test_tensors))
             bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}", acc=f"{history.test_acc[-1]:.4f}")
-            if config.patience is not None:
-                if history.test_acc[-1] > best:
-                    best, since_best = history.test_acc[-1], 0
-                else:
-                    since_best += 1
-                    if since_best >= config.patience:
-                        history.stopped_early = True
-                        break
+            if stopping.should_stop(history.test_acc[-1]):
+                history.stopped_early = True
+                break
     return history
 
+
+# ----------------------------------------------------------------------------- building blocks
 
 def adam(params, lr: float) -> torch.optim.Adam:
     """Adam with torch's fused kernel where this torch and device have one, else the default.
 
     The fused kernel updates every parameter in one call instead of about ten small ops per
-    parameter tensor; on the course's tiny models that saves a quarter to a third of a CPU
-    step (see ``benchmarks/RESULTS.md``). The update rule is Adam's either way.
+    parameter tensor, which makes a CPU step of the course's tiny models cheaper (measurement 4
+    of ``benchmarks/RESULTS.md`` compares the three Adam implementations). The update rule is
+    Adam's either way.
     """
     params = list(params)
     try:
@@ -121,62 +121,44 @@ def adam(params, lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr)
 
 
-class _dropout_seed:
-    """Seed torch's global generator for the duration of training, then restore it, so that
-    dropout masks depend on ``config.seed`` and the caller's RNG stream is left untouched."""
+class EarlyStopping:
+    """Stop after ``patience`` epochs in a row without a better test accuracy (``None``: never).
 
-    def __init__(self, seed: int):
-        self.seed = seed
-
-    def __enter__(self):
-        self.state = torch.random.get_rng_state()
-        self.cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-        torch.manual_seed(self.seed)
-
-    def __exit__(self, *exc):
-        torch.random.set_rng_state(self.state)
-        if self.cuda_states is not None:
-            torch.cuda.set_rng_state_all(self.cuda_states)
-
-
-def fit_seeds(
-    make_model: Callable[[], nn.Module],
-    train,
-    test,
-    seeds: Sequence[int],
-    config: TrainConfig | None = None,
-    *,
-    vectorize: bool = True,
-    return_models: bool = False,
-    **overrides,
-):
-    """Train one fresh model per seed: ``seed_everything(seed)``, build, ``fit(seed=seed)``.
-
-    Returns the ``History`` of every seed, or ``(histories, models)`` with ``return_models``.
-    ``train`` and ``test`` are one dataset for every seed or a list with one per seed.
-
-    With ``vectorize`` (the default) the seeds train side by side as one stacked model
-    (``fusionlab.multiseed``), several times faster. Each seed keeps its initial weights and
-    batch order; a model without dropout follows the sequential run to round-off, one with
-    dropout draws other masks and matches it in distribution (tolerances in
-    ``fusionlab.multiseed``). Either way the same call always gives the same results.
-    ``vectorize=False`` trains the seeds one after the other, each run equal to ``fit``'s.
+    >>> stopping = EarlyStopping(patience=2)
+    >>> [stopping.should_stop(acc) for acc in (0.5, 0.7, 0.6, 0.7)]
+    [False, False, False, True]
     """
-    config = replace(config or TrainConfig(), **overrides)
-    if vectorize:
-        from .multiseed import fit_seeds_vectorized  # imported here: it builds on this module
 
-        return fit_seeds_vectorized(make_model, train, test, seeds, config,
-                                    return_models=return_models)
-    seeds = list(seeds)
-    trains, tests = per_seed(train, len(seeds), "train"), per_seed(test, len(seeds), "test")
-    histories, models = [], []
-    for seed, train_k, test_k in zip(seeds, trains, tests):
-        seed_everything(seed)
-        models.append(make_model())
-        run_config = replace(config, seed=seed, desc=f"seed {seed}")
-        histories.append(fit(models[-1], train_k, test_k, run_config))
-    return (histories, models) if return_models else histories
+    def __init__(self, patience: int | None):
+        self.patience = patience
+        self.best = float("-inf")
+        self.epochs_since_best = 0
+
+    def should_stop(self, acc: float) -> bool:
+        """Record one epoch's accuracy; ``True`` once ``patience`` epochs brought no progress."""
+        if acc > self.best:
+            self.best, self.epochs_since_best = acc, 0
+        else:
+            self.epochs_since_best += 1
+        return self.patience is not None and self.epochs_since_best >= self.patience
+
+
+@contextlib.contextmanager
+def seeded_rng(seed: int):
+    """Seed torch's global generators for a block, then restore them.
+
+    Training draws its dropout masks from the global generator: seeding it makes them depend on
+    ``config.seed`` alone, and restoring it leaves the caller's random stream untouched.
+    """
+    state = torch.random.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
 
 
 # ----------------------------------------------------------------------------- evaluation

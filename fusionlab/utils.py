@@ -53,6 +53,14 @@ def default_cpu_threads() -> int:
     return int(os.environ.get("FUSIONLAB_NUM_THREADS", "1"))
 
 
+def training_threads(device: torch.device, requested: int | None = None) -> int | None:
+    """The thread count to train on ``device`` with: ``requested``, else
+    ``default_cpu_threads()``, on the CPU; ``None`` (leave torch's count alone) elsewhere."""
+    if device.type != "cpu":
+        return None
+    return requested or default_cpu_threads()
+
+
 @contextlib.contextmanager
 def cpu_threads(num_threads: int | None):
     """Run a block with ``torch.set_num_threads(num_threads)``, restoring the old count after."""

@@ -21,7 +21,8 @@ from fusionlab.models import (
     LateFusion,
     UnimodalClassifier,
 )
-from fusionlab.train import TrainConfig, fit_seeds, per_class_accuracy
+from fusionlab.multiseed import fit_seeds
+from fusionlab.train import TrainConfig, per_class_accuracy
 
 pytestmark = pytest.mark.slow
 

@@ -14,13 +14,7 @@ import torch.nn as nn
 
 from fusionlab.data import make_splits
 from fusionlab.models import CrossAttentionFusion, EarlyFusion, LateFusion
-from fusionlab.multiseed import (
-    StackedEnsemble,
-    UnstackableModelError,
-    can_stack,
-    fit_seeds_vectorized,
-    stack_models,
-)
+from fusionlab.multiseed import StackedEnsemble, UnstackableModelError, fit_seeds, stack_models
 from fusionlab.train import TrainConfig, accuracy, fit
 from fusionlab.utils import seed_everything
 
@@ -28,8 +22,8 @@ QUICK = TrainConfig(epochs=4, progress=False)
 
 
 def sequential_runs(make_model, train, test, seeds, config):
-    """The reference: one ``fit`` per seed, as ``fusionlab.train.fit_seeds`` runs them when it
-    does not vectorize (written out so that the reference never is the code under test)."""
+    """The reference: one ``fit`` per seed, as ``fit_seeds`` runs them when it does not stack
+    them (written out so that the reference never is the code under test)."""
     histories = []
     for seed in seeds:
         seed_everything(seed)
@@ -86,15 +80,49 @@ def test_unstack_round_trips_the_weights():
 
 
 class GateModel(nn.Module):
-    """A bare nn.Parameter, as in the notebook's GatedFusionModel: it cannot be stacked."""
+    """A bare nn.Parameter gate, as in the notebook's GatedFusionModel."""
+
+    def __init__(self):
+        super().__init__()
+        self.img_proj = nn.Linear(32, 8)
+        self.txt_proj = nn.Linear(16, 8)
+        self.gate = nn.Parameter(torch.zeros(1))
+        self.classifier = nn.Linear(8, 3)
+
+    def forward(self, img, txt):
+        alpha = torch.sigmoid(self.gate)  # (1,)
+        return self.classifier(alpha * self.img_proj(img) + (1 - alpha) * self.txt_proj(txt))
+
+
+class FirstGateModel(GateModel):
+    """Reads ``alpha[0]``: in the ensemble that is model 0's gate for every model."""
+
+    def forward(self, img, txt):
+        alpha = torch.sigmoid(self.gate)[0]
+        return self.classifier(alpha * self.img_proj(img) + (1 - alpha) * self.txt_proj(txt))
+
+
+class BareMatrixModel(nn.Module):
+    """A bare weight matrix used in a matmul: its per-row copies give other shapes."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(32 + 16, 3) * 0.1)
+
+    def forward(self, img, txt):
+        return torch.cat([img, txt], dim=-1) @ self.weight
+
+
+class TemperatureModel(nn.Module):
+    """A scalar parameter: its per-row copies ``(K*M,)`` do not broadcast against ``(K*M, C)``."""
 
     def __init__(self):
         super().__init__()
         self.proj = nn.Linear(32 + 16, 3)
-        self.gate = nn.Parameter(torch.zeros(1))
+        self.temperature = nn.Parameter(torch.tensor(1.0))
 
     def forward(self, img, txt):
-        return torch.sigmoid(self.gate) * self.proj(torch.cat([img, txt], dim=-1))
+        return self.proj(torch.cat([img, txt], dim=-1)) / self.temperature
 
 
 class BatchMixingModel(nn.Module):
@@ -109,12 +137,32 @@ class BatchMixingModel(nn.Module):
         return self.proj(x - x.mean(dim=0))
 
 
+def test_a_bare_parameter_stacks_and_round_trips():
+    models = build(GateModel, [0, 1, 2])
+    with torch.no_grad():
+        for k, m in enumerate(models):
+            m.gate.fill_(float(k))  # a different gate per model
+    ensemble = stack_models(models, (torch.randn(8, 32), torch.randn(8, 16)))
+    assert ensemble.parameter_names == ["gate"]
+    assert ensemble.bare[0].weight.shape == (3, 1)
+    assert [ensemble.state_of(k)["gate"].item() for k in range(3)] == [0.0, 1.0, 2.0]
+    with torch.no_grad():
+        ensemble.bare[0].weight.add_(0.5)
+    ensemble.unstack()
+    assert [m.gate.item() for m in models] == [0.5, 1.5, 2.5]
+
+
 def test_unstackable_models_are_detected():
     inputs = (torch.randn(8, 32), torch.randn(8, 16))
-    with pytest.raises(UnstackableModelError, match="gate"):
-        StackedEnsemble(build(GateModel, [0, 1]))
     with pytest.raises(UnstackableModelError, match="independently"):
         stack_models(build(BatchMixingModel, [0, 1]), inputs)
+    # equal gates at initialisation: only the check's per-model perturbation shows the mix-up
+    with pytest.raises(UnstackableModelError, match="differs"):
+        stack_models(build(FirstGateModel, [0, 1]), inputs)
+    with pytest.raises(UnstackableModelError, match=r"shape \(16, 16, 3\), expected \(16, 3\)"):
+        stack_models(build(BareMatrixModel, [0, 1]), inputs)
+    with pytest.raises(UnstackableModelError, match="forward pass failed.*RuntimeError"):
+        stack_models(build(TemperatureModel, [0, 1]), inputs)
     with pytest.raises(UnstackableModelError, match="buffers"):
         StackedEnsemble([nn.BatchNorm1d(4), nn.BatchNorm1d(4)])
     frozen = build(LateFusion, [0, 1])
@@ -122,7 +170,11 @@ def test_unstackable_models_are_detected():
         m.fusion_head[0].weight.requires_grad_(False)
     with pytest.raises(UnstackableModelError, match="frozen"):
         StackedEnsemble(frozen)
-    assert can_stack(build(LateFusion, [0, 1]), inputs)
+    tied = build(LateFusion, [0, 1])
+    for m in tied:
+        m.txt_encoder[2].weight = m.img_encoder[2].weight
+    with pytest.raises(UnstackableModelError, match="share"):
+        StackedEnsemble(tied)
 
 
 def test_different_architectures_are_rejected():
@@ -137,7 +189,7 @@ def test_different_architectures_are_rejected():
 def test_dropout_free_models_reproduce_sequential_runs(cls, original_splits):
     train, test = original_splits
     seeds = [0, 1, 2]
-    vectorized = fit_seeds_vectorized(cls, train, test, seeds, QUICK)
+    vectorized = fit_seeds(cls, train, test, seeds, QUICK)
     sequential = sequential_runs(cls, train, test, seeds, QUICK)
     assert_histories_close(vectorized, sequential, len(test))
 
@@ -146,7 +198,7 @@ def test_early_stopping_is_per_seed(original_splits):
     train, test = original_splits
     config = TrainConfig(epochs=12, patience=2, progress=False)
     seeds = [0, 1, 2, 3]
-    vectorized = fit_seeds_vectorized(LateFusion, train, test, seeds, config)
+    vectorized = fit_seeds(LateFusion, train, test, seeds, config)
     sequential = sequential_runs(LateFusion, train, test, seeds, config)
     assert any(h.stopped_early for h in sequential)  # the case under test happens
     assert_histories_close(vectorized, sequential, len(test))
@@ -162,7 +214,7 @@ def test_models_are_trained_in_place_and_returned(original_splits):
         built.append(LateFusion())
         return built[-1]
 
-    histories, models = fit_seeds_vectorized(
+    histories, models = fit_seeds(
         build, train, test, [0, 1, 2, 3], config, return_models=True
     )
     assert any(h.stopped_early for h in histories)
@@ -176,21 +228,21 @@ def test_one_dataset_per_seed_reproduces_sequential_runs():
     seeds = [0, 1, 2]
     splits = [make_splits(seed, n_train=640, n_test=200) for seed in seeds]
     trains, tests = [s[0] for s in splits], [s[1] for s in splits]
-    vectorized = fit_seeds_vectorized(CrossAttentionFusion, trains, tests, seeds, QUICK)
+    vectorized = fit_seeds(CrossAttentionFusion, trains, tests, seeds, QUICK)
     sequential = []
     for seed, train, test in zip(seeds, trains, tests):
         (history,) = sequential_runs(CrossAttentionFusion, train, test, [seed], QUICK)
         sequential.append(history)
     assert_histories_close(vectorized, sequential, 200)
     with pytest.raises(ValueError, match="one per seed"):
-        fit_seeds_vectorized(LateFusion, trains[:2], None, seeds, QUICK)
+        fit_seeds(LateFusion, trains[:2], None, seeds, QUICK)
 
 
 def test_dropout_model_matches_sequential_in_distribution(original_splits):
     train, test = original_splits
     config = TrainConfig(progress=False)  # the seed notebook's 30 epochs
     seeds = list(range(5))
-    vectorized = fit_seeds_vectorized(EarlyFusion, train, test, seeds, config)
+    vectorized = fit_seeds(EarlyFusion, train, test, seeds, config)
     sequential = sequential_runs(EarlyFusion, train, test, seeds, config)
     for v, s in zip(vectorized, sequential):
         assert v.epochs_run == s.epochs_run == 30
@@ -202,8 +254,8 @@ def test_dropout_model_matches_sequential_in_distribution(original_splits):
 
 def test_same_seeds_give_identical_histories(original_splits):
     train, test = original_splits
-    first = fit_seeds_vectorized(EarlyFusion, train, test, [3, 4], QUICK)
-    second = fit_seeds_vectorized(EarlyFusion, train, test, [3, 4], QUICK)
+    first = fit_seeds(EarlyFusion, train, test, [3, 4], QUICK)
+    second = fit_seeds(EarlyFusion, train, test, [3, 4], QUICK)
     assert [h.train_loss for h in first] == [h.train_loss for h in second]
     assert [h.test_acc for h in first] == [h.test_acc for h in second]
 
@@ -211,22 +263,59 @@ def test_same_seeds_give_identical_histories(original_splits):
 def test_one_seed_with_dropout_is_the_sequential_run(original_splits):
     # with K = 1 the masks come from the same generator, in the same order, as in fit
     train, test = original_splits
-    (vectorized,) = fit_seeds_vectorized(EarlyFusion, train, test, [7], QUICK)
+    (vectorized,) = fit_seeds(EarlyFusion, train, test, [7], QUICK)
     (sequential,) = sequential_runs(EarlyFusion, train, test, [7], QUICK)
     assert_histories_close([vectorized], [sequential], len(test))
 
 
-@pytest.mark.parametrize("cls", [GateModel, BatchMixingModel])
-def test_unstackable_models_fall_back_to_sequential_runs(cls, original_splits):
+def test_a_model_with_a_bare_parameter_trains_stacked_like_sequential_runs(
+    original_splits, capsys
+):
     train, test = original_splits
-    vectorized = fit_seeds_vectorized(cls, train, test, [0, 1], QUICK)
+    config = replace(QUICK, progress=True)
+    histories, models = fit_seeds(GateModel, train, test, [0, 1, 2], config, return_models=True)
+    assert "3 seeds" in capsys.readouterr().err  # one progress bar: the seeds trained stacked
+    sequential = sequential_runs(GateModel, train, test, [0, 1, 2], QUICK)
+    assert_histories_close(histories, sequential, len(test))
+    for seed, model in zip([0, 1, 2], models):  # the gates trained, each its own way
+        seed_everything(seed)
+        single = GateModel()
+        fit(single, train, test, replace(QUICK, seed=seed))
+        assert model.gate.item() != 0.0
+        torch.testing.assert_close(model.gate, single.gate, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "cls", [FirstGateModel, BareMatrixModel, TemperatureModel, BatchMixingModel]
+)
+def test_unstackable_models_fall_back_to_sequential_runs(cls, original_splits, capsys):
+    train, test = original_splits
+    vectorized = fit_seeds(cls, train, test, [0, 1], replace(QUICK, progress=True))
+    assert "seed 1" in capsys.readouterr().err  # one progress bar per seed
     sequential = sequential_runs(cls, train, test, [0, 1], QUICK)
     assert [h.train_loss for h in vectorized] == [h.train_loss for h in sequential]
     assert [h.test_acc for h in vectorized] == [h.test_acc for h in sequential]
 
 
+def test_sequential_runs_on_request_are_fits_runs():
+    """``vectorize=False``, with one dataset per seed: each run is exactly ``fit``'s."""
+    seeds = [0, 1]
+    splits = [make_splits(seed, n_train=300, n_test=90) for seed in seeds]
+    trains, tests = [s[0] for s in splits], [s[1] for s in splits]
+    histories, models = fit_seeds(EarlyFusion, trains, tests, seeds, QUICK, vectorize=False,
+                                  return_models=True)
+    for seed, history, model, train, test in zip(seeds, histories, models, trains, tests):
+        seed_everything(seed)
+        single = EarlyFusion()
+        reference = fit(single, train, test, replace(QUICK, seed=seed))
+        assert history.train_loss == reference.train_loss
+        assert history.test_acc == reference.test_acc
+        for a, b in zip(model.state_dict().values(), single.state_dict().values()):
+            assert torch.equal(a, b)
+
+
 def test_no_test_set_and_no_seeds(original_splits):
     train, _ = original_splits
-    (history,) = fit_seeds_vectorized(LateFusion, train, None, [0], QUICK)
+    (history,) = fit_seeds(LateFusion, train, None, [0], QUICK)
     assert history.epochs_run == 4 and history.test_acc == []
-    assert fit_seeds_vectorized(LateFusion, train, None, [], QUICK) == []
+    assert fit_seeds(LateFusion, train, None, [], QUICK) == []

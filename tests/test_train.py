@@ -1,4 +1,5 @@
-"""fusionlab.train: reproducibility, evaluation against hand-computed cases, the loop's options."""
+"""fusionlab.train: reproducibility, evaluation against hand-computed cases, the loop's options
+and its building blocks. Several seeds at once are tested in test_multiseed.py."""
 
 import pytest
 import torch
@@ -6,19 +7,21 @@ import torch.nn as nn
 
 from fusionlab.data import MultimodalDataset
 from fusionlab.models import CrossAttentionFusion, EarlyFusion, LateFusion
+from fusionlab.multiseed import fit_seeds
 from fusionlab.train import (
+    EarlyStopping,
     History,
     TrainConfig,
     accuracy,
     confusion_from_predictions,
     confusion_matrix,
     fit,
-    fit_seeds,
     per_class_accuracy,
     per_class_from_confusion,
     predict,
+    seeded_rng,
 )
-from fusionlab.utils import get_device, seed_everything
+from fusionlab.utils import get_device, seed_everything, training_threads
 
 
 @pytest.fixture(scope="module")
@@ -98,34 +101,40 @@ def test_the_progress_bar_can_be_turned_off(small, capsys):
     assert "bar" in capsys.readouterr().err
 
 
-def test_sequential_fit_seeds_equals_single_runs(small):
-    runs, models = fit_seeds(EarlyFusion, *small, seeds=[0, 1], epochs=2, progress=False,
-                             vectorize=False, return_models=True)
-    seed_everything(1)
-    single_model = EarlyFusion()
-    single = fit(single_model, *small, epochs=2, seed=1, progress=False)
-    assert runs[1].train_loss == single.train_loss
-    assert torch.equal(models[1].fusion[0].weight, single_model.fusion[0].weight)
+# ----------------------------------------------------------------------------- building blocks
+
+def test_early_stopping_counts_epochs_without_a_better_accuracy():
+    stopping = EarlyStopping(patience=2)
+    # 0.7 again is no progress; the count restarts at every new best
+    assert [stopping.should_stop(a) for a in (0.5, 0.7, 0.7, 0.8, 0.6, 0.8)] == [
+        False, False, False, False, False, True]
+    assert stopping.best == 0.8
+    never = EarlyStopping(patience=None)
+    assert not any(never.should_stop(0.5) for _ in range(100))
 
 
-def test_vectorized_fit_seeds_follows_single_runs_without_dropout(small):
-    """Late fusion has no dropout: the stacked run agrees with each sequential run."""
-    runs = fit_seeds(LateFusion, *small, seeds=[0, 1, 2], epochs=2, progress=False)
-    for seed, run in zip([0, 1, 2], runs):
-        seed_everything(seed)
-        single = fit(LateFusion(), *small, epochs=2, seed=seed, progress=False)
-        assert run.test_acc == single.test_acc
-        assert run.train_loss == pytest.approx(single.train_loss, rel=1e-4)
+def test_seeded_rng_seeds_the_block_and_restores_the_callers_stream():
+    torch.manual_seed(123)
+    expected_after = torch.rand(2)
+    torch.manual_seed(123)
+    with seeded_rng(7):
+        inside = torch.rand(3)
+    assert torch.equal(torch.rand(2), expected_after)
+    torch.manual_seed(7)
+    assert torch.equal(inside, torch.rand(3))
+    torch.manual_seed(123)
+    with pytest.raises(RuntimeError), seeded_rng(7):
+        raise RuntimeError
+    assert torch.equal(torch.rand(2), expected_after)  # restored on errors too
 
 
-def test_fit_seeds_takes_one_dataset_per_seed(small):
-    other = (MultimodalDataset(n_samples=300, seed=5), MultimodalDataset(n_samples=90, seed=6))
-    for vectorize in (True, False):
-        runs = fit_seeds(LateFusion, [small[0], other[0]], [small[1], other[1]], seeds=[0, 1],
-                         epochs=1, progress=False, vectorize=vectorize)
-        seed_everything(1)
-        single = fit(LateFusion(), *other, epochs=1, seed=1, progress=False)
-        assert runs[1].test_acc == single.test_acc
+def test_training_threads_default_to_one_on_the_cpu_only(monkeypatch):
+    monkeypatch.delenv("FUSIONLAB_NUM_THREADS", raising=False)
+    assert training_threads(torch.device("cpu")) == 1
+    assert training_threads(torch.device("cpu"), 3) == 3
+    monkeypatch.setenv("FUSIONLAB_NUM_THREADS", "2")
+    assert training_threads(torch.device("cpu")) == 2
+    assert training_threads(torch.device("cuda")) is None  # a GPU keeps torch's own count
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -184,8 +193,12 @@ def test_device_choice_and_override():
 
 def test_fit_trains_on_the_requested_device(small):
     model = EarlyFusion()
-    fit(model, *small, epochs=1, device="cpu", progress=False)
-    assert next(model.parameters()).device.type == "cpu"
+    if not torch.cuda.is_available():  # then the request fails clearly, before any training
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            fit(model, *small, epochs=1, device="cuda", progress=False)
+        return
+    history = fit(model, *small, epochs=1, device="cuda", progress=False)
+    assert next(model.parameters()).device.type == "cuda" and history.epochs_run == 1
 
 
 # ----------------------------------------------------------------------------- the original's bar
