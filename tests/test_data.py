@@ -141,6 +141,7 @@ def test_xor_carries_no_single_modality_information():
 SEEDS = [0, 1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_on_xor_unimodal_models_score_chance_and_early_fusion_solves_it(xor_splits):
     train, test = xor_splits
     for modality, dim in (("img", 32), ("txt", 16)):

@@ -238,6 +238,7 @@ def test_one_dataset_per_seed_reproduces_sequential_runs():
         fit_seeds(LateFusion, trains[:2], None, seeds, QUICK)
 
 
+@pytest.mark.slow
 def test_dropout_model_matches_sequential_in_distribution(original_splits):
     train, test = original_splits
     config = TrainConfig(progress=False)  # the seed notebook's 30 epochs

@@ -1,12 +1,19 @@
-"""The package's shape: no import cycles inside ``fusionlab`` and no private names imported from
-one of its modules into another (read from the source with ``ast``, lazy imports included)."""
+"""The code's shape: no import cycles inside ``fusionlab`` and no private names imported from
+one of its modules into another (read from the source with ``ast``, lazy imports included);
+``make test-fast`` leaves out registered markers only."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import fusionlab
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
 
 PACKAGE = Path(fusionlab.__file__).parent
 
@@ -93,3 +100,15 @@ def test_the_checks_find_cycles_and_private_imports():
     assert graph == {"a": {"b"}, "b": {"a", "c"}, "c": {"utils"}, "utils": set()}
     assert cycles(graph) == [["a", "b", "a"]]
     assert private_imports(table) == ["fusionlab.b imports _secret from fusionlab.a"]
+
+
+def test_the_fast_loop_leaves_out_registered_markers_only():
+    """``make test-fast`` deselects by marker; a misspelt marker would deselect nothing."""
+    root = PACKAGE.parent
+    makefile = (root / "Makefile").read_text()
+    expression = re.search(r"^FAST_MARKERS \?= (.+)$", makefile, re.M).group(1)
+    left_out = re.findall(r"not (\w+)", expression)
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    registered = {m.split(":")[0] for m in config["tool"]["pytest"]["ini_options"]["markers"]}
+    assert left_out and set(left_out) <= registered, (left_out, registered)
+    assert 'pytest -m "$(FAST_MARKERS)"' in makefile

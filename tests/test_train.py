@@ -203,6 +203,7 @@ def test_fit_trains_on_the_requested_device(small):
 
 # ----------------------------------------------------------------------------- the original's bar
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cls", [EarlyFusion, LateFusion, CrossAttentionFusion])
 def test_the_seed_notebooks_models_reach_its_accuracy(cls, original_splits):
     """The seed notebook's hyperparameters (Adam 1e-3, batch 64, 30 epochs) on its data: each of
