@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import bench_floor, bench_grading, bench_loop, bench_multiseed
+from . import bench_floor, bench_grading, bench_loop, bench_multiseed, bench_process
 from .timing import Samples, machine
 
-SECTIONS = ("loop", "multiseed", "grading", "floor")
+SECTIONS = ("loop", "multiseed", "grading", "floor", "process")
 HERE = Path(__file__).resolve().parent
 
 
@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         results["multiseed"] = bench_multiseed.run(
             repeats=1 if quick else 3, sequential_seeds=3 if quick else 10, log=log
         )
+    if "process" in only:
+        log("5. the whole process ...")
+        results["process"] = bench_process.run(repeats=1 if quick else 5, log=log)
     if "grading" in only:
         log("3. solution notebook and grading ...")
         results["notebook"] = bench_grading.run_notebook(repeats=1 if quick else 3, log=log)
@@ -121,6 +124,8 @@ def render(results: dict, info: dict, command: str, quick: bool, elapsed: float)
             rows.append(("3. notebook and grading", *row))
     if "floor" in results:
         rows.append(("4. the floor", *bench_floor.summary(results["floor"])))
+    if "process" in results:
+        rows.append(("5. the whole process", *bench_process.summary(results["process"])))
     lines += [
         "",
         "## Summary",
@@ -138,6 +143,8 @@ def render(results: dict, info: dict, command: str, quick: bool, elapsed: float)
         lines.append(bench_grading.markdown(results["notebook"], results["grading"]))
     if "floor" in results:
         lines.append(bench_floor.markdown(results["floor"], loop, results.get("multiseed")))
+    if "process" in results:
+        lines.append(bench_process.markdown(results["process"]))
     return "\n".join(lines)
 
 

@@ -20,7 +20,7 @@ from fusionlab.train import TrainConfig, fit
 from fusionlab.utils import cpu_threads
 
 from . import original
-from .bench_loop import FUSIONLAB_MODELS, STEPS_PER_EPOCH
+from .bench_loop import EPOCHS, FUSIONLAB_MODELS, steps_per_epoch
 from .timing import Samples, Timer
 
 OPTIMISERS = {
@@ -57,6 +57,11 @@ def step_us(model, optimiser: str, steps: int, blocks: int) -> Samples:
 
 def run(repeats: int, steps: int = 300, epochs: int = 10, log=print) -> dict:
     result = {"floor": {}, "seed_floor": {}, "fit_no_eval": {}, "steps": steps, "epochs": epochs}
+    result["default_threads"] = torch.get_num_threads()
+    result["floor_default_threads"] = {}
+    for name, cls in FUSIONLAB_MODELS.items():  # the thread claim of default_cpu_threads
+        torch.manual_seed(0)
+        result["floor_default_threads"][name] = step_us(cls(), "fused", steps, repeats)
     with cpu_threads(1):
         for name, cls in FUSIONLAB_MODELS.items():
             torch.manual_seed(0)
@@ -76,7 +81,7 @@ def run(repeats: int, steps: int = 300, epochs: int = 10, log=print) -> dict:
             model = cls()
             with Timer() as t:
                 fit(model, train, None, TrainConfig(epochs=epochs, progress=False))
-            samples.add(t.wall / (epochs * STEPS_PER_EPOCH) * 1e6)
+            samples.add(t.wall / (epochs * steps_per_epoch()) * 1e6)
         result["fit_no_eval"][name] = samples
     return result
 
@@ -104,24 +109,28 @@ def markdown(result, loop=None, multiseed=None) -> str:
         "The seed notebook's classes are the same layers without fusionlab's input checks.",
         "",
         "| model | Adam for-loop (torch's CPU default) | Adam foreach | Adam fused (floor) "
-        "| seed notebook's class, fused |",
-        "|---|---|---|---|---|",
+        f"| seed notebook's class, fused | fused, {result['default_threads']} thread(s) "
+        "(torch's default) |",
+        "|---|---|---|---|---|---|",
     ]
     for m, by_opt in result["floor"].items():
         cells = [by_opt[o].fmt(0) for o in OPTIMISERS]
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {result['seed_floor'][m].fmt(0)} |")
+        cells += [result["seed_floor"][m].fmt(0), result["floor_default_threads"][m].fmt(0)]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "The loops' cost per step, against the fused floor (floor / loop: 100% would be no "
         "overhead at all). `fit` without a test set is the training loop alone; the others "
         "include the test pass after every epoch (measurements 1 and 2); the original's steps "
-        "also run on 2 threads. Microseconds per step, medians.",
+        "also run on "
+        + (f"{loop['threads']['original']} thread(s)" if loop else "torch's default threads")
+        + ". Microseconds per step, medians.",
         "",
         "| model | floor | fit, no test set | fit (measurement 1) | original loop (measurement 1) "
         "| vectorized, per seed (measurement 2) |",
         "|---|---|---|---|---|---|",
     ]
-    steps = 30 * STEPS_PER_EPOCH
+    steps = EPOCHS * steps_per_epoch()
     for m in result["floor"]:
         floor = result["floor"][m]["fused"].median
         no_eval = result["fit_no_eval"][m].median

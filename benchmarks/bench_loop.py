@@ -17,12 +17,14 @@ import contextlib
 import copy
 import io
 import statistics
+from functools import cache
 
 import torch
 
 from fusionlab.data import BatchIterator, make_splits
 from fusionlab.models import CrossAttentionFusion, EarlyFusion, LateFusion
 from fusionlab.train import TrainConfig, fit
+from fusionlab.utils import training_threads
 
 from . import original
 from .timing import Samples, Timer
@@ -33,10 +35,17 @@ FUSIONLAB_MODELS = {
     "cross_attention": CrossAttentionFusion,
 }
 PHASES = ["data", *FUSIONLAB_MODELS, "total"]
-STEPS_PER_EPOCH = 47  # ceil(3000 / 64)
+EPOCHS = TrainConfig().epochs  # the seed notebook's 30, also train_model's default
 
 
-def run_original(seed: int, epochs: int = 30):
+@cache
+def steps_per_epoch() -> int:
+    """Optimiser steps in one epoch of the notebook's data at its batch size."""
+    train, _ = make_splits(0)
+    return len(BatchIterator(train, TrainConfig().batch_size))
+
+
+def run_original(seed: int, epochs: int = EPOCHS):
     """The notebook's cells in order.
 
     Returns ``({phase: (wall, cpu)}, {model: final accuracy}, paired)`` where ``paired`` holds
@@ -67,7 +76,7 @@ def _tensors(dataset):
     return dataset.img_features, dataset.txt_features, dataset.labels
 
 
-def run_fusionlab(seed: int, paired: dict, epochs: int = 30):
+def run_fusionlab(seed: int, paired: dict, epochs: int = EPOCHS):
     """The same work with fusionlab (see the module docstring); returns the first two dicts."""
     times, accs = {}, {}
     with Timer() as t:
@@ -128,7 +137,8 @@ def run(repeats: int, log=print) -> dict:
             for m, a in accs.items():
                 res["acc"][m].append(a)
             log(f"  loop repeat {r + 1}/{repeats} {side}: {res['wall']['total'].values[-1]:.2f} s")
-    result["threads"] = {"original": threads, "fusionlab": 1}
+    cpu = torch.device("cpu")
+    result["threads"] = {"original": threads, "fusionlab": training_threads(cpu)}
     result["batch_us"] = loader
     result["repeats"] = repeats
     return result
@@ -177,7 +187,8 @@ def markdown(result) -> str:
         "",
         f"Seed notebook code (`benchmarks/original.py`: per-sample dataset from the global RNG, "
         f"`DataLoader`, torch's default {result['threads']['original']} thread(s)) against "
-        f"`fusionlab` (`make_splits`, `fit`, 1 thread, fused Adam). Three models, 30 epochs, "
+        f"`fusionlab` (`make_splits`, `fit`, {result['threads']['fusionlab']} thread(s), fused "
+        f"Adam). Three models, {EPOCHS} epochs of {steps_per_epoch()} steps, "
         f"Adam 1e-3, batch 64, test pass every epoch. Seconds, median (min-max) of "
         f"{result['repeats']} run(s); run r uses seed 42 + r. The data phase is each side's own "
         f"generator; the training phases are paired (same data, same initial weights).",
@@ -222,10 +233,11 @@ def markdown(result) -> str:
         f"{result['batch_us']['BatchIterator']:.0f} us with `BatchIterator`; the rest of the "
         "original's step is its for-loop Adam and its threads (measurement 4). `fit` runs close "
         "to the floor of one eager PyTorch step, so on an idle machine the speed-up of one "
-        "model's training is bounded by (original step) / (floor): about 2x here, see the "
-        "fastest runs and measurement 4. The original suffers much more under CPU contention: "
-        "its default 2 OpenMP threads spin when another process holds a core, which is where "
-        "median ratios far above that come from. Going "
+        "model's training is bounded by (original step) / (floor): see the fastest runs "
+        f"({speedup(result, best=True):.1f}x) and measurement 4. The original suffers more "
+        f"under CPU contention: its default {result['threads']['original']} OpenMP thread(s) "
+        "spin when another process holds a core, which is where median ratios above the "
+        "fastest runs' come from. Going "
         "further needs fewer, larger kernels: several seeds at once (measurement 2), or "
         "compilation (`torch.compile`), whose compile time exceeds these 2-second trainings.",
         "",

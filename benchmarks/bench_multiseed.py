@@ -1,8 +1,8 @@
-"""Measurement 2: K seeds of one architecture at once (``fusionlab.multiseed``).
+"""Measurement 2: K seeds of one architecture at once (``fusionlab.multiseed.fit_seeds``).
 
-For each Part 1 model: ``fit_seeds_vectorized`` with 10 seeds (1 thread, the default, and
-2 threads), against one ``fit`` per seed on the same seeds (what ``fusionlab.train.fit_seeds``
-does when it does not vectorize), and against
+For each Part 1 model: ``fit_seeds`` with 10 seeds side by side (1 thread, the default, and
+2 threads), against one ``fit`` per seed on the same seeds (``fit_seeds(vectorize=False)``),
+and against
 the original notebook's single seed of all three models (measurement 1). The same run also
 shows how closely the vectorized histories follow the sequential ones.
 """
@@ -10,26 +10,18 @@ shows how closely the vectorized histories follow the sequential ones.
 from __future__ import annotations
 
 import statistics
-from dataclasses import replace
+
+import torch
 
 from fusionlab.data import make_splits
-from fusionlab.multiseed import fit_seeds_vectorized
-from fusionlab.train import TrainConfig, fit
-from fusionlab.utils import seed_everything
+from fusionlab.multiseed import fit_seeds
+from fusionlab.train import TrainConfig
+from fusionlab.utils import training_threads
 
-from .bench_loop import FUSIONLAB_MODELS
+from .bench_loop import EPOCHS, FUSIONLAB_MODELS
 from .timing import Samples, Timer
 
 VARIANTS = ("vectorized, 1 thread", "vectorized, 2 threads", "sequential, one fit per seed")
-
-
-def fit_one_by_one(make_model, train, test, seeds, config):
-    """The sequential reference: ``seed_everything(seed)``, build, ``fit(seed=seed)``."""
-    histories = []
-    for seed in seeds:
-        seed_everything(seed)
-        histories.append(fit(make_model(), train, test, replace(config, seed=seed)))
-    return histories
 
 
 def run(repeats: int, seeds: int = 10, sequential_seeds: int = 10, log=print) -> dict:
@@ -37,8 +29,8 @@ def run(repeats: int, seeds: int = 10, sequential_seeds: int = 10, log=print) ->
     seed_list = list(range(seeds))
     warmup = TrainConfig(epochs=1, progress=False)
     for cls in FUSIONLAB_MODELS.values():  # untimed
-        fit_seeds_vectorized(cls, train, test, seed_list, warmup)
-        fit_one_by_one(cls, train, test, [0], warmup)
+        fit_seeds(cls, train, test, seed_list, warmup)
+        fit_seeds(cls, train, test, [0], warmup, vectorize=False)
     result = {
         "seeds": seeds,
         "sequential_seeds": sequential_seeds,
@@ -54,13 +46,12 @@ def run(repeats: int, seeds: int = 10, sequential_seeds: int = 10, log=print) ->
             for variant, threads in ((VARIANTS[0], 1), (VARIANTS[1], 2)):
                 config = TrainConfig(progress=False, num_threads=threads)
                 with Timer() as t:
-                    runs[variant] = fit_seeds_vectorized(cls, train, test, seed_list, config)
+                    runs[variant] = fit_seeds(cls, train, test, seed_list, config)
                 result["wall"][variant][name].add(t.wall)
                 result["cpu"][variant][name].add(t.cpu)
             with Timer() as t:
-                sequential = fit_one_by_one(
-                    cls, train, test, seed_list[:sequential_seeds], TrainConfig(progress=False)
-                )
+                sequential = fit_seeds(cls, train, test, seed_list[:sequential_seeds],
+                                       TrainConfig(progress=False), vectorize=False)
             scale = seeds / sequential_seeds  # report the time of `seeds` runs
             result["wall"][VARIANTS[2]][name].add(t.wall * scale)
             result["cpu"][VARIANTS[2]][name].add(t.cpu * scale)
@@ -111,8 +102,8 @@ def markdown(result, original_single_seed: Samples | None) -> str:
     lines = [
         "## 2. Multi-seed training",
         "",
-        f"{K} seeds (0-{K - 1}) of each model on `make_splits(0)`, 30 epochs, Adam 1e-3, batch 64. "
-        f"`fit_seeds_vectorized` stacks the {K} models into one ensemble (batched matmuls, one "
+        f"{K} seeds (0-{K - 1}) of each model on `make_splits(0)`, {EPOCHS} epochs, Adam 1e-3, "
+        f"batch 64. `fit_seeds` stacks the {K} models into one ensemble (batched matmuls, one "
         "fused Adam); the sequential column trains them one after the other with `fit`. "
         "Wall seconds, median "
         f"(min-max) of {result['repeats']} run(s).",
@@ -157,10 +148,11 @@ def markdown(result, original_single_seed: Samples | None) -> str:
         "sequential ones to round-off. Early fusion has dropout, whose masks cannot be the "
         "sequential ones (see `fusionlab.multiseed`): it agrees in distribution.",
         "",
-        "Threads: the stacked ensemble's kernels are 10x larger, so a second thread helps on a "
+        f"Threads: the stacked ensemble's kernels are {K}x larger, so a second thread helps on a "
         "quiet machine; but when another process holds a core, OpenMP's spinning threads can "
-        "make a run many times slower. `fit_seeds_vectorized` therefore keeps `fit`'s default "
-        "of one thread (`TrainConfig.num_threads` or `FUSIONLAB_NUM_THREADS` override it).",
+        "make a run many times slower. `fit_seeds` therefore keeps `fit`'s default of "
+        f"{training_threads(torch.device('cpu'))} thread(s) (`TrainConfig.num_threads` or "
+        "`FUSIONLAB_NUM_THREADS` override it).",
         "",
     ]
     if original_single_seed is not None and original_single_seed.values:
@@ -177,13 +169,10 @@ def markdown(result, original_single_seed: Samples | None) -> str:
         )
         if not met:
             lines.append(
-                "\nWhat limits it: a stacked seed-step costs a quarter to a half of the "
-                "single-model floor (measurement 4), so the 30 trainings cost about as much as "
-                "8-10 single trainings at the floor, while the original's single seed is 3 "
-                "trainings at about 2x the floor. About half of a stacked step is its batched "
-                "matrix products (10 x 64 x 32 x 64 and the like), which one CPU thread runs far "
-                "below its peak at these sizes; a second thread helps only on an idle machine "
-                "(the 2-thread column)."
+                "\nWhat limits it: measurement 4 compares a stacked seed-step with the "
+                "single-model floor; the stacked step is mostly batched matrix products at sizes "
+                "(K x 64 x 32 x 64 and the like) that one CPU thread runs far below its peak, and "
+                "a second thread helps only on an idle machine (the 2-thread column)."
             )
     else:
         lines.append("**Target**: not evaluated (measurement 1 did not run).")

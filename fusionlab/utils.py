@@ -47,7 +47,8 @@ def default_cpu_threads() -> int:
     """Threads for the course's tiny models on the CPU.
 
     Their matrices are at most a few thousand numbers, so splitting one across threads costs
-    more in synchronisation than it saves: one thread is fastest (see ``benchmarks/``).
+    more in synchronisation than it saves (measurement 4 of ``benchmarks/RESULTS.md`` times a
+    step on one thread and on torch's default count).
     ``FUSIONLAB_NUM_THREADS`` overrides the choice.
     """
     return int(os.environ.get("FUSIONLAB_NUM_THREADS", "1"))

@@ -320,3 +320,13 @@ def test_no_test_set_and_no_seeds(original_splits):
     (history,) = fit_seeds(LateFusion, train, None, [0], QUICK)
     assert history.epochs_run == 4 and history.test_acc == []
     assert fit_seeds(LateFusion, train, None, [], QUICK) == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_stacked_training_runs_on_the_gpu(original_splits):
+    train, test = original_splits
+    config = replace(QUICK, device="cuda")
+    histories, models = fit_seeds(GateModel, train, test, [0, 1], config, return_models=True)
+    assert all(next(m.parameters()).device.type == "cuda" for m in models)
+    sequential = sequential_runs(GateModel, train, test, [0, 1], config)
+    assert_histories_close(histories, sequential, len(test))
