@@ -11,7 +11,7 @@ its phases; the first optimiser step is taken on a throw-away parameter before t
 that the training phases are what measurement 1 measures. The rest of the process's wall time,
 measured by the parent, is Python's start-up and exit.
 
-    python -m benchmarks.bench_process original   # one child run: prints its phases as JSON
+    python -m benchmarks.bench_process original [SEED [EPOCHS]]   # one child run, as JSON
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ FIXED = PHASES[:5]  # paid once per process, whatever the training
 # ----------------------------------------------------------------------------- the child
 
 
-def child(side: str, seed: int = 42) -> dict:
+def child(side: str, seed: int = 42, epochs: int = 30) -> dict:
     """Run one side's job in this (fresh) process; return its phases in seconds and the
     final accuracies. Nothing heavy is imported before the clock starts."""
-    phases, accs = {}, {}
+    phases, accs, threads = {}, {}, None
     clock = time.perf_counter()
 
     def lap(name):
@@ -70,31 +70,33 @@ def child(side: str, seed: int = 42) -> dict:
         lap("import the course's code")
         _first_step(torch.optim.Adam)
         lap("first optimiser step")
+        threads = torch.get_num_threads()  # the original trains with torch's default
         original.seed_notebook(seed)
         train_loader, test_loader = original.make_loaders()
         original.build_display_models()
         lap("data")
         for name, cls in original.MODELS.items():
             model = cls().to(original.device)
-            _, test_accs = original.train_model(model, train_loader, test_loader)
+            _, test_accs = original.train_model(model, train_loader, test_loader, epochs=epochs)
             accs[name] = test_accs[-1]
             lap(name)
     else:
         from fusionlab.data import make_splits
         from fusionlab.models import CrossAttentionFusion, EarlyFusion, LateFusion
         from fusionlab.train import adam, fit
-        from fusionlab.utils import seed_everything
+        from fusionlab.utils import get_device, seed_everything, training_threads
 
         lap("import the course's code")
+        threads = training_threads(get_device()) or torch.get_num_threads()  # fit's choice
         _first_step(adam)
         lap("first optimiser step")
         train, test = make_splits(seed)
         lap("data")
         for name, cls in zip(MODELS, (EarlyFusion, LateFusion, CrossAttentionFusion)):
             seed_everything(seed)
-            accs[name] = fit(cls(), train, test, seed=seed).final_acc
+            accs[name] = fit(cls(), train, test, seed=seed, epochs=epochs).final_acc
             lap(name)
-    return {"phases": phases, "acc": accs, "threads": torch.get_num_threads()}
+    return {"phases": phases, "acc": accs, "threads": threads}
 
 
 def _first_step(make_optimiser):
@@ -110,17 +112,18 @@ def _first_step(make_optimiser):
 # ----------------------------------------------------------------------------- the parent
 
 
-def run_once(side: str, seed: int = 42) -> dict:
+def run_once(side: str, seed: int = 42, epochs: int = 30) -> dict:
     """One fresh process of ``side``; its phases, with start-up and exit from the wall time."""
     start = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_process", side, str(seed)],
+        [sys.executable, "-m", "benchmarks.bench_process", side, str(seed), str(epochs)],
         cwd=REPO,
         capture_output=True,
         text=True,
-        check=True,
     )
     wall = time.perf_counter() - start
+    if completed.returncode != 0:
+        raise RuntimeError(f"the {side} process failed:\n{completed.stderr[-3000:]}")
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     inside = sum(result["phases"].values())
     result["phases"]["python start-up and exit"] = wall - inside
@@ -128,14 +131,16 @@ def run_once(side: str, seed: int = 42) -> dict:
     return result
 
 
-def run(repeats: int, log=print) -> dict:
+def run(repeats: int, epochs: int = 30, log=print) -> dict:
+    """``repeats`` fresh processes of each side; ``epochs`` other than the notebook's 30 only
+    to try the code quickly."""
     result = {
         side: {"phases": {p: Samples() for p in PHASES}, "wall": Samples(), "acc": {}}
         for side in SIDES
     }
     for r in range(repeats):
         for side in SIDES:  # alternate, so that a change of load hits both sides
-            one = run_once(side)
+            one = run_once(side, epochs=epochs)
             res = result[side]
             for phase, seconds in one["phases"].items():
                 res["phases"][phase].add(seconds)
@@ -143,7 +148,7 @@ def run(repeats: int, log=print) -> dict:
             res["acc"] = one["acc"]
             res["threads"] = one["threads"]
             log(f"  process repeat {r + 1}/{repeats} {side}: {one['wall']:.2f} s")
-    result["repeats"] = repeats
+    result["repeats"], result["epochs"] = repeats, epochs
     return result
 
 
@@ -178,7 +183,8 @@ def markdown(result) -> str:
     lines = [
         "## 5. The whole process",
         "",
-        "The same job as measurement 1 (one seed, three models, 30 epochs), each side in a fresh "
+        f"The same job as measurement 1 (one seed, three models, {result['epochs']} epochs), each "
+        "side in a fresh "
         "`python` process from start to exit, as a user runs it: the original notebook's code "
         f"(torch's default {o['threads']} thread(s)) and fusionlab's (`make_splits`, `fit`, its "
         f"default {f['threads']} thread(s) while training), seed 42, progress output on. Wall "
@@ -216,4 +222,4 @@ if __name__ == "__main__":
     side = sys.argv[1]
     if side not in SIDES:
         sys.exit(f"usage: python -m benchmarks.bench_process {{{','.join(SIDES)}}} [seed]")
-    print(json.dumps(child(side, int(sys.argv[2]) if len(sys.argv) > 2 else 42)))
+    print(json.dumps(child(side, *(int(arg) for arg in sys.argv[2:4]))))
