@@ -5,6 +5,8 @@
   the other modality is pure noise. ``M`` is exposed, so that a learned gate can be compared
   with it.
 - ``AbsenceDataset``: a class defined by a feature being *absent* from one modality.
+- ``RedundantDataset``: both modalities carry the label, the text clearly, the image faintly:
+  the test bed for a modality that goes missing.
 - ``missing_mask``, ``drop_vectors``, ``drop_tokens`` and ``with_missing``: a modality made
   missing at test time, for an exact fraction of the samples: zeroed when it is one vector
   per sample, masked out (every token padding) when it is a token sequence.
@@ -165,6 +167,58 @@ class AbsenceDataset(_PairedFeatures):
             f"AbsenceDataset(n_samples={len(self)}, img_dim={self.img_dim}, "
             f"txt_dim={self.txt_dim}, noise={self.noise})"
         )
+
+
+class RedundantDataset(_PairedFeatures):
+    """Both modalities carry the label, one clearly and one faintly: the setting in which a
+    fusion model learns to lean on the clear modality and is lost when it goes missing.
+
+    With the label ``y = i mod num_classes`` and independent noise per modality:
+
+    - image ``signal * e_y + N(0, img_noise^2)`` on every coordinate;
+    - text ``signal * e_y + N(0, txt_noise^2)`` on every coordinate.
+
+    With the defaults the text alone is nearly perfect and the image alone well above chance
+    but far from perfect, so the image is the fallback when the text is missing.
+    """
+
+    def __init__(
+        self,
+        n_samples: int = 2000,
+        img_dim: int = 32,
+        txt_dim: int = 16,
+        num_classes: int = 4,
+        signal: float = 1.0,
+        img_noise: float = 0.8,
+        txt_noise: float = 0.2,
+        seed: int | None = 0,
+        generator: torch.Generator | None = None,
+    ):
+        _check_dims(img_dim, txt_dim, num_classes)
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+        g = _generator(seed, generator)
+        self.img_dim, self.txt_dim, self.num_classes = img_dim, txt_dim, num_classes
+        self.signal, self.img_noise, self.txt_noise = signal, img_noise, txt_noise
+        self.labels = torch.arange(n_samples) % num_classes
+        self.img_features = torch.randn(n_samples, img_dim, generator=g) * img_noise
+        self.txt_features = torch.randn(n_samples, txt_dim, generator=g) * txt_noise
+        rows = torch.arange(n_samples)
+        self.img_features[rows, self.labels] += signal
+        self.txt_features[rows, self.labels] += signal
+
+    def __repr__(self) -> str:
+        return (
+            f"RedundantDataset(n_samples={len(self)}, img_dim={self.img_dim}, "
+            f"txt_dim={self.txt_dim}, num_classes={self.num_classes}, signal={self.signal}, "
+            f"img_noise={self.img_noise}, txt_noise={self.txt_noise})"
+        )
+
+
+def make_redundant_splits(seed: int = 0, n_train: int = 2000, n_test: int = 1000, **kwargs):
+    """Train and test ``RedundantDataset`` from one seed (independent streams)."""
+    return (RedundantDataset(n_train, seed=2 * seed, **kwargs),
+            RedundantDataset(n_test, seed=2 * seed + 1, **kwargs))
 
 
 def make_switch_splits(seed: int = 0, n_train: int = 2000, n_test: int = 1000, **kwargs):

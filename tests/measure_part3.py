@@ -12,7 +12,8 @@ Each function returns plain numbers (lists over seeds); ``main`` prints them as 
   cross-attention block inserted, gated (tanh(alpha), alpha = 0) or not: the output at
   initialisation and the training curves;
 - ``missing``: accuracy against the fraction of test samples whose text (or image) is zeroed,
-  for LateFusion trained with and without modality dropout, and the unimodal baselines;
+  on ``RedundantDataset``, for models trained with and without modality dropout, and the
+  unimodal baselines;
 - ``absence``: per-class accuracy on the absence task, and what a zeroed text does to it.
 """
 
@@ -36,7 +37,12 @@ from fusionlab.gating import (
     SumFusion,
     gate_switch_correlation,
 )
-from fusionlab.gating_data import make_absence_splits, make_switch_splits, with_missing
+from fusionlab.gating_data import (
+    make_absence_splits,
+    make_redundant_splits,
+    make_switch_splits,
+    with_missing,
+)
 from fusionlab.models import LateFusion, UnimodalClassifier
 from fusionlab.train import TrainConfig, accuracy, fit, fit_seeds, per_class_accuracy
 from fusionlab.utils import seed_everything
@@ -51,6 +57,7 @@ SEEDS = (0, 1, 2, 3, 4)
 SWITCH = TrainConfig(epochs=20, lr=3e-3, batch_size=64, progress=False)
 ABSENCE = TrainConfig(epochs=20, lr=3e-3, batch_size=64, progress=False)
 PART1 = TrainConfig(epochs=20, lr=1e-3, batch_size=64, progress=False)
+MISSING = TrainConfig(epochs=15, lr=1e-3, batch_size=64, progress=False)
 INSERTION = TrainConfig(epochs=10, lr=1e-3, batch_size=64, progress=False)
 RATES = tuple(i / 10 for i in range(11))
 
@@ -134,20 +141,27 @@ def absence(seeds=SEEDS, config=ABSENCE, **data) -> dict:
     return results
 
 
-def missing(seeds=SEEDS, config=PART1, p_drop=0.3, rates=RATES) -> dict:
-    """Accuracy against the missing rate on Part 1's original data.
+def missing(seeds=SEEDS, config=MISSING, p_drop=0.5, rates=RATES, **data) -> dict:
+    """Accuracy against the missing rate on ``RedundantDataset`` (clear text, faint image).
 
-    {model: {"txt": [per seed: [acc per rate]], "img": [...]}} for LateFusion trained without
-    and with modality dropout (each modality zeroed with probability ``p_drop``, independently),
-    and the unimodal baselines.
+    {model: {"txt": [per seed: [acc per rate]], "img": [...]}} for LateFusion (an MLP on both
+    embeddings) and the concatenation unit with a linear head, each trained without and with
+    modality dropout (the text zeroed with probability ``p_drop`` per training sample), and
+    the unimodal baselines.
     """
-    splits = [make_splits(seed) for seed in seeds]
+    splits = [make_redundant_splits(seed, **data) for seed in seeds]
     trains, tests = [s[0] for s in splits], [s[1] for s in splits]
+    t0 = trains[0]
+    dims, C = (t0.img_dim, t0.txt_dim), t0.num_classes
     factories = {
-        "late fusion": lambda: LateFusion(),
-        "late fusion + modality dropout": lambda: ModalityDropout(LateFusion(), p_drop, p_drop),
-        "img only": lambda: UnimodalClassifier(32, 32, 3, "img"),
-        "txt only": lambda: UnimodalClassifier(16, 32, 3, "txt"),
+        "late fusion": lambda: LateFusion(*dims, num_classes=C),
+        "late fusion + modality dropout": lambda: ModalityDropout(
+            LateFusion(*dims, num_classes=C), 0.0, p_drop),
+        "concat (linear head)": lambda: FusionClassifier(ConcatFusion(*dims), C),
+        "concat (linear head) + modality dropout": lambda: ModalityDropout(
+            FusionClassifier(ConcatFusion(*dims), C), 0.0, p_drop),
+        "img only": lambda: UnimodalClassifier(dims[0], 32, C, "img"),
+        "txt only": lambda: UnimodalClassifier(dims[1], 32, C, "txt"),
     }
     results = {"rates": list(rates)}
     for name, make in factories.items():
@@ -163,14 +177,14 @@ def missing(seeds=SEEDS, config=PART1, p_drop=0.3, rates=RATES) -> dict:
     return results
 
 
-def insertion(seeds=SEEDS, pretrain=PART1, config=INSERTION) -> dict:
+def insertion(seeds=SEEDS, pretrain=PART1, config=INSERTION, **data) -> dict:
     """Gated against ungated insertion into a frozen text-only classifier on Part 1's data.
 
     {"pretrained_acc": [...], "gated"/"ungated": {"init_max_abs_diff": [...], "init_acc":
     [...], "test_acc": [per seed: [acc per epoch]], "train_loss": [...], "alpha": [...]}}; the
     accuracy at initialisation is ``init_acc``, the curves start after the first epoch.
     """
-    splits = [make_splits(seed) for seed in seeds]
+    splits = [make_splits(seed, **data) for seed in seeds]
     trains, tests = [s[0] for s in splits], [s[1] for s in splits]
     make_text = lambda: UnimodalClassifier(16, 32, 3, "txt")
     histories, pretrained = fit_seeds(make_text, trains, tests, seeds, pretrain,
@@ -229,7 +243,7 @@ def report(results: dict) -> None:
                   f"{[round(x, 3) for x in zeroed.mean(0).tolist()]}")
     if "missing" in results:
         rates = results["missing"]["rates"]
-        print("== missing modality on Part 1's data: accuracy (mean over seeds) per missing rate")
+        print("== missing modality (RedundantDataset): accuracy per missing rate, over seeds")
         print("  rates " + " ".join(f"{r:5.1f}" for r in rates))
         for name, entry in results["missing"].items():
             if name == "rates":

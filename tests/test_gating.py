@@ -279,3 +279,28 @@ def test_modality_dropout_wrapper_acts_only_while_training():
     dropped = (seen[-1][1] == 0).all(dim=1)
     assert torch.equal(seen[-1][0], img)
     assert abs(dropped.float().mean().item() - 0.5) < 5 * math.sqrt(0.25 / 4000)
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+def test_the_measurement_script_runs_end_to_end():
+    """tests/measure_part3.py at a tiny budget: every experiment runs and returns its numbers
+    (the real measurements take minutes and are run by hand; see its docstring)."""
+    from dataclasses import replace
+
+    from tests import measure_part3 as measure
+
+    tiny = dict(seeds=[0, 1], n_train=120, n_test=60)
+    one_epoch = lambda config: replace(config, epochs=1)
+    switch = measure.switch(config=one_epoch(measure.SWITCH), **tiny)
+    assert set(switch) >= {"concat", "sum", "scalar gate", "GMU", "FiLM", "img only"}
+    assert len(switch["GMU"]["gate_corr"]) == 2
+    absence = measure.absence(config=one_epoch(measure.ABSENCE), **tiny)
+    assert len(absence["sum"]["per_class_text_zeroed"][0]) == 3
+    missing = measure.missing(config=one_epoch(measure.MISSING), rates=(0.0, 1.0), **tiny)
+    assert len(missing["late fusion"]["txt"][1]) == 2
+    insertion = measure.insertion(pretrain=one_epoch(measure.PART1),
+                                  config=one_epoch(measure.INSERTION), **tiny)
+    assert insertion["gated"]["init_max_abs_diff"] == [0.0, 0.0]
+    assert min(insertion["ungated"]["init_max_abs_diff"]) > 0

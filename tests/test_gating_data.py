@@ -8,10 +8,12 @@ import torch
 
 from fusionlab.gating_data import (
     AbsenceDataset,
+    RedundantDataset,
     SwitchDataset,
     drop_tokens,
     drop_vectors,
     make_absence_splits,
+    make_redundant_splits,
     make_switch_splits,
     missing_mask,
     with_missing,
@@ -132,10 +134,35 @@ def test_absence_class_text_carries_no_feature():
     assert torch.allclose(mean0, mean2, atol=10 * 0.3 / math.sqrt(n))
 
 
+# ----------------------------------------------------------------------------- redundant task
+
+
+def test_redundant_task_matches_its_definition():
+    ds = RedundantDataset(203, img_dim=6, txt_dim=5, num_classes=4, signal=2.0, img_noise=0.7,
+                          txt_noise=0.1, seed=8)
+    g = torch.Generator().manual_seed(8)
+    img = torch.randn(203, 6, generator=g) * 0.7
+    txt = torch.randn(203, 5, generator=g) * 0.1
+    for i in range(203):
+        img[i, i % 4] += 2.0
+        txt[i, i % 4] += 2.0
+    assert torch.equal(ds.labels, torch.arange(203) % 4)
+    assert torch.allclose(ds.img_features, img) and torch.allclose(ds.txt_features, txt)
+
+
+def test_redundant_task_noise_levels():
+    ds = RedundantDataset(40000, seed=1)
+    for feats, noise in ((ds.img_features, 0.8), (ds.txt_features, 0.2)):
+        centred = feats.clone()
+        centred[torch.arange(40000), ds.labels] -= 1.0
+        assert abs(centred.std().item() - noise) < 0.01
+        assert centred.mean(0).abs().max() < 5 * noise / math.sqrt(40000)
+
+
 # ----------------------------------------------------------------------------- seeding
 
 
-@pytest.mark.parametrize("cls", [SwitchDataset, AbsenceDataset])
+@pytest.mark.parametrize("cls", [SwitchDataset, AbsenceDataset, RedundantDataset])
 def test_seeding(cls):
     a, b, c = cls(200, seed=4), cls(200, seed=4), cls(200, seed=5)
     assert all(torch.equal(x, y) for x, y in zip(a.tensors(), b.tensors()))
@@ -144,7 +171,7 @@ def test_seeding(cls):
     assert torch.equal(cls(200, seed=None, generator=g).txt_features, a.txt_features)
 
 
-@pytest.mark.parametrize("cls", [SwitchDataset, AbsenceDataset])
+@pytest.mark.parametrize("cls", [SwitchDataset, AbsenceDataset, RedundantDataset])
 def test_the_global_rng_is_neither_used_nor_moved(cls):
     torch.manual_seed(0)
     first = cls(100, seed=1).img_features
@@ -159,7 +186,7 @@ def test_the_global_rng_is_neither_used_nor_moved(cls):
 
 
 def test_splits_are_independent_draws():
-    for make in (make_switch_splits, make_absence_splits):
+    for make in (make_switch_splits, make_absence_splits, make_redundant_splits):
         train, test = make(seed=0, n_train=300, n_test=300)
         assert not torch.equal(train.img_features, test.img_features)
         again, _ = make(seed=0, n_train=300, n_test=300)
