@@ -126,6 +126,8 @@ def absence(seeds=SEEDS, config=ABSENCE, **data) -> dict:
     }
     factories["late fusion (MLP)"] = lambda: LateFusion(train0.img_dim, train0.txt_dim,
                                                         num_classes=3)
+    factories["late fusion (MLP) + modality dropout"] = lambda: ModalityDropout(
+        LateFusion(train0.img_dim, train0.txt_dim, num_classes=3), 0.0, 0.5)
     factories["img only"] = lambda: UnimodalClassifier(train0.img_dim, 32, 3, "img")
     factories["txt only"] = lambda: UnimodalClassifier(train0.txt_dim, 32, 3, "txt")
     results = {}

@@ -284,6 +284,7 @@ def test_modality_dropout_wrapper_acts_only_while_training():
 # ----------------------------------------------------------------------------- measurements
 
 
+@pytest.mark.slow
 def test_the_measurement_script_runs_end_to_end():
     """tests/measure_part3.py at a tiny budget: every experiment runs and returns its numbers
     (the real measurements take minutes and are run by hand; see its docstring)."""
