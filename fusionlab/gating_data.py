@@ -70,8 +70,8 @@ class SwitchDataset(_PairedFeatures):
     - ``M = 0``: image ``eps``, text ``signal * e_y + eps``.
 
     The informative modality is the one with a large coordinate among the first
-    ``num_classes``; the other one says nothing about the label. A modality alone is therefore
-    right on its own samples and at chance on the others: about
+    ``num_classes``; the other one says nothing about the label. A modality alone can at best
+    be right on its own samples and at chance on the others: at most
     ``p + (1 - p) / num_classes`` for the image (``p = p_image``). ``switch`` holds ``M``
     ``(n,)`` (1: the image speaks), so that a model's gate can be correlated with it.
     """
@@ -128,8 +128,9 @@ class AbsenceDataset(_PairedFeatures):
 
     Class 2 needs both modalities: its image is class 0's and its text is that of half of
     class 1. A model must notice that the text *lacks* the feature that matches the image. On
-    its own the image is worth 2/3 (B, or A with a coin flip between classes 0 and 2), the
-    text 5/6 (silent text: class 2 twice as often as class 1). ``text_mentions`` ``(n,)`` holds
+    its own the image is worth at most 2/3 (B, or A with a coin flip between classes 0 and 2),
+    the text at most 5/6 (a silent text is class 2 twice as often as class 1); noise takes a
+    little off both. ``text_mentions`` ``(n,)`` holds
     whether the text carries a feature.
 
     Note that a zeroed text (a missing modality, ``drop_vectors``) looks like a silent one:
