@@ -280,10 +280,14 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--only", nargs="+", default=["switch", "absence", "missing", "insertion"])
     parser.add_argument("--json", help="also write the raw numbers to this file")
+    parser.add_argument("--insertion-lr", type=float, default=INSERTION.lr,
+                        help="learning rate of the insertion runs (the gate matters more at "
+                             "large ones)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    insertion_config = replace(INSERTION, lr=args.insertion_lr)
     functions = {"switch": switch, "absence": absence, "missing": missing,
-                 "insertion": insertion}
+                 "insertion": lambda seeds: insertion(seeds, config=insertion_config)}
     results = {}
     for name in args.only:
         start, cpu = time.perf_counter(), time.process_time()
