@@ -283,10 +283,15 @@ def main(argv=None) -> None:
     parser.add_argument("--insertion-lr", type=float, default=INSERTION.lr,
                         help="learning rate of the insertion runs (the gate matters more at "
                              "large ones)")
+    parser.add_argument("--switch-noise", type=float, default=None,
+                        help="noise of the switch task (default: SwitchDataset's); the gate's "
+                             "correlation with M rises as it falls")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     insertion_config = replace(INSERTION, lr=args.insertion_lr)
-    functions = {"switch": switch, "absence": absence, "missing": missing,
+    switch_data = {} if args.switch_noise is None else {"noise": args.switch_noise}
+    functions = {"switch": lambda seeds: switch(seeds, **switch_data), "absence": absence,
+                 "missing": missing,
                  "insertion": lambda seeds: insertion(seeds, config=insertion_config)}
     results = {}
     for name in args.only:
