@@ -19,9 +19,7 @@ that nothing a submission does can reach another student's grades.
 
 from __future__ import annotations
 
-import logging
 import os
-import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -159,45 +157,21 @@ def create_course(
 
 
 def collect(course: Course, submissions: Path) -> list[str]:
-    """Hand ``submissions`` (a folder of ``<student_id>.ipynb``, or a zip of them as an LMS
-    exports it) to ``nbgrader zip_collect``; return the collected student ids."""
-    submissions = Path(submissions)
-    archive = course.root / "downloaded" / course.assignment / "archive"
-    if archive.parent.exists():
-        shutil.rmtree(archive.parent)
-    archive.mkdir(parents=True)
-    if submissions.is_dir():
-        for path in sorted(submissions.iterdir()):
-            if path.is_file() and path.suffix in (".ipynb", ".zip"):
-                shutil.copy(path, archive / path.name)
-    elif submissions.is_file() and submissions.suffix in (".zip", ".ipynb"):
-        shutil.copy(submissions, archive / submissions.name)
-    else:
-        raise CourseError(f"{submissions} is neither a folder of .ipynb files nor a .zip file")
-    from nbgrader.apps.zipcollectapp import ZipCollectApp
-    from nbgrader.coursedir import CourseDirectory
+    """Collect ``submissions`` (a folder of ``<student_id>.ipynb`` or ``<student_id>/``
+    folders, or a zip of them as an LMS exports it) into ``submitted/``; return the student ids.
+    See ``autograder.intake`` (safe extraction, distinct ids, files only from their own entry)."""
+    return collect_batch(course, submissions).students
 
-    config = nbgrader_config.nbgrader_config(root=course.root, cell_timeout=course.cell_timeout)
-    app = ZipCollectApp(config=config)  # nbgrader zip_collect, without reading config files
-    app.log_level = logging.ERROR  # its INFO and WARNING lines narrate folder creation
-    app.coursedir = CourseDirectory(parent=app)
-    app.coursedir.assignment_id = course.assignment
-    app.force = True
+
+def collect_batch(course: Course, submissions: Path):
+    """``collect``, returning the whole ``intake.Batch`` (flags, original names)."""
+    from .intake import IntakeError
+    from .intake import collect_batch as collect_into
+
     try:
-        app.init_plugins()
-        app.extract_archive_files()
-        app.process_extracted_files()
-    except SystemExit as exc:  # nbgrader apps fail() with sys.exit
-        raise CourseError(f"nbgrader zip_collect failed (exit {exc.code})") from exc
-    students = course.students()
-    extracted = archive.parent / "extracted"
-    skipped = sorted(
-        str(p.relative_to(extracted)) for p in extracted.rglob("*")
-        if p.is_file() and (p.suffix != ".ipynb" or "__MACOSX" in p.parts)
-    ) if extracted.is_dir() else []
-    if skipped:
-        print(f"not collected (not a notebook): {', '.join(skipped)}", file=sys.stderr)
-    return students
+        return collect_into(Path(submissions), course.root, course.assignment, course.notebooks)
+    except IntakeError as exc:
+        raise CourseError(str(exc)) from exc
 
 
 def make_shard(course: Course, student: str, shard_root: Path) -> Course:
@@ -222,12 +196,11 @@ def make_shard(course: Course, student: str, shard_root: Path) -> Course:
 
 # ----------------------------------------------------------------------------- zip_collect plugin
 
-STUDENT_ID_CHARS = re.compile(r"[^A-Za-z0-9_.@-]+")
-
-
 def student_id_from(name: str) -> str:
-    """A student id nbgrader accepts, from a file or folder name."""
-    return STUDENT_ID_CHARS.sub("_", name).strip("._") or "unnamed"
+    """A student id nbgrader accepts, from a file or folder name (``intake.student_id_for``)."""
+    from .intake import student_id_for
+
+    return student_id_for(name)
 
 
 class SubmissionCollector(FileNameCollectorPlugin):
