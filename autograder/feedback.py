@@ -173,7 +173,7 @@ SHORTENED_NOTE = (
 SHORTENED_FLAG = "GRADING"
 
 
-def test_title(source: str) -> str:
+def cell_title(source: str) -> str:
     """What a test cell checks, from its first comment line: ``# Hidden test: the gate
     receives a gradient (3 points)`` -> ``the gate receives a gradient``."""
     for line in source.splitlines():
@@ -246,6 +246,6 @@ class AnnotateFeedback(NbGraderPreprocessor):
                 if output.output_type == "error":
                     verdict = f"{output.ename}: {output.evalue}" if output.evalue else output.ename
                     break
-            cell.metadata["feedback"] = {"title": test_title(cell.source),
+            cell.metadata["feedback"] = {"title": cell_title(cell.source),
                                          "verdict": verdict.splitlines()[0] if verdict else ""}
         return cell, resources
