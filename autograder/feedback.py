@@ -185,8 +185,9 @@ def cell_title(source: str) -> str:
     return ""
 
 
-def _names(source: str) -> tuple[set[str], set[str]]:
-    """(names read, names bound) by a code cell; empty when it is not valid Python."""
+def _statements(source: str) -> list[tuple[set[str], set[str]]]:
+    """(names read, names bound) of each top-level statement of a code cell; empty when it is
+    not valid Python."""
     import ast
 
     from .scan import _python_source
@@ -194,30 +195,37 @@ def _names(source: str) -> tuple[set[str], set[str]]:
     try:
         tree = ast.parse(_python_source(source))
     except SyntaxError:
-        return set(), set()
-    read, bound = set(), set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            bound.add(node.name)
-    return read, bound
+        return []
+    statements = []
+    for statement in tree.body:
+        read, bound = set(), set()
+        for node in ast.walk(statement):
+            if isinstance(node, ast.Name):
+                (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                bound.add(node.name)
+        statements.append((read, bound))
+    return statements
 
 
 def shortened_cells(nb) -> list[int]:
     """Code cells whose results depend on the shortened grading run: they read ``GRADING``
     (the notebook's flag for ``NBGRADER_EXECUTION``) or a name computed from it, directly or
-    through other such names. The cell that sets ``GRADING`` is not one of them."""
+    through other such names. The cell that sets ``GRADING`` is not one of them (the names
+    it computes from ``GRADING`` count, though)."""
     tainted = {SHORTENED_FLAG}
     cells = []
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
-        read, bound = _names(cell.source)
-        if SHORTENED_FLAG in bound or not read & tainted:
-            continue
-        tainted |= bound
-        cells.append(index)
+        reads, sets_flag = False, False
+        for read, bound in _statements(cell.source):
+            sets_flag |= SHORTENED_FLAG in bound
+            if read & tainted:
+                reads = True
+                tainted |= bound - {SHORTENED_FLAG}
+        if reads and not sets_flag:
+            cells.append(index)
     return cells
 
 

@@ -364,14 +364,16 @@ def test_test_titles(source, title):
 
 def test_shortened_cells_follow_the_grading_flag():
     nb = new_notebook(cells=[
-        new_code_cell('GRADING = "NBGRADER_EXECUTION" in os.environ\nif GRADING:\n    pass'),
+        new_code_cell('GRADING = "NBGRADER_EXECUTION" in os.environ\nif GRADING:\n    pass\n'
+                      "SEED = 0\nSEEDS = [0] if GRADING else [0, 1, 2]"),
         new_code_cell("EPOCHS = 2 if GRADING else 30\nconfig = dict(epochs=EPOCHS)"),
-        new_code_cell("x = 1"),
+        new_code_cell("x = SEED"),
         new_code_cell("def train(c=config):\n    return c"),
         new_code_cell("train()"),
         new_code_cell("print(x)"),
+        new_code_cell("print(SEEDS)"),
     ])
-    assert shortened_cells(nb) == [1, 3, 4]
+    assert shortened_cells(nb) == [1, 3, 4, 6]
 
 
 def test_annotations_name_tests_and_label_the_shortened_run():
