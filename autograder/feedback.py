@@ -254,6 +254,9 @@ class AnnotateFeedback(NbGraderPreprocessor):
                 if output.output_type == "error":
                     verdict = f"{output.ename}: {output.evalue}" if output.evalue else output.ename
                     break
+            from .intake import printable
+
+            first_line = verdict.splitlines()[0] if verdict else ""
             cell.metadata["feedback"] = {"title": cell_title(cell.source),
-                                         "verdict": verdict.splitlines()[0] if verdict else ""}
+                                         "verdict": printable(first_line)}
         return cell, resources

@@ -182,6 +182,7 @@ def test_feedback_names_tests_and_labels_the_shortened_run(batch):
     assert "<code>add_hidden</code></a>: add works on negatives and floats" in toc
     assert "<code>add_visible</code>" in toc
     assert "end-of-verdict" in toc  # the whole verdict, wrapped by the page's CSS
+    assert f"ValueError: boom {LONG} end-of-verdict" in toc  # without escape sequences
     assert "white-space: pre-wrap" in page
     assert "Shortened grading run" in page and "trained for 2 epochs" in page
     assert r"$a + b$" in page and r"\sum_i x_i &lt; \infty" in page  # TeX, no renderer
