@@ -8,7 +8,7 @@ Layout of a course directory (nbgrader's)::
     <root>/source/<assignment>/         the instructor master (copied from the repository)
     <root>/release/<assignment>/        the student version (generate_assignment)
     <root>/downloaded/<assignment>/archive/   what was handed in (a zip, or .ipynb files)
-    <root>/submitted/<student>/<assignment>/  collected by zip_collect
+    <root>/submitted/<student>/<assignment>/  collected by autograder.intake
     <root>/autograded/..., <root>/feedback/...
 
 A shard is a small course directory for one student: a copy of the gradebook as it is after

@@ -2,8 +2,9 @@
 
 1. Create a fresh course directory ``DIR/course`` and release the assignment from ``source/``
    (nbgrader ``generate_assignment``). Starting afresh makes a re-run give the same result.
-2. Collect the submissions (nbgrader ``zip_collect``: a folder of ``<student_id>.ipynb`` or an
-   LMS zip).
+2. Collect the submissions (``autograder.intake``: a folder of ``<student_id>.ipynb`` or
+   ``<student_id>/`` folders, or an LMS zip of them, extracted safely; distinct student ids)
+   into nbgrader's ``submitted/`` layout.
 3. Check that each submission is a notebook at all, and scan its code for tampering (reported,
    see ``autograder.scan``).
 4. Autograde every submission in its own shard (``autograder.course.make_shard``) through a

@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 ID_CHARS = re.compile(r"[^A-Za-z0-9_.@-]+")
 MAX_ID_SLUG = 48
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar")
-IGNORED_PARTS = ("__MACOSX", ".ipynb_checkpoints")
+IGNORED_PARTS = ("__MACOSX", ".ipynb_checkpoints", ".DS_Store", "Thumbs.db", "desktop.ini")
 MAX_MEMBER_BYTES = 64 * 1024 * 1024  # a notebook larger than this is not a submission
 MAX_BATCH_BYTES = 4 * 1024 * 1024 * 1024
 
