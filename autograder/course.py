@@ -204,9 +204,10 @@ def student_id_from(name: str) -> str:
 
 
 class SubmissionCollector(FileNameCollectorPlugin):
-    """Names a submission after its file: ``alice.ipynb`` is alice's copy of the assignment's
-    notebook. A file named like the notebook itself (``alice/part1_fusion_strategies.ipynb``,
-    the layout of some LMS exports) is named after its folder instead."""
+    """For a plain ``nbgrader zip_collect`` run in a course directory (the grading command
+    collects with ``autograder.intake`` instead), with the same ownership rule: a top-level
+    ``alice.ipynb`` is alice's copy of the assignment's notebook; in a folder, only
+    ``alice/<notebook>.ipynb`` counts, for alice, whatever other files the folder holds."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -232,8 +233,17 @@ class SubmissionCollector(FileNameCollectorPlugin):
         coursedir = self.parent.coursedir
         release = Path(coursedir.root) / "release" / coursedir.assignment_id
         notebooks = sorted(p.name for p in release.glob("*.ipynb"))
-        if path.name in notebooks:
-            return {"student_id": student_id_from(path.parent.name), "file_id": path.name}
+        extracted = Path(self.parent._format_collect_path(self.parent.extracted_directory))
+        try:
+            parts = path.relative_to(extracted).parts
+        except ValueError:
+            parts = (path.name,)
+        if len(parts) > 1:  # inside a student's folder: only the notebook itself, for them
+            if path.name in notebooks:
+                return {"student_id": student_id_from(parts[0]), "file_id": path.name}
+            self.log.warning("Skipping %s: in %s's folder, only %s count", path, parts[0],
+                             ", ".join(notebooks))
+            return None
         if len(notebooks) != 1:
             self.log.warning(
                 "Skipping %s: the assignment has several notebooks, so submissions must be "

@@ -474,3 +474,32 @@ def test_release_refuses_a_folder_with_work_in_it(tmp_path):
     completed = subprocess.run([sys.executable, "-m", "autograder", "release", "--out", str(out)],
                                cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 2 and "not empty" in completed.stderr
+
+
+def test_plain_nbgrader_zip_collect_follows_the_same_ownership(tmp_path):
+    """``nbgrader zip_collect`` in a course directory uses autograder.course.SubmissionCollector:
+    a file in alice's folder never counts for bob."""
+    import logging
+
+    from nbgrader.apps.zipcollectapp import ZipCollectApp
+    from nbgrader.coursedir import CourseDirectory
+
+    from autograder import nbgrader_config
+
+    root = tmp_path / "course"
+    (root / "release" / "toy").mkdir(parents=True)
+    (root / "release" / "toy" / "toy.ipynb").write_text(NB)
+    extracted = root / "downloaded" / "toy" / "extracted"
+    for name, text in {"alice/toy.ipynb": "alice", "alice/bob.ipynb": "fake bob",
+                       "bob.ipynb": "bob", "Zoë.ipynb": "zoe"}.items():
+        (extracted / name).parent.mkdir(parents=True, exist_ok=True)
+        (extracted / name).write_text(text)
+    app = ZipCollectApp(config=nbgrader_config.nbgrader_config(root=root))
+    app.log_level = logging.ERROR
+    app.coursedir = CourseDirectory(parent=app)
+    app.coursedir.assignment_id = "toy"
+    app.init_plugins()
+    app.process_extracted_files()
+    collected = {p.parent.parent.name: p.read_text()
+                 for p in (root / "submitted").glob("*/toy/toy.ipynb")}
+    assert collected == {"alice": "alice", "bob": "bob", student_id_for("Zoë"): "zoe"}
