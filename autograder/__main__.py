@@ -3,6 +3,7 @@
     python -m autograder grade ASSIGNMENT SUBMISSIONS --out DIR
     python -m autograder examples ASSIGNMENT --out DIR
     python -m autograder demo [--out DIR]
+    python -m autograder release --out DIR
 """
 
 from __future__ import annotations
@@ -51,11 +52,23 @@ def main(argv: list[str] | None = None) -> int:
     demo_cmd.add_argument("--out", type=Path, default=Path("grading-output"))
     _add_grading_options(demo_cmd)
 
+    release_cmd = commands.add_parser(
+        "release", help="write the student-facing copy of the course (no source/, solutions/ "
+                        "or hidden tests) into a new folder")
+    release_cmd.add_argument("--out", type=Path, required=True,
+                             help="a folder that does not exist yet, or is empty")
+
     args = parser.parse_args(argv)
     from .course import SOURCE_ROOT, CourseError
 
     source = getattr(args, "source", None) or SOURCE_ROOT
     try:
+        if args.command == "release":
+            from .release import write_release
+
+            for path in write_release(args.out):
+                print(path)
+            return 0
         if args.command == "examples":
             from .examples import write_examples
 

@@ -8,7 +8,7 @@ Layout of a course directory (nbgrader's)::
     <root>/source/<assignment>/         the instructor master (copied from the repository)
     <root>/release/<assignment>/        the student version (generate_assignment)
     <root>/downloaded/<assignment>/archive/   what was handed in (a zip, or .ipynb files)
-    <root>/submitted/<student>/<assignment>/  collected by zip_collect
+    <root>/submitted/<student>/<assignment>/  collected by autograder.intake
     <root>/autograded/..., <root>/feedback/...
 
 A shard is a small course directory for one student: a copy of the gradebook as it is after
@@ -19,9 +19,7 @@ that nothing a submission does can reach another student's grades.
 
 from __future__ import annotations
 
-import logging
 import os
-import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -159,45 +157,21 @@ def create_course(
 
 
 def collect(course: Course, submissions: Path) -> list[str]:
-    """Hand ``submissions`` (a folder of ``<student_id>.ipynb``, or a zip of them as an LMS
-    exports it) to ``nbgrader zip_collect``; return the collected student ids."""
-    submissions = Path(submissions)
-    archive = course.root / "downloaded" / course.assignment / "archive"
-    if archive.parent.exists():
-        shutil.rmtree(archive.parent)
-    archive.mkdir(parents=True)
-    if submissions.is_dir():
-        for path in sorted(submissions.iterdir()):
-            if path.is_file() and path.suffix in (".ipynb", ".zip"):
-                shutil.copy(path, archive / path.name)
-    elif submissions.is_file() and submissions.suffix in (".zip", ".ipynb"):
-        shutil.copy(submissions, archive / submissions.name)
-    else:
-        raise CourseError(f"{submissions} is neither a folder of .ipynb files nor a .zip file")
-    from nbgrader.apps.zipcollectapp import ZipCollectApp
-    from nbgrader.coursedir import CourseDirectory
+    """Collect ``submissions`` (a folder of ``<student_id>.ipynb`` or ``<student_id>/``
+    folders, or a zip of them as an LMS exports it) into ``submitted/``; return the student ids.
+    See ``autograder.intake`` (safe extraction, distinct ids, files only from their own entry)."""
+    return collect_batch(course, submissions).students
 
-    config = nbgrader_config.nbgrader_config(root=course.root, cell_timeout=course.cell_timeout)
-    app = ZipCollectApp(config=config)  # nbgrader zip_collect, without reading config files
-    app.log_level = logging.ERROR  # its INFO and WARNING lines narrate folder creation
-    app.coursedir = CourseDirectory(parent=app)
-    app.coursedir.assignment_id = course.assignment
-    app.force = True
+
+def collect_batch(course: Course, submissions: Path):
+    """``collect``, returning the whole ``intake.Batch`` (flags, original names)."""
+    from .intake import IntakeError
+    from .intake import collect_batch as collect_into
+
     try:
-        app.init_plugins()
-        app.extract_archive_files()
-        app.process_extracted_files()
-    except SystemExit as exc:  # nbgrader apps fail() with sys.exit
-        raise CourseError(f"nbgrader zip_collect failed (exit {exc.code})") from exc
-    students = course.students()
-    extracted = archive.parent / "extracted"
-    skipped = sorted(
-        str(p.relative_to(extracted)) for p in extracted.rglob("*")
-        if p.is_file() and (p.suffix != ".ipynb" or "__MACOSX" in p.parts)
-    ) if extracted.is_dir() else []
-    if skipped:
-        print(f"not collected (not a notebook): {', '.join(skipped)}", file=sys.stderr)
-    return students
+        return collect_into(Path(submissions), course.root, course.assignment, course.notebooks)
+    except IntakeError as exc:
+        raise CourseError(str(exc)) from exc
 
 
 def make_shard(course: Course, student: str, shard_root: Path) -> Course:
@@ -222,18 +196,18 @@ def make_shard(course: Course, student: str, shard_root: Path) -> Course:
 
 # ----------------------------------------------------------------------------- zip_collect plugin
 
-STUDENT_ID_CHARS = re.compile(r"[^A-Za-z0-9_.@-]+")
-
-
 def student_id_from(name: str) -> str:
-    """A student id nbgrader accepts, from a file or folder name."""
-    return STUDENT_ID_CHARS.sub("_", name).strip("._") or "unnamed"
+    """A student id nbgrader accepts, from a file or folder name (``intake.student_id_for``)."""
+    from .intake import student_id_for
+
+    return student_id_for(name)
 
 
 class SubmissionCollector(FileNameCollectorPlugin):
-    """Names a submission after its file: ``alice.ipynb`` is alice's copy of the assignment's
-    notebook. A file named like the notebook itself (``alice/part1_fusion_strategies.ipynb``,
-    the layout of some LMS exports) is named after its folder instead."""
+    """For a plain ``nbgrader zip_collect`` run in a course directory (the grading command
+    collects with ``autograder.intake`` instead), with the same ownership rule: a top-level
+    ``alice.ipynb`` is alice's copy of the assignment's notebook; in a folder, only
+    ``alice/<notebook>.ipynb`` counts, for alice, whatever other files the folder holds."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -259,8 +233,17 @@ class SubmissionCollector(FileNameCollectorPlugin):
         coursedir = self.parent.coursedir
         release = Path(coursedir.root) / "release" / coursedir.assignment_id
         notebooks = sorted(p.name for p in release.glob("*.ipynb"))
-        if path.name in notebooks:
-            return {"student_id": student_id_from(path.parent.name), "file_id": path.name}
+        extracted = Path(self.parent._format_collect_path(self.parent.extracted_directory))
+        try:
+            parts = path.relative_to(extracted).parts
+        except ValueError:
+            parts = (path.name,)
+        if len(parts) > 1:  # inside a student's folder: only the notebook itself, for them
+            if path.name in notebooks:
+                return {"student_id": student_id_from(parts[0]), "file_id": path.name}
+            self.log.warning("Skipping %s: in %s's folder, only %s count", path, parts[0],
+                             ", ".join(notebooks))
+            return None
         if len(notebooks) != 1:
             self.log.warning(
                 "Skipping %s: the assignment has several notebooks, so submissions must be "

@@ -2,8 +2,9 @@
 
 1. Create a fresh course directory ``DIR/course`` and release the assignment from ``source/``
    (nbgrader ``generate_assignment``). Starting afresh makes a re-run give the same result.
-2. Collect the submissions (nbgrader ``zip_collect``: a folder of ``<student_id>.ipynb`` or an
-   LMS zip).
+2. Collect the submissions (``autograder.intake``: a folder of ``<student_id>.ipynb`` or
+   ``<student_id>/`` folders, or an LMS zip of them, extracted safely; distinct student ids)
+   into nbgrader's ``submitted/`` layout.
 3. Check that each submission is a notebook at all, and scan its code for tampering (reported,
    see ``autograder.scan``).
 4. Autograde every submission in its own shard (``autograder.course.make_shard``) through a
@@ -43,11 +44,12 @@ from .course import (
     SOURCE_ROOT,
     Course,
     CourseError,
-    collect,
+    collect_batch,
     create_course,
     grading_env,
     make_shard,
 )
+from .intake import printable, submitted_as
 from .nbgrader_config import CELL_TIMEOUT_S
 
 DEFAULT_SUBMISSION_TIMEOUT_S = 600
@@ -77,6 +79,7 @@ class StudentResult:
     flags: list[str] = field(default_factory=list)  # tampering found by the scan or by nbgrader
     seconds: float = 0.0  # wall time of autograde + feedback in its worker
     autograde_seconds: float = 0.0  # of which nbgrader autograde (kernel start, notebook run)
+    submitted_as: str = ""  # the file(s) in the batch it was collected from, as handed in
 
 
 @dataclass
@@ -85,6 +88,7 @@ class GradingReport:
     out: Path
     students: list[StudentResult]
     seconds: float
+    skipped: list[str] = field(default_factory=list)  # files of the batch that nobody got
 
     @property
     def grades_csv(self) -> Path:
@@ -475,9 +479,11 @@ def _grade(assignment, submissions, out, logs, pool, source_root, cell_timeout,
     max_total = sum(points for _, points in cells)
 
     echo(f"Collecting submissions from {submissions} ...")
-    students = collect(course, Path(submissions))
+    batch = collect_batch(course, Path(submissions))
+    students = batch.students
     if not students:
-        raise CourseError(f"no submission (.ipynb, or a .zip of them) found in {submissions}")
+        raise CourseError(f"no submission (.ipynb, or a .zip of them) found in {submissions}"
+                          + "".join(f"\n  {line}" for line in batch.skipped))
 
     released = {name: nbformat.read(release_nb.parent / f"{name}.ipynb", as_version=4)
                 for name in notebooks}
@@ -486,20 +492,23 @@ def _grade(assignment, submissions, out, logs, pool, source_root, cell_timeout,
     work = course.root / ".shards"
     work.mkdir()
     for student in students:
-        flags: list[str] = []
+        flags: list[str] = list(batch.submissions[student].flags)
         for name in notebooks:
             path = course.submitted(student) / f"{name}.ipynb"
             if not path.exists():
                 continue
             nb, problem = read_submission(path)
             if nb is None:
-                results[student] = StudentResult(student, 0.0, max_total, "not graded", problem)
+                results[student] = StudentResult(student, 0.0, max_total, "not graded", problem,
+                                                 flags=flags)
                 break
             flags += locked_cell_changes(nb, released[name])
             flags += scan.scan_notebook(nb, released[name])
-        if student in results:
+        if student not in results:
+            results[student] = StudentResult(student, 0.0, max_total, "graded", flags=flags)
+        results[student].submitted_as = submitted_as(batch.submissions[student])
+        if results[student].status != "graded":
             continue
-        results[student] = StudentResult(student, 0.0, max_total, "graded", flags=flags)
         shard = make_shard(course, student, work / student)
         jobs.append({
             "root": str(shard.root), "assignment": assignment, "student": student,
@@ -545,15 +554,28 @@ def _grade(assignment, submissions, out, logs, pool, source_root, cell_timeout,
 
     export_csv(course, out / "grades.csv")
     ordered = [results[s] for s in students]
-    report = GradingReport(assignment, out, ordered, round(time.perf_counter() - start, 3))
+    report = GradingReport(assignment, out, ordered, round(time.perf_counter() - start, 3),
+                           skipped=[printable(line) for line in batch.skipped])
     (out / "results.json").write_text(json.dumps({
         "assignment": assignment,
         "max_score": max_total,
-        "students": [asdict(s) for s in ordered],
+        "students": [_printable_result(asdict(s)) for s in ordered],
+        "skipped": report.skipped,
     }, indent=1) + "\n")
     shutil.rmtree(work, ignore_errors=True)
     echo(format_summary(report))
     return report
+
+
+def _printable_result(result: dict) -> dict:
+    """A results.json entry whose texts are safe to print on a terminal (no escape sequences
+    or control characters from exception messages or student-controlled names)."""
+    for key in ("reason", "submitted_as"):
+        result[key] = printable(result[key])
+    result["flags"] = [printable(flag) for flag in result["flags"]]
+    for test in result["tests"]:
+        test["reason"] = printable(test["reason"])
+    return result
 
 
 def _read_autograded(course: Course, student: str, result: StudentResult) -> dict:
@@ -594,7 +616,11 @@ def format_summary(report: GradingReport) -> str:
     """The table printed at the end: one row per student, then one row per failed test."""
     rows = [("student", "score", "failed test", "points", "reason")]
     for s in report.students:
-        head = (s.student, f"{s.score:g}/{s.max_score:g}")
+        name = s.student
+        if s.submitted_as and Path(s.submitted_as.split(", ")[0]).parts[0] not in (
+                s.student, f"{s.student}.ipynb"):
+            name += f" ({s.submitted_as})"  # the id is not the name the file was handed in as
+        head = (name, f"{s.score:g}/{s.max_score:g}")
         failed = [t for t in s.tests if not t.passed]
         if s.status != "graded":
             rows.append((*head, "(not graded)", "", s.reason))
@@ -605,6 +631,9 @@ def format_summary(report: GradingReport) -> str:
                          t.reason))
         for flag in s.flags:
             rows.append(("", "", "(flag)", "", flag))
+    for line in report.skipped:
+        rows.append(("(batch)", "", "(not collected)", "", line))
+    rows = [tuple(printable(cell) for cell in row) for row in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = []
     for r in rows:

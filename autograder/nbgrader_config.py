@@ -74,17 +74,36 @@ def configure(c, *, root=None, cell_timeout: int | None = None):
     # generate_feedback: grades and styles (nbgrader's defaults), then replace the tracebacks of
     # failed hidden tests by their one-line message (a traceback quotes the hidden source), then
     # strip the hidden test blocks. Without the last two the feedback leaks the hidden tests.
+    # SanitizeSubmission removes the submission's active content (scripts, event handlers,
+    # javascript: links, iframes, SVG, widgets) before nbconvert renders the page;
+    # AnnotateFeedback names each test and labels the shortened grading run's outputs.
     c.GenerateFeedback.preprocessors = [
         "nbgrader.preprocessors.GetGrades",
         "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+        "autograder.feedback.SanitizeSubmission",
         "autograder.feedback.HideHiddenTestTracebacks",
+        "autograder.feedback.AnnotateFeedback",
         "nbgrader.preprocessors.ClearHiddenTests",
     ]
+    # the page: nbgrader's feedback template with a header that loads nothing from the network
+    # (no MathJax: formulas stay TeX) and forbids scripts, and a table of contents naming tests
+    # (nbgrader's API forces the template name "feedback"; a template file given by its path
+    # is looked up first, and its `extends 'index.html.j2'` finds nbgrader's feedback page)
+    c.HTMLExporter.template_file = _feedback_template()
 
     # zip_collect: LMS archives (or plain <student_id>.ipynb files) -> submitted/<id>/<assignment>/
     c.ZipCollectApp.collector_plugin = "autograder.course.SubmissionCollector"
     c.ZipCollectApp.strict = False
     return c
+
+
+def _feedback_template() -> str:
+    """The course's feedback page template, ``templates/feedback_page.html.j2`` next to this
+    file."""
+    import os
+
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates",
+                        "feedback_page.html.j2")
 
 
 def nbgrader_config(root=None, cell_timeout: int | None = None):

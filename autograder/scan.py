@@ -7,12 +7,16 @@ torch, fusionlab or the grader, import-system and builtins tricks, ending the ke
 findings are flags in the summary and in results.json; they do not change the score.
 
 Only cells that differ from every cell of the released notebook are scanned, so the course's
-own setup code is never reported.
+own setup code is never reported. Sources are compared without the ``# NBVAL_CHECK_OUTPUT``
+lines that the student copy in ``notebooks/`` drops (``autograder.notebooks.OUTPUT_MARKER``), so
+a notebook started from either copy is compared like for like.
 """
 
 from __future__ import annotations
 
 import ast
+
+from .notebooks import OUTPUT_MARKER
 
 # Import roots whose objects a submission has no reason to modify.
 PROTECTED_MODULES = ("torch", "fusionlab", "autograder", "numpy", "builtins", "math", "nbgrader",
@@ -40,6 +44,7 @@ SUSPICIOUS_CALLS = {  # called by bare name
     "exit": "tries to end the kernel (exit)",
     "quit": "tries to end the kernel (quit)",
 }
+GENERATED_CODE = ("exec", "eval", "compile")  # as builtins: by bare name or builtins.<name>
 SUSPICIOUS_METHODS = {  # called as a method of anything
     "set_custom_exc": "installs an IPython exception handler",
     "register_post_execute": "installs an IPython hook",
@@ -145,7 +150,9 @@ class _Scanner(ast.NodeVisitor):
             self.add(node, SUSPICIOUS_CALLS[name])
         if isinstance(func, ast.Attribute) and name in SUSPICIOUS_METHODS:
             self.add(node, SUSPICIOUS_METHODS[name])
-        if name == "exec" or name == "eval" or name == "compile":
+        if name in GENERATED_CODE and (
+                isinstance(func, ast.Name) or _root_name(func) in ("builtins", "__builtins__")):
+            # the builtins only: model.eval() and torch.compile() are ordinary calls
             self.add(node, f"runs generated code ({name})")
         if _dotted(func) == "sys.exit":
             self.add(node, "ends the cell with sys.exit")
@@ -177,25 +184,33 @@ def _scan(source: str, protected: set[str]) -> list:
     return scanner.findings
 
 
+def _comparable(source: str) -> str:
+    """A cell's source as compared with the released cells: without nbval's output markers
+    and trailing whitespace (which editors and the student copy may change)."""
+    lines = [line.rstrip() for line in source.splitlines()]
+    return "\n".join(line for line in lines if not OUTPUT_MARKER.match(line + "\n")).strip("\n")
+
+
+def changed_cells(nb, released=None) -> list[int]:
+    """Indices of the code cells of ``nb`` that are not identical to a cell of ``released``
+    (all code cells when ``released`` is None)."""
+    released_sources = ({_comparable(c.source) for c in released.cells}
+                        if released is not None else set())
+    return [index for index, cell in enumerate(nb.cells)
+            if cell.cell_type == "code" and _comparable(cell.source) not in released_sources]
+
+
 def scan_notebook(nb, released=None) -> list[str]:
     """Flags for the code cells of ``nb`` that are not identical to a cell of ``released``
     (the notebook as distributed; None scans every cell). Imports in unchanged cells still
     count, so ``import torch`` in the setup cell makes ``torch.x = ...`` later a finding."""
-    released_sources = {c.source for c in released.cells} if released is not None else set()
-    protected_imports = []
-    changed = []
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        if cell.source in released_sources:
-            protected_imports.append((index, cell.source))
-        else:
-            changed.append((index, cell.source))
+    changed = changed_cells(nb, released)
     protected: set[str] = set()
-    for _, source in protected_imports:  # learn the names the course's own cells import
-        _scan(source, protected)
+    for index, cell in enumerate(nb.cells):  # learn the names the course's own cells import
+        if cell.cell_type == "code" and index not in changed:
+            _scan(cell.source, protected)
     flags = []
-    for index, source in changed:
-        for line, what in _scan(source, protected):
+    for index in changed:
+        for line, what in _scan(nb.cells[index].source, protected):
             flags.append(f"scan: cell {index}, line {line}: {what}")
     return list(dict.fromkeys(flags))
