@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 
-from .course import SOURCE_ROOT, create_course
+from . import SOURCE_ROOT
 
 SOLUTION_BLOCK = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
 
@@ -31,6 +31,8 @@ def strip_solution_markers(source: str) -> str:
 def release(assignment: str, source_root: Path = SOURCE_ROOT) -> tuple[dict, dict]:
     """({notebook: master}, {notebook: released}) for ``assignment``, released by nbgrader in a
     temporary course directory."""
+    from .course import create_course  # nbgrader: imported only where it is needed
+
     with tempfile.TemporaryDirectory(prefix="autograder-release-") as tmp:
         course = create_course(Path(tmp) / "course", assignment, source_root)
         masters, released = {}, {}
