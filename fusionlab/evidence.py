@@ -16,8 +16,10 @@ An evidence dict maps names to NumPy arrays (text as 0-d string arrays):
 - ``types``: JSON ``{attribute: type name}`` of the module's direct submodules (a hint only);
 - ``params``, ``buffers``, ``shared``: JSON lists of parameter and buffer names, and of
   attribute pairs that hold the same module;
-- ``state/<name>``: the module's ``state_dict`` (after loading ``weights``, when given);
-  ``init/<name>``: the same before loading them; ``attr/gate``: the ``gate`` attribute;
+- ``state/<name>``: the module's ``state_dict`` after loading ``weights`` (self-checks) or
+  after moving every parameter by a random step (grading; default initial values such as a
+  LayerNorm's could hide a mistake); ``init/<name>``: the initial ``state_dict``;
+  ``attr/gate``: the initial ``gate`` attribute, registered or not;
 - ``out/<case>``: outputs on the inputs of ``bidirectional_inputs``/``gated_inputs``;
 - ``sub/<attribute>``: each submodule's output on its own inputs (``txt_to_img(q, kv)``, ...);
 - ``grad/<parameter>``: gradients after the loss ``(output * projection).sum()``;
@@ -147,6 +149,9 @@ def _record(ev: dict, key: str, compute) -> torch.Tensor | None:
     """``ev[key] = compute()`` as an array, or ``ev["error/" + key]`` with the reason."""
     try:
         out = compute()
+        if not isinstance(out, torch.Tensor):
+            ev[f"error/{key}"] = np.array(f"returned a {type(out).__name__}, not a tensor")
+            return None
         ev[key] = to_array(out)
         return out
     except NotImplementedError:
@@ -167,9 +172,18 @@ def _structure(ev: dict, module: nn.Module) -> None:
         {name: type(child).__name__ for name, child in module.named_children()}))
     ev["params"] = np.array(json.dumps([n for n, _ in module.named_parameters()]))
     ev["buffers"] = np.array(json.dumps([n for n, _ in module.named_buffers()]))
-    children = list(module.named_children())
+    children = list(module._modules.items())  # named_children() skips a repeated module
     shared = [[a, b] for i, (a, x) in enumerate(children) for b, y in children[i + 1:] if x is y]
     ev["shared"] = np.array(json.dumps(shared))
+
+
+def _perturb(module: nn.Module, seed: int) -> None:
+    """Move every parameter away from its initial value: e.g. two LayerNorms at their default
+    weights (ones and zeros) compute the same, which would hide two swapped norms."""
+    g = _generator(seed, 4)
+    with torch.no_grad():
+        for _, param in module.named_parameters():
+            param.add_(0.2 * torch.randn(tuple(param.shape), generator=g))
 
 
 def _load(module: nn.Module, weights: dict[str, np.ndarray]) -> list[str]:
@@ -260,6 +274,8 @@ def collect_bidirectional(cls, seed: int = DEFAULT_SEED, weights=None, train=Fal
             _state(ev, "init/", module)
             if weights is not None:
                 ev["loaded"] = np.array(json.dumps(_load(module, weights)))
+            else:
+                _perturb(module, seed)
             _state(ev, "state/", module)
             _structure(ev, module)
         except Exception as error:  # noqa: BLE001 (e.g. a property that raises)
@@ -321,6 +337,8 @@ def collect_gated(cls, seed: int = DEFAULT_SEED, weights=None, train=False) -> d
                 ev["attr/gate_type"] = np.array(type(gate).__name__)
             if weights is not None:
                 ev["loaded"] = np.array(json.dumps(_load(model, weights)))
+            else:
+                _perturb(model, seed)
             _state(ev, "state/", model)
             _structure(ev, model)
         except Exception as error:  # noqa: BLE001

@@ -217,14 +217,14 @@ def test_every_known_mistake_gets_the_same_verdicts_from_self_check_and_grader(n
     ("no_residual", "equivalence", "residual connection is missing"),
     ("no_norm", "equivalence", "LayerNorm is missing"),
     ("swapped_directions", "equivalence", "directions are swapped"),
-    ("swapped_query_kv", "equivalence", "queries and keys/values are swapped"),
+    ("swapped_query_kv", "equivalence", "must match the size of tensor"),
     ("swapped_norms", "equivalence", "norm_txt and norm_img are swapped"),
     ("mean_of_means", "equivalence", "averages the two modalities' means"),
     ("swapped_alpha", "equivalence", "wrong modality"),
     ("no_sigmoid", "equivalence", "sigmoid is missing"),
     ("ignores_gate", "equivalence", "ignores the gate"),
     ("no_pooling", "shapes", "not mean-pooled"),
-    ("concat_feature_axis", "shapes", "raised"),
+    ("concat_feature_axis", "shapes", "concatenate along the token axis (dim=1)"),
     ("returns_none", "shapes", "forget `return`"),
     ("gate_at_one", "gate", "sigmoid(gate) = 0.731"),
     ("gate_not_parameter", "gate", "not an nn.Parameter"),
@@ -259,9 +259,12 @@ def test_a_stub_is_not_implemented_yet_and_the_rest_is_skipped(stub, capsys):
     assert (results[0].name, results[0].passed) == ("implemented", False)
     assert "not implemented yet" in results[0].message or "NotImplementedError" in \
         results[0].message
-    assert all(r.skipped and r.word == "SKIP" for r in results[1:])
+    assert all(r.skipped and r.word == "SKIP" for r in results[1:]
+               if r.name not in ("attributes", "gate"))  # these need only the built module
     graded = trusted(MISTAKE_CLASSES[stub])
-    assert not any(v.passed for v in graded.values())
+    # a finished __init__ with a forward stub still earns the attributes
+    assert {g for g, v in graded.items() if v.passed} == (
+        {"bidir_attributes"} if stub == "forward_stub" else set())
 
 
 # ----------------------------------------------------------------------------- the design
@@ -292,7 +295,6 @@ def test_an_error_in_one_check_fails_that_check_only():
     ev = evidence.collect_bidirectional(Bidirectional, 1)
     ev["out/nan0"] = np.array("not an array of numbers")
     facts = part1.bidirectional_facts(ev, 1)
-    facts.pop("finite")
     results = {r.name: r for r in check.run(check.BIDIRECTIONAL, check.BIDIRECTIONAL_CHECKS, ev,
                                             facts)}
     assert not results["no_nan"].passed and not results["no_nan"].skipped
@@ -339,4 +341,4 @@ def test_printed_verdict_has_a_word_per_line_and_no_return_value(capsys):
     assert lines[-1] == f"All {len(check.GATED_CHECKS)} checks passed."
     check.bidirectional(MISTAKE_CLASSES["forward_stub"])
     out = capsys.readouterr().out
-    assert "FAIL ❌ implemented" in out and "SKIP ➖ attributes" in out and "Traceback" not in out
+    assert "FAIL ❌ implemented" in out and "SKIP ➖ shapes" in out and "Traceback" not in out

@@ -114,13 +114,9 @@ def bidirectional_facts(ev: dict, seed: int, eval_seed: int | None = None) -> di
     facts["mistakes"] = {k: v for k, v in outputs.items() if k != "reference"}
     identified = _match(ev, outputs)
     if identified is not None:
-        variant = R.BIDIR_VARIANTS[identified]
-        facts["grad_reach"] = {a: a in R.BIDIR_USES[identified] for a in R.ATTENTION + R.NORMS}
-        with torch.no_grad():
-            facts["finite"] = {
-                label: bool(torch.isfinite(variant(parts, x[f"nan{i}/img"],
-                                                   x[f"nan{i}/txt"])).all())
-                for i, label in enumerate(E.NAN_PROBES)}
+        params = check._json(ev, "params", [])
+        facts["grad_reach"] = {a: a in R.BIDIR_USES[identified] and any(
+            p.startswith(f"{a}.") for p in params) for a in R.ATTENTION + R.NORMS}
     if eval_seed is not None:
         facts["accuracy"] = _bidir_accuracy(ev, identified, eval_seed)
     return facts

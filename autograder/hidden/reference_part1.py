@@ -59,12 +59,11 @@ def bidir_parts(state: dict, dim: int, heads: int, prefix: str = "") -> SimpleNa
     return SimpleNamespace(**parts)
 
 
-def _bidir(m, img, txt, *, residual=True, norm=True, swap_layers=False, swap_qkv=False,
-           swap_norms=False, mean_of_means=False):
+def _bidir(m, img, txt, *, residual=True, norm=True, swap_layers=False, swap_norms=False,
+           mean_of_means=False):
     t2i, i2t = (m.img_to_txt, m.txt_to_img) if swap_layers else (m.txt_to_img, m.img_to_txt)
     n_txt, n_img = (m.norm_img, m.norm_txt) if swap_norms else (m.norm_txt, m.norm_img)
-    txt_att = t2i(img, txt) if swap_qkv else t2i(txt, img)  # (B, N_txt, D) unless swapped
-    img_att = i2t(txt, img) if swap_qkv else i2t(img, txt)
+    txt_att, img_att = t2i(txt, img), i2t(img, txt)  # (B, N_txt, D), (B, N_img, D)
     txt_upd = (txt + txt_att) if residual else txt_att
     img_upd = (img + img_att) if residual else img_att
     if norm:
@@ -79,7 +78,6 @@ BIDIR_VARIANTS = {
     "no_residual": lambda m, img, txt: _bidir(m, img, txt, residual=False),
     "no_norm": lambda m, img, txt: _bidir(m, img, txt, norm=False),
     "swapped_directions": lambda m, img, txt: _bidir(m, img, txt, swap_layers=True),
-    "swapped_query_kv": lambda m, img, txt: _bidir(m, img, txt, swap_qkv=True),
     "swapped_norms": lambda m, img, txt: _bidir(m, img, txt, swap_norms=True),
     "mean_of_means": lambda m, img, txt: _bidir(m, img, txt, mean_of_means=True),
 }
