@@ -28,8 +28,9 @@ An evidence dict maps names to NumPy arrays (text as 0-d string arrays):
 
 The grader's inputs come from a seed: the worker writes ``grading_request.json`` next to the
 notebook before grading; without it (a notebook run outside grading) the seed is
-``DEFAULT_SEED``. The seed fixes the inputs, the initial weights and the training data; the
-grader evaluates the trained weights on data of its own that the kernel never sees.
+``DEFAULT_SEED``, and the files are written only while grading (``grading()``). The seed
+fixes the inputs, the initial weights and the training data; the grader evaluates the trained
+weights on data of its own that the kernel never sees.
 """
 
 from __future__ import annotations
@@ -418,12 +419,20 @@ def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
+def grading() -> bool:
+    """Whether the notebook runs under the grader (a request file, or nbgrader executing)."""
+    return Path(REQUEST_FILE).exists() or "NBGRADER_EXECUTION" in os.environ
+
+
 def _export(grade_id: str, collect, cls, train: bool) -> None:
     seed = read_request()["seed"]
     ev = collect(cls, seed, train=train)
-    save(ev, Path(EVIDENCE_DIR) / f"{grade_id}.npz")
     status = str(ev.get("status", "ok"))
-    print(f"{grade_id}: evidence recorded ({status}); the grader decides the verdict")
+    if grading():
+        save(ev, Path(EVIDENCE_DIR) / f"{grade_id}.npz")
+        print(f"{grade_id}: evidence recorded ({status}); the grader decides the verdict")
+    else:  # outside grading: nothing is written next to the student's notebook
+        print(f"{grade_id}: evidence collected ({status}); the grader decides the verdict")
 
 
 def bidirectional(grade_id: str, cls, train: bool = False) -> None:
