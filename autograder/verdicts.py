@@ -25,6 +25,7 @@ import json
 import secrets
 import shutil
 import warnings
+import zipfile
 from pathlib import Path
 
 import nbformat
@@ -35,6 +36,7 @@ from fusionlab.check import CheckResult
 from .course import Course
 
 SUITES = {"part1_fusion_strategies": "autograder.hidden.part1"}
+MAX_EVIDENCE_BYTES = 64 * 2**20  # a Part 1 evidence file is about 0.2 MB
 
 
 def suite(assignment: str):
@@ -73,6 +75,11 @@ def load_evidence(folder: Path, grade_id: str, cell) -> dict | CheckResult:
         return CheckResult(grade_id, False, f"the cell raised {error} before its evidence was "
                            "recorded" if error else "the cell recorded no evidence")
     try:
+        if path.is_symlink():
+            raise ValueError("a symbolic link")
+        with zipfile.ZipFile(path) as archive:  # refuse a decompression bomb before loading
+            if sum(info.file_size for info in archive.infolist()) > MAX_EVIDENCE_BYTES:
+                raise ValueError("too large")
         return evidence.load(path)
     except Exception as error:  # noqa: BLE001 (a file the kernel could have written anything to)
         return CheckResult(grade_id, False, f"its evidence file could not be read "
