@@ -7,7 +7,9 @@
 - ``fusionlab.train``: a device-agnostic training loop and evaluation;
 - ``fusionlab.multiseed``: ``fit_seeds``, several seeds of one model trained side by side;
 - ``fusionlab.plots``: the course's figures;
-- ``fusionlab.check``: the self-checks that follow each TODO in the notebooks.
+- ``fusionlab.check``: the self-checks that follow each TODO in the notebooks (the same check
+  functions the grader runs on the graded cells' evidence);
+- ``fusionlab.evidence``: what a graded cell records for the grader, as plain arrays.
 """
 
 from .utils import count_parameters, get_device, seed_everything, show_source
