@@ -10,7 +10,8 @@ on stdout: ``{"student", "autograde_ok", "feedback_ok", "error", "log", "seconds
 
 The worker imports nbgrader once and serves many jobs, which saves its start-up time on every
 submission. Student code never runs in this process (it runs in the kernel that nbgrader
-starts), but it can still kill or stall it: the pipeline (``autograder.grade``) watches each
+starts, inside the job's sandbox: ``autograder.sandbox``); without the sandbox it could still
+kill or stall it: the pipeline (``autograder.grade``) watches each
 job with a wall-clock limit and replaces a worker that died or overran.
 """
 
@@ -23,25 +24,30 @@ import time
 
 
 def grade_job(job: dict) -> dict:
+    from autograder import sandbox
     from autograder.course import make_api
 
     start = time.perf_counter()
-    api = make_api(job["root"], job.get("cell_timeout"))
-    autograded = api.autograde(job["assignment"], job["student"], force=True, create=True)
-    result = {
-        "student": job["student"],
-        "autograde_ok": bool(autograded["success"]),
-        "feedback_ok": False,
-        "error": autograded.get("error") or "",
-        "log": autograded.get("log") or "",
-    }
-    result["autograde_seconds"] = round(time.perf_counter() - start, 3)
-    if autograded["success"]:
-        feedback = api.generate_feedback(job["assignment"], job["student"], force=True)
-        result["feedback_ok"] = bool(feedback["success"])
-        if not feedback["success"]:
-            result["error"] = feedback.get("error") or ""
-            result["log"] += feedback.get("log") or ""
+    with sandbox.for_job(job) as box:
+        api = make_api(job["root"], job.get("cell_timeout"),
+                       configure=box.configure if box else None)
+        autograded = api.autograde(job["assignment"], job["student"], force=True, create=True)
+        result = {
+            "student": job["student"],
+            "autograde_ok": bool(autograded["success"]),
+            "feedback_ok": False,
+            "error": autograded.get("error") or "",
+            "log": autograded.get("log") or "",
+        }
+        if box:  # every process of the kernel is gone; evidence/ is copied out
+            result["sandbox"] = box.finish().as_dict()
+        result["autograde_seconds"] = round(time.perf_counter() - start, 3)
+        if autograded["success"]:
+            feedback = api.generate_feedback(job["assignment"], job["student"], force=True)
+            result["feedback_ok"] = bool(feedback["success"])
+            if not feedback["success"]:
+                result["error"] = feedback.get("error") or ""
+                result["log"] += feedback.get("log") or ""
     result["seconds"] = round(time.perf_counter() - start, 3)
     return result
 
