@@ -103,7 +103,8 @@ PROBE = _cwd_parents() + textwrap.dedent("""\
     found['env_keys'] = sorted(os.environ)
     subprocess.Popen(['sleep', 'SLEEP'])
     subprocess.Popen([sys.executable, '-c', 'import os, time\\nif os.fork() == 0:\\n'
-                      '    os.setsid()\\n    if os.fork() == 0:\\n        time.sleep(300)  # MARKER'])
+                      '    os.setsid()\\n    if os.fork() == 0:\\n'
+                      '        time.sleep(300)  # MARKER'])
     print('PROBE', json.dumps(found))
     """).replace("MARKER", MARKER).replace("SLEEP", SLEEP)
 
