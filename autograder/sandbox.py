@@ -332,8 +332,9 @@ def for_job(job: dict):
     settings = job.get("sandbox")
     if settings is None:
         return contextlib.nullcontext()
-    workdir = Path(job["root"]) / "autograded" / job["student"] / job["assignment"]
-    return SandboxJob(workdir, **settings)
+    root = Path(job["root"])
+    workdir = root / "autograded" / job["student"] / job["assignment"]
+    return SandboxJob(workdir, scratch=root / "sandbox-scratch", **settings)
 
 
 class SandboxJob:
@@ -346,12 +347,13 @@ class SandboxJob:
             box.report                      # what the limits saw
 
     ``workdir`` is the submission's ``autograded/<student>/<assignment>/`` folder of its shard,
-    the working directory nbgrader gives the kernel.
+    the working directory nbgrader gives the kernel; ``scratch`` (a new folder, in the shard so
+    that it goes with it) is what the kernel sees there instead.
     """
 
-    def __init__(self, workdir: Path, *, memory_limit: int = DEFAULT_MEMORY_LIMIT,
-                 pids_limit: int = DEFAULT_PIDS_LIMIT):
-        self.workdir = Path(workdir).resolve()
+    def __init__(self, workdir: Path, *, scratch: Path,
+                 memory_limit: int = DEFAULT_MEMORY_LIMIT, pids_limit: int = DEFAULT_PIDS_LIMIT):
+        self.workdir, self.scratch = Path(workdir).resolve(), Path(scratch).resolve()
         self.memory_limit, self.pids_limit = int(memory_limit), int(pids_limit)
         self.cgroups: Cgroups | None = None
         self.report: SandboxReport | None = None
@@ -360,11 +362,11 @@ class SandboxJob:
     def __enter__(self) -> SandboxJob:
         # short path: unix socket paths are limited to ~107 bytes
         self.tmp = Path(tempfile.mkdtemp(prefix="agsb-", dir="/tmp"))
-        self.ipc_dir, self.scratch = self.tmp / "ipc", self.tmp / "scratch"
+        self.ipc_dir = self.tmp / "ipc"
         spec_dir = self.tmp / "spec" / "kernels" / KERNEL_NAME
         runtime = self.tmp / "run"
         for folder in (self.ipc_dir, self.scratch, spec_dir, runtime):
-            folder.mkdir(parents=True)
+            folder.mkdir(parents=True, exist_ok=True)
         if Cgroups.available():
             self.cgroups = Cgroups(self.tmp.name, self.memory_limit, self.pids_limit)
         limits = f"cgroup {self.cgroups.kind}" if self.cgroups else "rlimit"
@@ -414,6 +416,7 @@ class SandboxJob:
             else:
                 os.environ[key] = value
         shutil.rmtree(self.tmp, ignore_errors=True)
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
     def _setenv(self, key: str, value: str) -> None:
         self._saved_env.setdefault(key, os.environ.get(key))
