@@ -494,10 +494,28 @@ def matplotlib_font_cache() -> str | None:
 
 # ----------------------------------------------------------------------------- the launcher
 
+def _tasks_of(uid: int) -> int:
+    """Processes and threads that ``uid`` runs now (what ``RLIMIT_NPROC`` counts)."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                status = Path(f"/proc/{entry}/status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            if fields.get("Uid", "").split()[:1] == [str(uid)]:
+                count += int(fields.get("Threads", "1"))
+    return count
+
+
 def _set_rlimits(memory_limit: int, pids_limit: int, cgroups: bool) -> None:
     limits = [(resource.RLIMIT_FSIZE, FILE_SIZE_LIMIT), (resource.RLIMIT_CORE, 0)]
-    if not cgroups:  # without cgroups: per process memory, processes of this user
-        limits += [(resource.RLIMIT_DATA, memory_limit), (resource.RLIMIT_NPROC, pids_limit)]
+    if not cgroups:
+        # without cgroups: memory per process; RLIMIT_NPROC counts every task of the user,
+        # also outside the sandbox's user namespace, so allow that many more
+        limits += [(resource.RLIMIT_DATA, memory_limit),
+                   (resource.RLIMIT_NPROC, _tasks_of(os.getuid()) + pids_limit)]
     for which, value in limits:
         soft, hard = resource.getrlimit(which)
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
