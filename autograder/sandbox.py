@@ -99,7 +99,7 @@ def package_roots() -> list[str]:
     return [os.path.realpath(p) for p in spec.submodule_search_locations]
 
 
-SYSTEM_DIRS = ("/usr", "/etc", "/opt")
+SYSTEM_DIRS = ("/usr", "/etc")
 HIDDEN_SYSTEM_FILES = ("/etc/shadow", "/etc/gshadow", "/etc/sudoers")
 
 

@@ -204,11 +204,12 @@ def _tree_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def _marked_processes() -> list[str]:
+def _marked_processes(out: Path) -> list[str]:
+    """Processes started by the batch's kernels (the sandboxes' command lines name ``out``)."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if MARKER in cmdline or SLEEP in cmdline or "agsb-" in cmdline:
+        if MARKER in cmdline or SLEEP in cmdline or str(out) in cmdline:
             found.append(f"{proc.pid}: {cmdline[:120]}")
     return found
 
@@ -258,7 +259,7 @@ def batch(tmp_path_factory):
     after = {"fusionlab": _tree_digest(REPO_ROOT / "fusionlab"),
              "site": sorted(p.name for p in site_packages.iterdir())}
     return {"report": report, "out": out, "before": before, "after": after,
-            "grades_csv": (out / "grades.csv").read_text(), "survivors": _marked_processes()}
+            "grades_csv": (out / "grades.csv").read_text(), "survivors": _marked_processes(out)}
 
 
 def _probe(batch) -> dict:
