@@ -32,15 +32,16 @@ def grade_job(job: dict) -> dict:
         api = make_api(job["root"], job.get("cell_timeout"),
                        configure=box.configure if box else None)
         autograded = api.autograde(job["assignment"], job["student"], force=True, create=True)
+        # every process of the kernel is gone, its evidence/ copied out of its scratch folder
+        limits = box.finish().as_dict() if box else None
         result = {
             "student": job["student"],
             "autograde_ok": bool(autograded["success"]),
             "feedback_ok": False,
             "error": autograded.get("error") or "",
             "log": autograded.get("log") or "",
+            **({"sandbox": limits} if limits else {}),
         }
-        if box:  # every process of the kernel is gone; evidence/ is copied out
-            result["sandbox"] = box.finish().as_dict()
         result["autograde_seconds"] = round(time.perf_counter() - start, 3)
         if autograded["success"]:
             feedback = api.generate_feedback(job["assignment"], job["student"], force=True)
