@@ -31,16 +31,15 @@ without it unless ``--no-sandbox``.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import shutil
 import stat
-import subprocess
 import sys
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
+
+# The launcher (``main``) runs once per kernel start: this module imports only what it needs at
+# the top; what the worker alone uses is imported where it is used.
 
 KERNEL_NAME = "autograder-sandbox"
 DEFAULT_MEMORY_LIMIT = 4 * 2**30  # bytes, all of a kernel's processes together
@@ -167,6 +166,9 @@ def missing() -> str | None:
 
 
 def _probe() -> str | None:
+    import subprocess
+    import tempfile
+
     if not sys.platform.startswith("linux"):
         return f"the sandbox needs Linux namespaces; this is {sys.platform}"
     if shutil.which("bwrap") is None:
@@ -311,14 +313,15 @@ class Cgroups:
 
 # ----------------------------------------------------------------------------- one job
 
-@dataclass
 class SandboxReport:
-    memory_limit: int
-    pids_limit: int
-    limits: str  # "cgroup v1", "cgroup v2" or "rlimit"
-    oom_kills: int = 0
-    pids_limit_hits: int = 0
-    leftover_processes: int = 0  # killed after the job (the PID namespace normally ends them)
+    """What the limits saw in one job."""
+
+    def __init__(self, memory_limit: int, pids_limit: int, limits: str):
+        self.memory_limit, self.pids_limit = memory_limit, pids_limit
+        self.limits = limits  # "cgroup v1", "cgroup v2" or "rlimit"
+        self.oom_kills = 0
+        self.pids_limit_hits = 0
+        self.leftover_processes = 0  # killed after the job (the PID namespace ends them first)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -360,6 +363,9 @@ class SandboxJob:
         self._saved_env: dict[str, str | None] = {}
 
     def __enter__(self) -> SandboxJob:
+        import json
+        import tempfile
+
         # short path: unix socket paths are limited to ~107 bytes
         self.tmp = Path(tempfile.mkdtemp(prefix="agsb-", dir="/tmp"))
         self.ipc_dir = self.tmp / "ipc"
@@ -481,6 +487,7 @@ def matplotlib_font_cache() -> str | None:
     found = sorted(cache.glob("fontlist-v*.json"))
     if not found:
         import importlib.util
+        import subprocess
 
         if importlib.util.find_spec("matplotlib") is None:
             return None
