@@ -181,6 +181,7 @@ class Worker:
         except OSError:
             pass
         self.proc.wait()
+        sandbox.clean_up_after(self.proc.pid)
         self.proc = None
 
     def close(self) -> None:

@@ -310,6 +310,34 @@ class Cgroups:
             except OSError:
                 pass
 
+    @classmethod
+    def existing(cls, pattern: str) -> list[Cgroups]:
+        """The groups named like ``pattern`` (a glob) that this process could have created."""
+        kind = cls.available()
+        if kind == "v1":
+            parents = [cls._v1_parent(c) for c in ("memory", "pids")]
+        elif kind == "v2":
+            parents = [cls.V1_ROOT / "autograder"]
+        else:
+            return []
+        found = []
+        for name in sorted({p.name for parent in parents for p in parent.glob(pattern)}):
+            group = cls.__new__(cls)
+            group.kind, group.dirs = kind, [p / name for p in parents if (p / name).is_dir()]
+            found.append(group)
+        return found
+
+
+def clean_up_after(worker_pid: int) -> None:
+    """After a worker was killed (its job overran): end what is left of its jobs' sandboxes and
+    remove their cgroups and temporary folders (``SandboxJob`` names them after the worker)."""
+    prefix = f"agsb-{int(worker_pid)}-"
+    for group in Cgroups.existing(prefix + "*"):
+        group.kill_all()
+        group.remove()
+    for folder in Path("/tmp").glob(prefix + "*"):
+        shutil.rmtree(folder, ignore_errors=True)
+
 
 # ----------------------------------------------------------------------------- one job
 
@@ -367,7 +395,7 @@ class SandboxJob:
         import tempfile
 
         # short path: unix socket paths are limited to ~107 bytes
-        self.tmp = Path(tempfile.mkdtemp(prefix="agsb-", dir="/tmp"))
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"agsb-{os.getpid()}-", dir="/tmp"))
         self.ipc_dir = self.tmp / "ipc"
         spec_dir = self.tmp / "spec" / "kernels" / KERNEL_NAME
         runtime = self.tmp / "run"

@@ -346,6 +346,28 @@ def test_results_json_records_the_sandbox(batch):
     assert set(limits.values()) == {MEMORY_LIMIT}
 
 
+def _leftovers() -> set[str]:
+    """Sandbox folders and cgroups of workers that no longer run."""
+    paths = list(Path("/tmp").glob("agsb-*-*"))
+    paths += [d for g in sandbox.Cgroups.existing("agsb-*-*") for d in g.dirs]
+    return {str(p) for p in paths if not psutil.pid_exists(int(p.name.split("-")[1]))}
+
+
+def test_a_killed_worker_leaves_no_sandbox_behind(tmp_path):
+    """A submission that overruns --submission-timeout: its worker is killed, and with it the
+    kernel's processes, cgroups and folders."""
+    _require_sandbox()
+    before = _leftovers()
+    source = toy_course.write_source(tmp_path / "source")
+    folder = tmp_path / "subs"
+    toy_course.write_submissions(folder, source, names=("hang",))
+    report = grade(toy_course.ASSIGNMENT, folder, tmp_path / "out", source_root=source,
+                   workers=1, cell_timeout=60, submission_timeout=8, echo=lambda *a: None)
+    assert "longer than 8 s" in report.by_student()["hang"].reason
+    assert _leftovers() - before == set()
+    assert _marked_processes(tmp_path / "out") == []
+
+
 # ----------------------------------------------------------------------------- without it
 
 def test_grade_refuses_without_the_sandbox(tmp_path, monkeypatch):
