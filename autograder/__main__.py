@@ -17,6 +17,7 @@ from .nbgrader_config import ASSIGNMENTS, CELL_TIMEOUT_S
 
 def _add_grading_options(parser: argparse.ArgumentParser) -> None:
     from .grade import DEFAULT_SUBMISSION_TIMEOUT_S
+    from .sandbox import DEFAULT_MEMORY_LIMIT, format_bytes, parse_bytes
 
     parser.add_argument("--workers", "-j", type=int, default=None,
                         help="submissions graded at once (default: the number of CPUs)")
@@ -27,6 +28,12 @@ def _add_grading_options(parser: argparse.ArgumentParser) -> None:
                              f"(default {DEFAULT_SUBMISSION_TIMEOUT_S})")
     parser.add_argument("--source", type=Path, default=None,
                         help="folder of instructor masters (default: the repository's source/)")
+    parser.add_argument("--memory-limit", type=parse_bytes, default=DEFAULT_MEMORY_LIMIT,
+                        help="memory of one submission's kernel, e.g. 4G or 512M "
+                             f"(default {format_bytes(DEFAULT_MEMORY_LIMIT)})")
+    parser.add_argument("--no-sandbox", dest="sandbox", action="store_false",
+                        help="run the submissions' kernels WITHOUT the sandbox (bubblewrap), "
+                             "with the grader's permissions; the summary and results.json say so")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             submissions = args.out / "submissions"
             write_examples(args.assignment, submissions, source)
         grade(args.assignment, submissions, args.out, source_root=source, workers=args.workers,
-              cell_timeout=args.cell_timeout, submission_timeout=args.submission_timeout)
+              cell_timeout=args.cell_timeout, submission_timeout=args.submission_timeout,
+              use_sandbox=args.sandbox, memory_limit=args.memory_limit)
     except CourseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -70,15 +70,18 @@ def _path_with_python_tools(path: str) -> str:
     return os.pathsep.join(dict.fromkeys([tools, *[p for p in path.split(os.pathsep) if p]]))
 
 
-def make_api(root: Path, cell_timeout: int | None = None):
+def make_api(root: Path, cell_timeout: int | None = None, configure=None):
     """An ``NbGraderAPI`` for the course at ``root``, configured by ``nbgrader_config`` only
-    (no config file from the working or home directory is read)."""
+    (no config file from the working or home directory is read); ``configure(config)`` may add
+    to that configuration (the worker's sandbox does)."""
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
     os.environ["PATH"] = _path_with_python_tools(os.environ.get("PATH", ""))
     config = nbgrader_config.nbgrader_config(root=Path(root).resolve(), cell_timeout=cell_timeout)
     config.Exchange.root = str(Path(root).resolve())  # unused; avoids a warning about the default
+    if configure is not None:
+        configure(config)
     return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
 
 

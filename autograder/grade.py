@@ -39,7 +39,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import scan
+from . import sandbox, scan
 from .course import (
     SOURCE_ROOT,
     Course,
@@ -80,6 +80,7 @@ class StudentResult:
     seconds: float = 0.0  # wall time of autograde + feedback in its worker
     autograde_seconds: float = 0.0  # of which nbgrader autograde (kernel start, notebook run)
     submitted_as: str = ""  # the file(s) in the batch it was collected from, as handed in
+    sandbox: dict = field(default_factory=dict)  # what the sandbox's limits saw (empty: none)
 
 
 @dataclass
@@ -89,6 +90,7 @@ class GradingReport:
     students: list[StudentResult]
     seconds: float
     skipped: list[str] = field(default_factory=list)  # files of the batch that nobody got
+    sandbox: bool = True  # False: graded with --no-sandbox
 
     @property
     def grades_csv(self) -> Path:
@@ -183,6 +185,7 @@ class Worker:
         except OSError:
             pass
         self.proc.wait()
+        sandbox.clean_up_after(self.proc.pid)
         self.proc = None
 
     def close(self) -> None:
@@ -439,10 +442,18 @@ def grade(
     workers: int | None = None,
     cell_timeout: int | None = None,
     submission_timeout: float = DEFAULT_SUBMISSION_TIMEOUT_S,
+    use_sandbox: bool = True,
+    memory_limit: int = sandbox.DEFAULT_MEMORY_LIMIT,
     echo=print,
 ) -> GradingReport:
-    """Grade every submission of ``assignment``; write the results under ``out``."""
+    """Grade every submission of ``assignment``; write the results under ``out``.
+
+    Each kernel runs in ``autograder.sandbox`` under ``memory_limit`` bytes; without the
+    sandbox on this machine the command refuses, unless ``use_sandbox=False``."""
     start = time.perf_counter()
+    if use_sandbox and sandbox.missing():
+        raise CourseError(f"cannot build the sandbox for the submissions' kernels: "
+                          f"{sandbox.missing()}. Grade without it only with --no-sandbox.")
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("grades.csv", "results.json", "feedback", "course", "logs"):
@@ -461,15 +472,17 @@ def grade(
     # the workers import nbgrader while the course is released and the submissions collected
     pool = [Worker(out, logs / f"worker-{i}.log").spawn() for i in range(max(1, workers))]
     try:
+        limits = ({"memory_limit": int(memory_limit), "pids_limit": sandbox.DEFAULT_PIDS_LIMIT}
+                  if use_sandbox else None)
         return _grade(assignment, submissions, out, logs, pool, source_root, cell_timeout,
-                      submission_timeout, echo, start)
+                      submission_timeout, echo, start, limits)
     finally:
         for worker in pool:
             worker.close()
 
 
 def _grade(assignment, submissions, out, logs, pool, source_root, cell_timeout,
-           submission_timeout, echo, start) -> GradingReport:
+           submission_timeout, echo, start, limits) -> GradingReport:
 
     echo(f"Releasing {assignment} from {Path(source_root) / assignment} ...")
     course = create_course(out / "course", assignment, source_root, cell_timeout)
@@ -512,7 +525,7 @@ def _grade(assignment, submissions, out, logs, pool, source_root, cell_timeout,
         shard = make_shard(course, student, work / student)
         jobs.append({
             "root": str(shard.root), "assignment": assignment, "student": student,
-            "cell_timeout": cell_timeout,
+            "cell_timeout": cell_timeout, "sandbox": limits,
         })
 
     busy = pool[: max(1, len(jobs))]
@@ -530,10 +543,15 @@ def _grade(assignment, submissions, out, logs, pool, source_root, cell_timeout,
             result.autograde_seconds = answer.get("autograde_seconds", result.seconds)
             (logs / f"{student}.log").write_text(
                 (answer.get("log") or "") + "\n" + (answer.get("error") or ""))
+            result.sandbox = answer.get("sandbox") or {}
+            limit_hit = sandbox.limit_messages(result.sandbox)
             if answer["autograde_ok"]:
                 merge_shard(course, shard, student)
             else:
-                result.status, result.reason = "not graded", failure_reason(answer)
+                result.status = "not graded"
+                result.reason = limit_hit.pop(0) if result.sandbox.get("oom_kills") else \
+                    failure_reason(answer)
+            result.flags += limit_hit
         if result.status != "graded":
             record_zero(course, student)
         scores = scores_from_gradebook(course, student)
@@ -555,10 +573,13 @@ def _grade(assignment, submissions, out, logs, pool, source_root, cell_timeout,
     export_csv(course, out / "grades.csv")
     ordered = [results[s] for s in students]
     report = GradingReport(assignment, out, ordered, round(time.perf_counter() - start, 3),
-                           skipped=[printable(line) for line in batch.skipped])
+                           skipped=[printable(line) for line in batch.skipped],
+                           sandbox=limits is not None)
     (out / "results.json").write_text(json.dumps({
         "assignment": assignment,
         "max_score": max_total,
+        "sandbox": limits is not None,
+        **({} if limits else {"warning": NO_SANDBOX_WARNING}),
         "students": [_printable_result(asdict(s)) for s in ordered],
         "skipped": report.skipped,
     }, indent=1) + "\n")
@@ -612,6 +633,10 @@ def _write_feedback(course, shard, student, answer, result, feedback_root: Path)
             _failure_feedback(student, course.assignment, reason, result.max_score))
 
 
+NO_SANDBOX_WARNING = ("graded WITHOUT the sandbox (--no-sandbox): the submissions' code ran "
+                      "with the grader's permissions and could have changed any grade")
+
+
 def format_summary(report: GradingReport) -> str:
     """The table printed at the end: one row per student, then one row per failed test."""
     rows = [("student", "score", "failed test", "points", "reason")]
@@ -641,6 +666,8 @@ def format_summary(report: GradingReport) -> str:
         if r is rows[0]:
             lines.append("-" * min(120, sum(widths) + 2 * 4 + 20))
     n = len(report.students)
+    if not report.sandbox:
+        lines.append(f"WARNING: {NO_SANDBOX_WARNING}")
     lines.append(
         f"{n} submission(s) graded in {report.seconds:.1f} s; grades: {report.grades_csv}; "
         f"feedback: {report.out / 'feedback'}"

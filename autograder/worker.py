@@ -11,7 +11,8 @@ on stdout: ``{"student", "autograde_ok", "feedback_ok", "error", "log", "seconds
 
 The worker imports nbgrader once and serves many jobs, which saves its start-up time on every
 submission. Student code never runs in this process (it runs in the kernel that nbgrader
-starts), but it can still kill or stall it: the pipeline (``autograder.grade``) watches each
+starts, inside the job's sandbox: ``autograder.sandbox``); without the sandbox it could still
+kill or stall it: the pipeline (``autograder.grade``) watches each
 job with a wall-clock limit and replaces a worker that died or overran.
 """
 
@@ -24,29 +25,35 @@ import time
 
 
 def grade_job(job: dict) -> dict:
-    from autograder import verdicts
+    from autograder import sandbox, verdicts
     from autograder.course import make_api
 
     start = time.perf_counter()
-    api = make_api(job["root"], job.get("cell_timeout"))
-    request = verdicts.prepare(job["root"], job["assignment"], job["student"])
-    autograded = api.autograde(job["assignment"], job["student"], force=True, create=True)
-    if autograded["success"]:  # the trusted verdicts replace nbgrader's scores
-        verdicts.apply(job["root"], job["assignment"], job["student"], request)
-    result = {
-        "student": job["student"],
-        "autograde_ok": bool(autograded["success"]),
-        "feedback_ok": False,
-        "error": autograded.get("error") or "",
-        "log": autograded.get("log") or "",
-    }
-    result["autograde_seconds"] = round(time.perf_counter() - start, 3)
-    if autograded["success"]:
-        feedback = api.generate_feedback(job["assignment"], job["student"], force=True)
-        result["feedback_ok"] = bool(feedback["success"])
-        if not feedback["success"]:
-            result["error"] = feedback.get("error") or ""
-            result["log"] += feedback.get("log") or ""
+    with sandbox.for_job(job) as box:
+        api = make_api(job["root"], job.get("cell_timeout"),
+                       configure=box.configure if box else None)
+        # the grading inputs go next to the notebook before it runs (verdicts.prepare)
+        request = verdicts.prepare(job["root"], job["assignment"], job["student"])
+        autograded = api.autograde(job["assignment"], job["student"], force=True, create=True)
+        # every process of the kernel is gone, its evidence/ copied out of its scratch folder
+        limits = box.finish().as_dict() if box else None
+        if autograded["success"]:  # the trusted verdicts replace nbgrader's scores
+            verdicts.apply(job["root"], job["assignment"], job["student"], request)
+        result = {
+            "student": job["student"],
+            "autograde_ok": bool(autograded["success"]),
+            "feedback_ok": False,
+            "error": autograded.get("error") or "",
+            "log": autograded.get("log") or "",
+            **({"sandbox": limits} if limits else {}),
+        }
+        result["autograde_seconds"] = round(time.perf_counter() - start, 3)
+        if autograded["success"]:
+            feedback = api.generate_feedback(job["assignment"], job["student"], force=True)
+            result["feedback_ok"] = bool(feedback["success"])
+            if not feedback["success"]:
+                result["error"] = feedback.get("error") or ""
+                result["log"] += feedback.get("log") or ""
     result["seconds"] = round(time.perf_counter() - start, 3)
     return result
 

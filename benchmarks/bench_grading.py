@@ -4,7 +4,8 @@
   in a fresh kernel with nbclient, as a student's "Run all" (kernel start included).
 - The autograder (``python -m autograder grade ASSIGNMENT SUBMISSIONS --out DIR``) on N copies
   of its correct example submission: once with one worker, which gives each submission's own
-  grading time (the median over the N is the per-submission figure), and once with the
+  grading time (the median over the N is the per-submission figure), the same without the
+  sandbox (``--no-sandbox``: what the sandbox costs, at most 20% by issue 8), and once with the
   default workers (one per core), the batch figure. Every copy must come back graded with
   full marks: a missing or lower grade is counted as lost.
 - One submission alone, end to end (release, grade, feedback, export): an instructor's latency.
@@ -135,7 +136,9 @@ def run_grading(n: int, log=print) -> dict:
         shutil.copy(correct, single / "student01.ipynb")
 
         result = {"available": True, "n": n, "example": correct.name, "cores": usable_cores()}
-        runs = {"one worker": ["--workers", "1"], "default workers": []}
+        runs = {"one worker": ["--workers", "1"],
+                "one worker, no sandbox": ["--workers", "1", "--no-sandbox"],
+                "default workers": []}
         for label, extra in runs.items():
             out = work / f"out-{label.replace(' ', '-')}"
             with Timer() as t:
@@ -177,8 +180,10 @@ def summary(notebook: dict, grading: dict) -> list[tuple[str, str, str]]:
         "measured" if notebook["available"] else "not available",
     )
     target = "<= 5 s per submission (median) on 2 cores; batch on both cores; no grade lost"
+    overhead_target = "sandbox costs <= 20% per submission (median, one worker)"
     if not grading["available"]:
-        return [nb, (target, "not available", "not evaluated")]
+        return [nb, (target, "not available", "not evaluated"),
+                (overhead_target, "not available", "not evaluated")]
     serial, parallel = grading["one worker"], grading["default workers"]
     lost = serial["lost"] + parallel["lost"]
     met = serial["seconds"].median <= 5.0 and lost == 0
@@ -186,7 +191,15 @@ def summary(notebook: dict, grading: dict) -> list[tuple[str, str, str]]:
         f"{serial['seconds'].median:.1f} s per submission; {grading['n']} in "
         f"{parallel['wall']:.0f} s on {grading['cores']} workers; {lost} lost"
     )
-    return [nb, (target, result, "met" if met else "NOT met")]
+    overhead = sandbox_overhead(grading)
+    return [nb, (target, result, "met" if met else "NOT met"),
+            (overhead_target, f"{overhead:+.0%}", "met" if overhead <= 0.20 else "NOT met")]
+
+
+def sandbox_overhead(grading: dict) -> float:
+    """Median per-submission time with the sandbox over without it, minus 1."""
+    bare = grading["one worker, no sandbox"]["seconds"].median
+    return grading["one worker"]["seconds"].median / bare - 1
 
 
 def markdown(notebook: dict, grading: dict) -> str:
@@ -223,6 +236,10 @@ def markdown(notebook: dict, grading: dict) -> str:
         "|---|---|---|---|",
         f"| {n} submissions, one worker | {serial['wall']:.1f} | {per_sub.fmt(1)} "
         f"| {serial['lost']} of {n} |",
+        f"| {n} submissions, one worker, `--no-sandbox` "
+        f"| {grading['one worker, no sandbox']['wall']:.1f} "
+        f"| {grading['one worker, no sandbox']['seconds'].fmt(1)} "
+        f"| {grading['one worker, no sandbox']['lost']} of {n} |",
         f"| {n} submissions, default workers ({grading['cores']} cores) | {parallel['wall']:.1f} "
         f"| {parallel['wall'] / n:.1f} (wall / N) | {parallel['lost']} of {n} |",
     ]
@@ -242,6 +259,11 @@ def markdown(notebook: dict, grading: dict) -> str:
         f"the default workers than on one; {parallel['lost']} grade(s) lost. Grades are "
         "written by one process only (the workers grade into their own shards, see "
         "`autograder/grade.py`), so the sqlite gradebook is never written concurrently.",
+        "",
+        f"**Sandbox** (every kernel in bubblewrap with its limits, `autograder/sandbox.py`): "
+        f"{sandbox_overhead(grading):+.0%} per submission (median, one worker) over "
+        f"`--no-sandbox`; target <= +20%: "
+        f"**{'met' if sandbox_overhead(grading) <= 0.20 else 'NOT met'}**.",
         "",
     ]
     return "\n".join(lines)
