@@ -44,7 +44,8 @@ from fusionlab.gating_data import (
     with_missing,
 )
 from fusionlab.models import LateFusion, UnimodalClassifier
-from fusionlab.train import TrainConfig, accuracy, fit, fit_seeds, per_class_accuracy
+from fusionlab.multiseed import fit_seeds
+from fusionlab.train import TrainConfig, accuracy, fit, per_class_accuracy
 from fusionlab.utils import seed_everything
 from tests.reference_part3 import (
     GatedMultimodalUnit,

@@ -20,7 +20,7 @@ from fusionlab.gating import (
     gate_switch_correlation,
 )
 from fusionlab.models import UnimodalClassifier
-from fusionlab.multiseed import can_stack
+from fusionlab.multiseed import UnstackableModelError, stack_models
 from tests.reference_part3 import (
     GatedMultimodalUnit,
     ModalityDropout,
@@ -120,12 +120,16 @@ def test_classifier_needs_an_out_dim():
         FusionClassifier(nn.Linear(3, 4))
 
 
-def test_units_without_a_bare_parameter_train_as_one_stacked_ensemble(inputs):
-    """fit_seeds stacks the seeds of a model whose parameters all live in nn.Linear layers;
-    the scalar gate's bare parameter makes it train seed by seed (correctly, only slower)."""
+def test_units_train_as_one_stacked_ensemble_except_the_scalar_gate(inputs):
+    """fit_seeds stacks the seeds of every unit; the scalar gate's 0-d parameter makes it
+    train seed by seed (correctly, only slower)."""
     for name, make in UNITS.items():
         models = [FusionClassifier(make(), 2) for _ in range(3)]
-        assert can_stack(models, inputs) == (name != "scalar gate"), name
+        if name == "scalar gate":
+            with pytest.raises(UnstackableModelError):
+                stack_models(models, inputs)
+        else:
+            stack_models(models, inputs)  # raises UnstackableModelError when it does not stack
 
 
 # ----------------------------------------------------------------------------- gate correlation
