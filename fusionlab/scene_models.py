@@ -14,7 +14,7 @@ The models, from least to most structure:
 
 - ``FlatEarlyFusion``: every slot's features side by side plus the bag of words, one MLP;
 - ``PooledLateFusion``: the scene and the question are each pooled into one vector first;
-- ``SceneCrossAttention``: the question reads the objects through 1 or more attention hops;
+- ``SceneCrossAttention``: the question's words read the objects in 1 or more attention hops;
 - ``CoAttentionFusion``: ViLBERT-style co-attention blocks, each stream reads the other;
 - ``RelationNetwork``: a question-conditioned ``g`` on every pair of objects, summed, then ``f``.
 
@@ -179,18 +179,19 @@ class CrossAttentionBlock(nn.Module):
 
 
 class SceneCrossAttention(SceneModel):
-    """Question-to-scene cross-attention with ``num_layers`` hops (stacked attention).
+    """Question-to-scene cross-attention with ``num_layers`` hops.
 
-    The question becomes one query vector (its word embeddings, mean-pooled); each hop lets
-    the query read the encoded objects and updates it (``CrossAttentionBlock``); an MLP
-    answers from the final query. One hop can fetch the object the question names; a second
-    hop can then look for objects relative to what the first one fetched.
+    Every word of the question is a query token; each hop lets the words read the encoded
+    objects and updates them (``CrossAttentionBlock``); the words are then mean-pooled (over
+    the non-padding ones) and an MLP answers. In one hop the colour word can fetch the object
+    it names; only a second hop can look for objects relative to what the first one fetched.
+    The words never read each other: only the final pooling combines them.
 
-    ``attention_maps`` holds the weights of the last forward pass, one ``(B, heads, 1, N)``
-    tensor per hop.
+    ``attention_maps`` holds the weights of the last forward pass, one
+    ``(B, heads, L, N)`` tensor (word queries over objects) per hop.
     """
 
-    def __init__(self, obj_dim=OBJECT_DIM, vocab_size=VOCAB_SIZE, embed_dim=32, num_heads=4,
+    def __init__(self, obj_dim=OBJECT_DIM, vocab_size=VOCAB_SIZE, embed_dim=64, num_heads=4,
                  num_layers=1, num_answers=NUM_ANSWERS, use_object_mask=True):
         super().__init__(obj_dim, vocab_size, use_object_mask)
         if num_layers < 1:
@@ -209,10 +210,10 @@ class SceneCrossAttention(SceneModel):
         objects, words, object_mask, question_mask = self.inputs(
             objects, question, object_padding_mask, question_padding_mask)
         scene = self.obj_encoder(objects)  # (B, N, E)
-        query = masked_mean(self.word_proj(words), question_mask).unsqueeze(1)  # (B, 1, E)
+        text = self.word_proj(words)  # (B, L, E)
         for hop in self.hops:
-            query = hop(query, scene, object_mask)  # (B, 1, E)
-        return self.head(query.squeeze(1))
+            text = hop(text, scene, object_mask)  # (B, L, E): each word read the objects
+        return self.head(masked_mean(text, question_mask))
 
 
 class CoAttentionBlock(nn.Module):
@@ -242,7 +243,7 @@ class CoAttentionFusion(SceneModel):
     """Word tokens and object tokens through ``num_layers`` co-attention blocks; the two
     streams are then mean-pooled (over their non-padding tokens) and an MLP answers."""
 
-    def __init__(self, obj_dim=OBJECT_DIM, vocab_size=VOCAB_SIZE, embed_dim=32, num_heads=4,
+    def __init__(self, obj_dim=OBJECT_DIM, vocab_size=VOCAB_SIZE, embed_dim=64, num_heads=4,
                  num_layers=1, num_answers=NUM_ANSWERS, use_object_mask=True):
         super().__init__(obj_dim, vocab_size, use_object_mask)
         if num_layers < 1:

@@ -152,12 +152,12 @@ def test_attention_maps_are_distributions_over_the_real_objects(scenes):
     maps = model.attention_maps
     assert len(maps) == 2
     for weights in maps:
-        assert weights.shape == (24, 4, 1, 8)
-        assert torch.allclose(weights.sum(-1), torch.ones(24, 4, 1))
+        assert weights.shape == (24, 4, 7, 8)  # (B, heads, words, objects)
+        assert torch.allclose(weights.sum(-1), torch.ones(24, 4, 7))
         assert (weights[object_mask[:, None, None, :].expand_as(weights)] == 0).all()
     unmasked = build("cross2", use_object_mask=False)
     unmasked(*scenes)
-    on_padding = unmasked.attention_maps[0][object_mask[:, None, None, :].expand(24, 4, 1, 8)]
+    on_padding = unmasked.attention_maps[0][object_mask[:, None, None, :].expand(24, 4, 7, 8)]
     assert on_padding.sum() > 0
 
 
