@@ -2,6 +2,8 @@
 
 - ``fusionlab.data``: synthetic two-modality datasets and a fast batch iterator;
 - ``fusionlab.models``: early, late, committee and cross-attention fusion over ``(B, N, D)``;
+- ``fusionlab.scenes``: Part 2's Sort-of-CLEVR scenes (object tokens) and questions (word ids);
+- ``fusionlab.scene_models``: Part 2's models over objects and words, with padding masks;
 - ``fusionlab.train``: a device-agnostic training loop and evaluation;
 - ``fusionlab.multiseed``: several seeds of one model trained at once, as a stacked ensemble;
 - ``fusionlab.plots``: the course's figures;

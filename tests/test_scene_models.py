@@ -190,16 +190,19 @@ def test_every_model_stacks_for_multiseed(name, scenes):
     stack_models(models, tuple(t[:6] for t in scenes))  # raises if the ensemble disagrees
 
 
-def test_relation_network_learns_the_relational_questions_quickly():
-    """A few epochs lift the RN far above the majority baselines (about 0.5 on closest and
-    furthest, 0.35 on count): the data carries the answers and the model can read them."""
-    from fusionlab.scenes import accuracy_by_type
-    from fusionlab.train import fit, predict
+@pytest.mark.slow
+def test_cross_attention_learns_to_bind_a_colour_word_to_its_object(seed=0):
+    """On "what shape is X" alone, reading the scene's majority shape gives about 0.73; only
+    attention that finds object X answers (nearly) everything. Measured with seeds 0-9 (data
+    and weights): final accuracy 0.98 to 1.00 after 20 epochs, after a plateau near 0.73 that
+    lasts 5 to 10 epochs."""
+    from fusionlab.train import fit
 
-    train = SortOfClevr(n_samples=3000, seed=0)
-    test = SortOfClevr(n_samples=600, seed=1)
-    torch.manual_seed(0)
-    model = RelationNetwork()
-    fit(model, train, test, epochs=8, lr=3e-3, progress=False)
-    acc = accuracy_by_type(predict(model, test), test)
-    assert acc["non-relational"] > 0.75, acc
+    train = SortOfClevr(n_samples=6000, seed=2 * seed)
+    test = SortOfClevr(n_samples=1200, seed=2 * seed + 1)
+    shape_questions = lambda ds: ds.subset(ds.question_type == 0)  # noqa: E731
+    torch.manual_seed(seed)
+    model = SceneCrossAttention(num_layers=1)
+    history = fit(model, shape_questions(train), shape_questions(test), epochs=20, lr=3e-3,
+                  progress=False)
+    assert history.final_acc > 0.95, history.test_acc
