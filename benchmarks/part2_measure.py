@@ -129,10 +129,10 @@ def padding_report(models, tests) -> dict[int, dict[str, list[float]]]:
     return report
 
 
-def section_mask(seeds, config, n_train, n_test):
+def section_mask(seeds, config, n_train, n_test, layer_counts=(1, 2)):
     trains, tests = splits(seeds, n_train, n_test, min_objects=2, max_objects=8)
     results = {}
-    for layers in (1, 2):
+    for layers in layer_counts:
         for use_mask in (True, False):
             name = f"cross-attn {layers} layer(s), {'with' if use_mask else 'WITHOUT'} mask"
             make = lambda: SceneCrossAttention(num_layers=layers, use_object_mask=use_mask)  # noqa: B023
@@ -146,11 +146,13 @@ def section_mask(seeds, config, n_train, n_test):
     return results
 
 
-def section_setsize(seeds, config, n_train, n_test):
+def section_setsize(seeds, config, n_train, n_test, names=None):
     trains, tests = splits(seeds, n_train, n_test, min_objects=3, max_objects=6, num_slots=8)
     _, eights = splits(seeds, 1, n_test, min_objects=8, max_objects=8, num_slots=8)
     rows_in, rows_out = {}, {}
     for name, make in factories(8).items():
+        if names is not None and name not in names:
+            continue
         models = train_seeds(make, trains, seeds, config)
         rows_in[name] = type_accuracies(models, tests)
         rows_out[name] = type_accuracies(models, eights)
@@ -187,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", type=int, default=6000, help="training samples per seed")
     parser.add_argument("--test", type=int, default=1200, help="test samples per seed")
     parser.add_argument("--only", default=",".join(SECTIONS))
+    parser.add_argument("--mask-layers", default="1,2",
+                        help="mask: the cross-attention depths to ablate")
+    parser.add_argument("--models", default=None,
+                        help="setsize: comma-separated model names (default: all)")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     if set(only) - set(SECTIONS):
@@ -200,7 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     for section in only:
         started = time.perf_counter()
         log(f"\n## {section}")
-        globals()[f"section_{section}"](seeds, config, args.train, args.test)
+        extra = {}
+        if section == "mask":
+            extra["layer_counts"] = [int(n) for n in args.mask_layers.split(",")]
+        if section == "setsize" and args.models:
+            extra["names"] = [n.strip() for n in args.models.split(",")]
+        globals()[f"section_{section}"](seeds, config, args.train, args.test, **extra)
         log(f"({section}: {time.perf_counter() - started:.0f} s)")
     return 0
 
