@@ -2,6 +2,8 @@
 
 - ``fusionlab.data``: synthetic two-modality datasets and a fast batch iterator;
 - ``fusionlab.models``: early, late, committee and cross-attention fusion over ``(B, N, D)``;
+- ``fusionlab.scenes``: Part 2's Sort-of-CLEVR scenes (object tokens) and questions (word ids);
+- ``fusionlab.scene_models``: Part 2's models over objects and words, with padding masks;
 - ``fusionlab.gating_data``: Part 3's switch and absence tasks, and missing modalities;
 - ``fusionlab.gating``: Part 3's fusion units (concatenation, sum, scalar gate, FiLM);
 - ``fusionlab.train``: a device-agnostic training loop and evaluation;
