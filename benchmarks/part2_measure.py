@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from fusionlab.multiseed import fit_seeds
 from fusionlab.scene_models import (
     CoAttentionFusion,
     FlatEarlyFusion,
@@ -36,7 +37,7 @@ from fusionlab.scene_models import (
     SceneCrossAttention,
 )
 from fusionlab.scenes import QUESTION_TYPES, SortOfClevr, accuracy_by_type
-from fusionlab.train import TrainConfig, fit_seeds, predict
+from fusionlab.train import TrainConfig, predict
 
 SECTIONS = ("types", "mask", "setsize", "grid")
 COLUMNS = (*QUESTION_TYPES, "non-relational", "relational", "all")
