@@ -16,6 +16,7 @@ reason), so that the feedback, ``results.json``, ``grades.csv`` and the summary 
 
 Missing or unreadable evidence scores 0, with the error the cell raised when there is one.
 An assignment without a suite (e.g. the toy course of the tests) keeps nbgrader's own scores.
+(``fusionlab`` and torch are imported only for an assignment with a suite.)
 """
 
 from __future__ import annotations
@@ -29,9 +30,6 @@ import zipfile
 from pathlib import Path
 
 import nbformat
-
-from fusionlab import evidence
-from fusionlab.check import CheckResult
 
 from .course import Course
 
@@ -53,6 +51,8 @@ def prepare(root, assignment: str, student: str, request: dict | None = None) ->
     """Write the public part of a fresh request into the submission folder; return it all."""
     if suite(assignment) is None:
         return None
+    from fusionlab import evidence
+
     request = request or new_request()
     folder = Course(Path(root), assignment).submitted(student)
     shutil.rmtree(folder / evidence.EVIDENCE_DIR, ignore_errors=True)
@@ -68,7 +68,11 @@ def _cell_error(cell) -> str:
     return ""
 
 
-def load_evidence(folder: Path, grade_id: str, cell) -> dict | CheckResult:
+def load_evidence(folder: Path, grade_id: str, cell):
+    """The evidence of ``grade_id`` as a dict, or a failed CheckResult saying why not."""
+    from fusionlab import evidence
+    from fusionlab.check import CheckResult
+
     path = folder / evidence.EVIDENCE_DIR / f"{grade_id}.npz"
     if not path.is_file():
         error = _cell_error(cell)
@@ -86,9 +90,12 @@ def load_evidence(folder: Path, grade_id: str, cell) -> dict | CheckResult:
                            f"({type(error).__name__}): no credit")
 
 
-def decide(assignment: str, folder: Path, cells: dict, request: dict) -> dict[str, CheckResult]:
-    """grade_id -> verdict for the graded cells ``cells`` (grade_id -> cell) of a notebook run
-    in ``folder``. Used by ``apply`` and, without nbgrader, by the tests."""
+def decide(assignment: str, folder: Path, cells: dict, request: dict) -> dict:
+    """grade_id -> verdict (a ``fusionlab.check.CheckResult``) for the graded cells ``cells``
+    (grade_id -> cell) of a notebook run in ``folder``. Used by ``apply`` and, without nbgrader,
+    by the tests."""
+    from fusionlab.check import CheckResult
+
     part = suite(assignment)
     results = {}
     for grade_id, cell in cells.items():
@@ -97,12 +104,12 @@ def decide(assignment: str, folder: Path, cells: dict, request: dict) -> dict[st
                                             "(grader error)")
             continue
         ev = load_evidence(folder, grade_id, cell)
-        results[grade_id] = ev if isinstance(ev, CheckResult) else part.verdict(
+        results[grade_id] = ev if not isinstance(ev, dict) else part.verdict(
             grade_id, ev, request)
     return results
 
 
-def _outputs(result: CheckResult) -> list:
+def _outputs(result) -> list:
     if result.passed:
         return [nbformat.v4.new_output("stream", name="stdout", text=f"PASS: {result.message}\n")]
     reason = " ".join(result.message.split())
