@@ -18,8 +18,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from autograder import grade as grading
 from autograder import intake, scan
+from autograder import report as grading
 from autograder.course import REPO_ROOT, CourseError
 from autograder.feedback import (
     AnnotateFeedback,
@@ -209,7 +209,7 @@ def test_printable_removes_escape_sequences_and_control_characters():
 
 
 def test_summary_and_results_print_no_control_characters(tmp_path):
-    from autograder.grade import _printable_result
+    from autograder.report import printable_result
 
     result = grading.StudentResult(
         "mallory", 2.0, 5.0, "graded", flags=[f"scan: {HOSTILE_TEXT}"],
@@ -223,7 +223,7 @@ def test_summary_and_results_print_no_control_characters(tmp_path):
     assert "mallory (mallory\\x07.ipynb)" in summary  # the name as handed in, printable
     from dataclasses import asdict
 
-    decoded = json.loads(json.dumps(_printable_result(asdict(result))))
+    decoded = json.loads(json.dumps(printable_result(asdict(result))))
     assert not CONTROL.search(json.dumps(decoded, ensure_ascii=False))
 
 

@@ -26,7 +26,8 @@ import pytest
 from autograder import sandbox
 from autograder.course import REPO_ROOT, CourseError
 from autograder.examples import release, submission
-from autograder.grade import NO_SANDBOX_WARNING, format_summary, grade
+from autograder.grade import grade
+from autograder.report import NO_SANDBOX_WARNING, format_summary
 
 sys.path.insert(0, str(Path(__file__).parent / "grading"))
 import toy_course  # noqa: E402

@@ -1,0 +1,244 @@
+"""What a grading run found and what it writes: each student's result and the reason of every
+lost point (read from the autograded notebook or the worker's answer), the feedback pages,
+``results.json`` and the summary table. Every text that reaches a terminal goes through
+``autograder.intake.printable``."""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from .course import Course
+from .intake import printable
+from .nbgrader_config import CELL_TIMEOUT_S
+
+
+@dataclass
+class TestResult:
+    name: str
+    score: float
+    max_score: float
+    reason: str = ""  # why points were lost; empty when the test passed
+
+    @property
+    def passed(self) -> bool:
+        return self.score >= self.max_score
+
+
+@dataclass
+class StudentResult:
+    student: str
+    score: float
+    max_score: float
+    status: str  # "graded", or "not graded" when the submission could not be run at all
+    reason: str = ""  # why the whole submission scored 0 (status "not graded")
+    tests: list[TestResult] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # tampering found by the scan or by nbgrader
+    seconds: float = 0.0  # wall time of autograde + feedback in its worker
+    autograde_seconds: float = 0.0  # of which nbgrader autograde (kernel start, notebook run)
+    submitted_as: str = ""  # the file(s) in the batch it was collected from, as handed in
+    sandbox: dict = field(default_factory=dict)  # what the sandbox's limits saw (empty: none)
+
+
+@dataclass
+class GradingReport:
+    assignment: str
+    out: Path
+    students: list[StudentResult]
+    seconds: float
+    skipped: list[str] = field(default_factory=list)  # files of the batch that nobody got
+    sandbox: bool = True  # False: graded with --no-sandbox
+
+    @property
+    def grades_csv(self) -> Path:
+        return self.out / "grades.csv"
+
+    def by_student(self) -> dict[str, StudentResult]:
+        return {s.student: s for s in self.students}
+
+
+def first_line(text: str, limit: int = 160) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text or "").strip()
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def cell_reason(cell, cell_timeout: int | None) -> str:
+    """Why a graded cell scored less than full marks, from its outputs."""
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            name, value = output.get("ename", "Error"), first_line(output.get("evalue", ""))
+            if name == "CellTimeoutError":
+                return f"timed out (cell limit {cell_timeout} s)" if cell_timeout else "timed out"
+            return f"{name}: {value}" if value else name
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream" and output.get("name") == "stderr":
+            return f"wrote to stderr: {first_line(output.get('text', ''), 100)}"
+    return "no credit"
+
+
+def graded_cells(release_notebook: Path) -> list[tuple[str, float]]:
+    """(grade_id, points) of every graded cell, in notebook order."""
+    nb = nbformat.read(release_notebook, as_version=4)
+    cells = []
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade"):
+            cells.append((meta["grade_id"], float(meta.get("points", 0))))
+    return cells
+
+
+FAILURE_HINTS = (
+    ("DeadKernelError", "the kernel died (os._exit, a crash or out of memory)"),
+    ("UnresponsiveKernelError", "the kernel stopped responding and could not be interrupted"),
+    ("CellTimeoutError", "a cell ran past the cell timeout and ignored the interrupt"),
+    ("add_missing_grade_cells", "graded cells were deleted or lost their nbgrader metadata and "
+                                "could not be restored: start again from the distributed notebook"),
+    ("GradingTimeout", None),
+    ("WorkerDied", None),
+)
+_EXCEPTION_LINE = re.compile(r"^\s*([\w.]+(?:Error|Exception|Exit|Interrupt)): (.*)$", re.MULTILINE)
+
+
+def failure_reason(answer: dict) -> str:
+    """Why nbgrader could not grade a submission at all, in a few words."""
+    text = (answer.get("log") or "") + "\n" + (answer.get("error") or "")
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    for marker, hint in FAILURE_HINTS:
+        if marker in text:
+            return hint or first_line(answer.get("error", ""), 200)
+    errors = [m for m in _EXCEPTION_LINE.finditer(text) if "NbGraderException" not in m.group(1)]
+    if errors:
+        name, message = errors[-1].groups()
+        return first_line(f"{name.rsplit('.', 1)[-1]}: {message}", 200)
+    return first_line(answer.get("error", ""), 200) or "autograding failed"
+
+
+def locked_cell_changes(submitted, released) -> list[str]:
+    """Graded or read-only cells of ``released`` that ``submitted`` deleted or edited.
+
+    nbgrader restores them before grading (locked cells from the gradebook, missing graded cells
+    with ``add_missing_cells``); these flags tell the instructor that it had to.
+    """
+    cells = {}
+    for cell in submitted.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade_id"):
+            cells.setdefault(meta["grade_id"], cell)
+    flags = []
+    for cell in released.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if not (meta.get("locked") or meta.get("grade")) or meta.get("solution"):
+            continue
+        grade_id = meta["grade_id"]
+        mine = cells.get(grade_id)
+        if mine is None:
+            flags.append(f"locked cell {grade_id} was deleted (or lost its nbgrader metadata): "
+                         "nbgrader restored it")
+        elif mine.source != cell.source or mine.cell_type != cell.cell_type:
+            flags.append(f"locked cell {grade_id} was edited: nbgrader restored the original")
+    return flags
+
+
+def printable_result(result: dict) -> dict:
+    """A results.json entry whose texts are safe to print on a terminal (no escape sequences
+    or control characters from exception messages or student-controlled names)."""
+    for key in ("reason", "submitted_as"):
+        result[key] = printable(result[key])
+    result["flags"] = [printable(flag) for flag in result["flags"]]
+    for test in result["tests"]:
+        test["reason"] = printable(test["reason"])
+    return result
+
+
+def read_autograded(course: Course, student: str, result: StudentResult) -> dict:
+    """grade_id -> cell of the student's autograded notebooks; flags cells that timed out."""
+    cells = {}
+    for name in course.notebooks:
+        path = course.autograded(student) / f"{name}.ipynb"
+        if not path.exists():
+            continue
+        for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            meta = cell.metadata.get("nbgrader", {})
+            if meta.get("grade_id"):
+                cells[meta["grade_id"]] = cell
+            timed_out = any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", []))
+            if timed_out and not meta.get("grade"):
+                limit = course.cell_timeout or CELL_TIMEOUT_S
+                result.flags.append(f"cell {index} timed out after {limit} s and was "
+                                    "interrupted; the rest of the notebook ran")
+    return cells
+
+
+def _failure_feedback(student: str, assignment: str, reason: str, max_score: float) -> str:
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(assignment)}: feedback</title></head><body>"
+        f"<h1>{html.escape(assignment)}</h1><p>Student: {html.escape(student)}</p>"
+        f"<p><strong>Score: 0 / {max_score:g}</strong></p>"
+        f"<p>Your submission could not be graded: {html.escape(reason)}.</p>"
+        "<p>Submit the assignment notebook (.ipynb) you worked in, saved from Jupyter.</p>"
+        "</body></html>\n"
+    )
+
+
+def write_feedback(course, shard, student, answer, result, feedback_root: Path) -> None:
+    """nbgrader's feedback pages to ``feedback_root/<student>/``, or a page with the reason."""
+    dest = feedback_root / student
+    dest.mkdir(parents=True, exist_ok=True)
+    if answer is not None and answer.get("feedback_ok"):
+        shutil.copytree(shard.feedback(student), course.feedback(student))
+        for page in course.feedback(student).glob("*.html"):
+            shutil.copy(page, dest / page.name)
+        return
+    reason = result.reason or "feedback could not be generated"
+    for name in course.notebooks:
+        (dest / f"{name}.html").write_text(
+            _failure_feedback(student, course.assignment, reason, result.max_score))
+
+
+NO_SANDBOX_WARNING = ("graded WITHOUT the sandbox (--no-sandbox): the submissions' code ran "
+                      "with the grader's permissions and could have changed any grade")
+
+
+def format_summary(report: GradingReport) -> str:
+    """The table printed at the end: one row per student, then one row per failed test."""
+    rows = [("student", "score", "failed test", "points", "reason")]
+    for s in report.students:
+        name = s.student
+        if s.submitted_as and Path(s.submitted_as.split(", ")[0]).parts[0] not in (
+                s.student, f"{s.student}.ipynb"):
+            name += f" ({s.submitted_as})"  # the id is not the name the file was handed in as
+        head = (name, f"{s.score:g}/{s.max_score:g}")
+        failed = [t for t in s.tests if not t.passed]
+        if s.status != "graded":
+            rows.append((*head, "(not graded)", "", s.reason))
+        elif not failed:
+            rows.append((*head, "", "", ""))
+        for i, t in enumerate(failed if s.status == "graded" else []):
+            rows.append((*(head if i == 0 else ("", "")), t.name, f"{t.score:g}/{t.max_score:g}",
+                         t.reason))
+        for flag in s.flags:
+            rows.append(("", "", "(flag)", "", flag))
+    for line in report.skipped:
+        rows.append(("(batch)", "", "(not collected)", "", line))
+    rows = [tuple(printable(cell) for cell in row) for row in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = []
+    for r in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+        if r is rows[0]:
+            lines.append("-" * min(120, sum(widths) + 2 * 4 + 20))
+    n = len(report.students)
+    if not report.sandbox:
+        lines.append(f"WARNING: {NO_SANDBOX_WARNING}")
+    lines.append(
+        f"{n} submission(s) graded in {report.seconds:.1f} s; grades: {report.grades_csv}; "
+        f"feedback: {report.out / 'feedback'}"
+    )
+    return "\n".join(line.rstrip() for line in lines)
