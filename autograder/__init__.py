@@ -12,7 +12,22 @@ student's kernel from the evidence the graded cells export), ``measure_threshold
 accuracy-threshold measurement), ``notebooks`` (``make notebooks``). See autograder/README.md.
 """
 
+import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SOURCE_ROOT = REPO_ROOT / "source"  # the instructor masters, one folder per assignment
+
+
+def kernel_env(base: dict | None = None) -> dict[str, str]:
+    """What every kernel of the course runs with (the graded ones, the solution runs, nbval):
+    this checkout first on ``PYTHONPATH`` so that it imports this ``fusionlab``, one thread
+    for the tiny models (fast and deterministic) and a fixed hash seed."""
+    env = dict(os.environ if base is None else base)
+    path = [str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(path))
+    env["FUSIONLAB_NUM_THREADS"] = "1"
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONHASHSEED"] = "0"
+    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # ipykernel's debugger start-up notice
+    return env

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from nbgrader.plugins.zipcollect import FileNameCollectorPlugin
 
-from . import REPO_ROOT, SOURCE_ROOT, nbgrader_config
+from . import REPO_ROOT, SOURCE_ROOT, kernel_env, nbgrader_config
 
 IGNORED_FILES = shutil.ignore_patterns(
     ".ipynb_checkpoints", "__pycache__", "*.pyc", ".nbgrader.log"
@@ -39,27 +39,19 @@ class CourseError(RuntimeError):
 
 
 def grading_env(base: dict | None = None) -> dict:
-    """Environment for nbgrader and the kernels it starts.
-
-    The repository root goes first on ``PYTHONPATH`` so that the kernel imports this checkout's
-    ``autograder`` (the hidden tests) and ``fusionlab``. Tiny models run on one thread (fast and
-    deterministic), figures render off-screen. nbgrader itself sets ``NBGRADER_EXECUTION``
-    while it executes a notebook.
+    """Environment for nbgrader and the kernels it starts: the course's ``kernel_env``, this
+    interpreter's tools first on ``PATH`` and its python3 kernelspec first on ``JUPYTER_PATH``,
+    figures off-screen. nbgrader itself sets ``NBGRADER_EXECUTION`` while it executes a
+    notebook.
     """
-    env = dict(os.environ if base is None else base)
+    env = kernel_env(base)
     env["PATH"] = _path_with_python_tools(env.get("PATH", ""))
-    path = [str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(path))
     # the python3 kernel of this environment first, before any user-level kernelspec that could
     # point at another Python
     jupyter_path = [os.path.join(sys.prefix, "share", "jupyter")]
     jupyter_path += [p for p in env.get("JUPYTER_PATH", "").split(os.pathsep) if p]
     env["JUPYTER_PATH"] = os.pathsep.join(dict.fromkeys(jupyter_path))
     env.setdefault("MPLBACKEND", "Agg")
-    env.setdefault("FUSIONLAB_NUM_THREADS", "1")
-    env.setdefault("OMP_NUM_THREADS", "1")
-    env.setdefault("PYTHONHASHSEED", "0")
-    env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # ipykernel's debugger start-up notice
     return env
 
 

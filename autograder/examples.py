@@ -19,13 +19,7 @@ from pathlib import Path
 import nbformat
 
 from . import SOURCE_ROOT
-
-SOLUTION_BLOCK = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
-
-
-def strip_solution_markers(source: str) -> str:
-    """The solution code of a master cell, without nbgrader's markers."""
-    return SOLUTION_BLOCK.sub("", source)
+from .notebooks import strip_solution_markers
 
 
 def release(assignment: str, source_root: Path = SOURCE_ROOT) -> tuple[dict, dict]:
@@ -119,7 +113,7 @@ _IMG_UPD = "self.norm_img(img_embed + self.img_to_txt(img_embed, txt_embed))"
 _POOLED = "torch.cat([txt_upd, img_upd], dim=1).mean(dim=1)"
 
 
-def _bidir(txt_upd=_TXT_UPD, img_upd=_IMG_UPD, result=_POOLED) -> str:
+def bidir_src(txt_upd=_TXT_UPD, img_upd=_IMG_UPD, result=_POOLED) -> str:
     return _BIDIR.format(txt_upd=txt_upd, img_upd=img_upd, result=result)
 
 
@@ -141,7 +135,7 @@ _MLP = ("nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.ReLU(), "
         "nn.Linear(embed_dim, num_classes))")
 
 
-def _gated(gate="nn.Parameter(torch.zeros(1))", classifier=_MLP) -> str:
+def gated_src(gate="nn.Parameter(torch.zeros(1))", classifier=_MLP) -> str:
     return _GATED.format(gate=gate, classifier=classifier)
 
 
@@ -158,50 +152,50 @@ def graded_cells(assignment: str, source_root: Path = SOURCE_ROOT) -> dict[str, 
 PART1_VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
     # pooled over the feature axis: (B, 2) instead of (B, dim)
     "wrong_shape": (
-        {"BidirectionalCrossAttention": _bidir(result="torch.cat([txt_upd, img_upd], dim=1)"
+        {"BidirectionalCrossAttention": bidir_src(result="torch.cat([txt_upd, img_upd], dim=1)"
                                                       ".mean(dim=2)")},
         ("bidir_visible_shape", "bidir_shapes", "bidir_equivalence", "bidir_accuracy"),
     ),
     "no_pooling": (
-        {"BidirectionalCrossAttention": _bidir(result="torch.cat([txt_upd, img_upd], dim=1)")},
+        {"BidirectionalCrossAttention": bidir_src(result="torch.cat([txt_upd, img_upd], dim=1)")},
         ("bidir_visible_shape", "bidir_shapes", "bidir_equivalence", "bidir_accuracy"),
     ),
     # tokens concatenated along the feature axis: the gradient and NaN checks still run
     "concat_feature_axis": (
-        {"BidirectionalCrossAttention": _bidir(result="torch.cat([txt_upd, img_upd], dim=-1)"
+        {"BidirectionalCrossAttention": bidir_src(result="torch.cat([txt_upd, img_upd], dim=-1)"
                                                       ".mean(dim=1)")},
         ("bidir_visible_shape", "bidir_shapes", "bidir_equivalence", "bidir_accuracy"),
     ),
     "no_residual": (
-        {"BidirectionalCrossAttention": _bidir(
+        {"BidirectionalCrossAttention": bidir_src(
             txt_upd="self.norm_txt(self.txt_to_img(txt_embed, img_embed))",
             img_upd="self.norm_img(self.img_to_txt(img_embed, txt_embed))")},
         ("bidir_equivalence",),
     ),
     "no_norm": (
-        {"BidirectionalCrossAttention": _bidir(
+        {"BidirectionalCrossAttention": bidir_src(
             txt_upd="txt_embed + self.txt_to_img(txt_embed, img_embed)",
             img_upd="img_embed + self.img_to_txt(img_embed, txt_embed)")},
         ("bidir_equivalence", "bidir_gradients"),  # the norms are unused: no gradient
     ),
     "swapped_directions": (
-        {"BidirectionalCrossAttention": _bidir(
+        {"BidirectionalCrossAttention": bidir_src(
             txt_upd="self.norm_txt(txt_embed + self.img_to_txt(txt_embed, img_embed))",
             img_upd="self.norm_img(img_embed + self.txt_to_img(img_embed, txt_embed))")},
         ("bidir_equivalence",),
     ),
     "gate_at_one": (
-        {"GatedFusionModel": _gated(gate="nn.Parameter(torch.ones(1))")},
+        {"GatedFusionModel": gated_src(gate="nn.Parameter(torch.ones(1))")},
         ("gated_gate_init",),
     ),
     "gate_not_parameter": (
-        {"GatedFusionModel": _gated(gate="torch.zeros(1)")},
+        {"GatedFusionModel": gated_src(gate="torch.zeros(1)")},
         ("gated_gate_init", "gated_gate_gradient"),
     ),
     # a linear head on a linear mix of the modalities cannot learn XOR; it is not the MLP the
     # interface asks for, so the reference formula cannot be applied to its weights either
     "linear_head": (
-        {"GatedFusionModel": _gated(classifier="nn.Linear(embed_dim, num_classes)")},
+        {"GatedFusionModel": gated_src(classifier="nn.Linear(embed_dim, num_classes)")},
         ("gated_equivalence", "gated_accuracy"),
     ),
 }

@@ -21,24 +21,24 @@ from torch import nn
 
 from fusionlab import evidence
 
-from .examples import _bidir, _gated
+from .examples import bidir_src, gated_src
 from .hidden import part1
 
 BIDIR_BROKEN = {
-    "text tokens only (no attention)": _bidir(result="self.norm_txt(txt_embed).mean(dim=1)"),
-    "image tokens only": _bidir(result="img_upd.mean(dim=1)",
+    "text tokens only (no attention)": bidir_src(result="self.norm_txt(txt_embed).mean(dim=1)"),
+    "image tokens only": bidir_src(result="img_upd.mean(dim=1)",
                                 img_upd="self.norm_img(img_embed)"),
-    "output detached from the graph": _bidir(result="torch.cat([txt_upd, img_upd], dim=1)"
+    "output detached from the graph": bidir_src(result="torch.cat([txt_upd, img_upd], dim=1)"
                                                     ".mean(dim=1).detach()"),
-    "constant output": _bidir(result="torch.zeros_like(txt_upd).mean(dim=1)"),
-    "residual missing (known mistake)": _bidir(
+    "constant output": bidir_src(result="torch.zeros_like(txt_upd).mean(dim=1)"),
+    "residual missing (known mistake)": bidir_src(
         txt_upd="self.norm_txt(self.txt_to_img(txt_embed, img_embed))",
         img_upd="self.norm_img(self.img_to_txt(img_embed, txt_embed))"),
 }
 GATED_BROKEN = {
-    "linear head (nn.Linear classifier)": _gated(classifier="nn.Linear(embed_dim, num_classes)"),
-    "image only (alpha stuck at 1, no gradient)": _gated(gate="torch.full((1,), 40.0)"),
-    "text only (alpha stuck at 0, no gradient)": _gated(gate="torch.full((1,), -40.0)"),
+    "linear head (nn.Linear classifier)": gated_src(classifier="nn.Linear(embed_dim, num_classes)"),
+    "image only (alpha stuck at 1, no gradient)": gated_src(gate="torch.full((1,), 40.0)"),
+    "text only (alpha stuck at 0, no gradient)": gated_src(gate="torch.full((1,), -40.0)"),
 }
 
 
@@ -65,9 +65,9 @@ def accuracy_verdict(model: str, cls, seed: int):
 
 def measure(seeds: int = 20) -> list[tuple[str, str, list[float | None]]]:
     rows = []
-    cases = [("bidirectional", "reference", _bidir())]
+    cases = [("bidirectional", "reference", bidir_src())]
     cases += [("bidirectional", name, src) for name, src in BIDIR_BROKEN.items()]
-    cases += [("gated", "reference", _gated())]
+    cases += [("gated", "reference", gated_src())]
     cases += [("gated", name, src) for name, src in GATED_BROKEN.items()]
     for model, name, source in cases:
         cls = _classes(source)["BidirectionalCrossAttention" if model == "bidirectional"

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import re
-import shutil
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -38,7 +36,8 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from . import REPO_ROOT, kernel_env
+
 SOURCE_DIR = "source"
 STUDENT_DIR = "notebooks"
 SOLUTION_DIR = "solutions"
@@ -51,6 +50,11 @@ SOLUTION_MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MUL
 HIDDEN_TESTS = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS", re.DOTALL)
 OUTPUT_MARKER = re.compile(r"^# NBVAL_CHECK_OUTPUT[ \t]*\n", re.MULTILINE)
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def strip_solution_markers(source: str) -> str:
+    """The solution code of a master cell, without nbgrader's ``### BEGIN/END SOLUTION``."""
+    return SOLUTION_MARKER.sub("", source)
 
 
 class GenerationError(RuntimeError):
@@ -160,22 +164,16 @@ def _clean_metadata(nb: NotebookNode, master: NotebookNode) -> None:
 
 def student_version(master_path: Path) -> NotebookNode:
     """nbgrader's release of the master, with tags for the cells that raise until solved."""
-    from .course import make_api  # nbgrader's API configured with the course settings
+    from .course import CourseError, create_course  # nbgrader: imported only where needed
 
     master_path = Path(master_path)
     name = master_path.stem
     with tempfile.TemporaryDirectory(prefix="fusionlab-release-") as tmp:
-        root = Path(tmp)
-        shutil.copytree(master_path.parent, root / "source" / name,
-                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
-        result = make_api(root).generate_assignment(name, force=True, create=True)
-        released = root / "release" / name / master_path.name
-        if not result["success"] or not released.exists():
-            raise GenerationError(
-                f"nbgrader generate_assignment {name} failed:\n{result.get('error') or ''}\n"
-                f"{result.get('log') or ''}"
-            )
-        nb = read(released)
+        try:
+            course = create_course(Path(tmp) / "course", name, master_path.parent.parent)
+        except CourseError as error:
+            raise GenerationError(str(error)) from None
+        nb = read(course.root / "release" / name / master_path.name)
 
     master = read(master_path)
     for cell in nb.cells:
@@ -214,7 +212,7 @@ def solution_source(master_path: Path) -> NotebookNode:
             continue  # a hidden-test cell: nothing is left of it for readers
         cell.metadata.pop("nbgrader", None)
         if cell.cell_type == "code":
-            cell.source = SOLUTION_MARKER.sub("", cell.source)
+            cell.source = strip_solution_markers(cell.source)
             cell.outputs = []
             cell.execution_count = None
         cells.append(cell)
@@ -224,18 +222,12 @@ def solution_source(master_path: Path) -> NotebookNode:
     return nb
 
 
-def kernel_env() -> dict[str, str]:
-    """Environment of the kernel that runs the solutions: this checkout importable, the CPU
-    only (outputs must not depend on the machine having a GPU), one thread, no grading mode."""
-    env = dict(os.environ)
-    path = [str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(path))
+def solution_env() -> dict[str, str]:
+    """Environment of the kernel that runs the solutions: the course's ``kernel_env``, the CPU
+    only (outputs must not depend on the machine having a GPU), no grading mode."""
+    env = kernel_env()
     env["CUDA_VISIBLE_DEVICES"] = ""
     env["PYTORCH_ENABLE_MPS_FALLBACK"] = "0"
-    env["FUSIONLAB_NUM_THREADS"] = "1"
-    env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONHASHSEED"] = "0"
-    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
     for key in ("NBGRADER_EXECUTION", "MPLBACKEND", "TQDM_DISABLE"):
         env.pop(key, None)
     return env
@@ -256,7 +248,7 @@ def execute(nb: NotebookNode, workdir: Path) -> NotebookNode:
         resources={"metadata": {"path": str(workdir)}},
     )
     try:
-        client.execute(env=kernel_env())
+        client.execute(env=solution_env())
     except CellExecutionError as error:
         raise GenerationError(f"the solution notebook raised an error:\n{error}") from None
     problems = []

@@ -288,7 +288,7 @@ NO_STDERR_PLUGIN = textwrap.dedent('''
 
 
 def run_nbval(notebook: Path, tmp_path: Path, grading: bool, no_stderr: bool):
-    env = generator.kernel_env()
+    env = generator.solution_env()
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
     if grading:
         env["NBGRADER_EXECUTION"] = "autograde"
