@@ -1,26 +1,65 @@
-# Two commands for users: `make demo` and `make test`. Both create .venv when it is absent.
-# `make test-fast` is the contributors' loop: the suite without the markers below.
-# torch is pinned for the test setup; the package itself accepts torch>=2.1.
+# Students: `make lab`. Instructors: `make demo`. Maintainers and CI: `make test`;
+# contributors' fast loop: `make test-fast` (the suite without the markers of FAST_MARKERS).
+#
+# Two environments, so that a student's has no nbgrader (its Validate button would approve
+# notebooks that the grader does not):
+#   .venv-student  fusionlab[student]: JupyterLab, fusionlab and its self-checks     (make lab)
+#   .venv          fusionlab[student,instructor,dev]: everything the tests need      (the rest)
+# Both pin torch, the CPU build by default; `make lab TORCH_INDEX=` takes PyPI's default
+# build instead (with CUDA on Linux: several GB). The package itself accepts torch>=2.1.
+#
+# No target overwrites a file a student may have edited: `make lab` copies the notebooks into
+# work/ only when a copy is not there yet, `make demo` writes only under grading-output/, and
+# `make notebooks` backs up an edited notebooks/ or solutions/ file before regenerating it.
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+STUDENT_VENV := .venv-student
+STUDENT_STAMP := $(STUDENT_VENV)/.installed
+WORK := work
+NOTEBOOKS_ARGS ?=
+ALL_EXTRAS := student,instructor,dev
 
-# markers of pyproject.toml that test-fast leaves out: multi-seed training, real nbgrader, notebooks
+# markers of pyproject.toml that test-fast leaves out: multi-seed training, real nbgrader,
+# notebooks
 FAST_MARKERS ?= not slow and not grading and not notebooks
 
-.PHONY: demo test test-fast notebooks bench lint clean
+.PHONY: lab workspace demo test test-fast notebooks bench lint clean
+
+# $(call install,VENV,EXTRAS): a venv with the pinned torch and fusionlab[EXTRAS]
+define install
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is required, this is " + sys.version.split()[0]'
+	test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(1)/bin/python -m pip install --quiet -e '.[$(2)]'
+	touch $(1)/.installed
+endef
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is required, this is " + sys.version.split()[0]'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[course,dev]'
-	touch $(STAMP)
+	$(call install,$(VENV),$(ALL_EXTRAS))
 
+$(STUDENT_STAMP): pyproject.toml
+	$(call install,$(STUDENT_VENV),student)
+
+# Students: your own copy of every notebook in work/, then JupyterLab there.
+lab: $(STUDENT_STAMP) workspace
+	$(STUDENT_VENV)/bin/jupyter lab $(WORK)
+
+workspace:
+	@mkdir -p $(WORK)
+	@for nb in notebooks/*.ipynb; do \
+	  if [ -e "$(WORK)/$${nb##*/}" ]; then \
+	    echo "kept your $(WORK)/$${nb##*/} (never overwritten; the released version is $$nb)"; \
+	  else \
+	    cp -n "$$nb" "$(WORK)/" && echo "copied $$nb to $(WORK)/: work there"; \
+	  fi; \
+	done
+
+# Instructors: example submissions graded end to end, everything under grading-output/.
 demo: $(STAMP)
-	$(BIN)/python -m autograder.notebooks
 	$(BIN)/python -m autograder demo --out grading-output
 
 test: $(STAMP)
@@ -29,8 +68,9 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "$(FAST_MARKERS)"
 
+# Maintainers: regenerate notebooks/ and solutions/ from source/.
 notebooks: $(STAMP)
-	$(BIN)/python -m autograder.notebooks
+	$(BIN)/python -m autograder.notebooks $(NOTEBOOKS_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
@@ -38,5 +78,6 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check fusionlab autograder tests benchmarks
 
+# Environments and outputs only: never work/ or backups/.
 clean:
-	rm -rf $(VENV) build grading-output .pytest_cache
+	rm -rf $(VENV) $(STUDENT_VENV) build grading-output .pytest_cache

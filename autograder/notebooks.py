@@ -21,15 +21,24 @@ master's setup cell: that variable is the one place a fork changes.
 The output is byte-identical from run to run on one machine: the solutions are executed on the
 CPU with one thread, timings and widget state are not recorded, and progress-bar widgets (whose
 ids are random) are dropped. Execution fails loudly when a cell raises or writes to stderr.
+
+Students' work is never lost: a file is rewritten only when its content changes, and a file that
+holds changes this generator did not make (it is neither the committed version nor what the
+generator last wrote there) is first copied to ``backups/``, and the log says so.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
+import json
 import re
+import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -42,6 +51,8 @@ SOURCE_DIR = "source"
 STUDENT_DIR = "notebooks"
 SOLUTION_DIR = "solutions"
 BADGE_CELL_ID = "colab-badge"
+BACKUP_DIR = "backups"  # copies of edited files, before they are regenerated
+WRITTEN_RECORD = Path("build") / "generated-notebooks.json"  # what the generator last wrote
 EXECUTION_TIMEOUT_S = 600  # per cell, for the solution run
 
 REPO_VARIABLE = re.compile(r'^FUSIONLAB_REPO\s*=\s*["\']([^"\']+)["\']', re.MULTILINE)
@@ -312,14 +323,85 @@ def generate(masters: Iterable[Path] | None = None, out_root: Path = REPO_ROOT,
         student_path, solution_path = output_paths(master, out_root)
         log(f"{master.relative_to(REPO_ROOT) if master.is_relative_to(REPO_ROOT) else master}:")
         student = dumps(student_version(master))
-        _write(student_path, student)
+        write_generated(student_path, student, out_root, log)
         log(f"  student version  -> {student_path}")
         solution_path.parent.mkdir(parents=True, exist_ok=True)
         solution = dumps(solution_version(master, execute_cells, workdir=solution_path.parent))
-        _write(solution_path, solution)
+        write_generated(solution_path, solution, out_root, log)
         log(f"  solution version -> {solution_path}" + ("" if execute_cells else " (not executed)"))
         written += [student_path, solution_path]
     return written
+
+
+# ----------------------------------------------------------------------------- safe writing
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _record(out_root: Path) -> dict[str, str]:
+    path = Path(out_root) / WRITTEN_RECORD
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _committed(path: Path) -> bytes | None:
+    """The file's content in git's HEAD, or None (no git, not a repository, not tracked)."""
+    try:
+        completed = subprocess.run(["git", "show", f"HEAD:./{path.name}"], cwd=path.parent,
+                                   capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return completed.stdout if completed.returncode == 0 else None
+
+
+def is_pristine(path: Path, out_root: Path = REPO_ROOT) -> bool:
+    """Whether ``path`` holds only what a generator made: the committed version, or what the
+    generator last wrote there. Anything else may be a student's work."""
+    current = path.read_bytes()
+    key = path.resolve().relative_to(Path(out_root).resolve()).as_posix()
+    return _record(out_root).get(key) == _digest(current) or _committed(path) == current
+
+
+def backup_path(path: Path, out_root: Path = REPO_ROOT) -> Path:
+    """A new file in ``backups/`` for a copy of ``path``, named after it and the time."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = Path(out_root) / BACKUP_DIR
+    candidate = folder / f"{path.parent.name}-{path.stem}-{stamp}{path.suffix}"
+    count = 1
+    while candidate.exists():
+        count += 1
+        candidate = folder / f"{path.parent.name}-{path.stem}-{stamp}-{count}{path.suffix}"
+    return candidate
+
+
+def write_generated(path: Path, text: str, out_root: Path = REPO_ROOT, log=print) -> Path | None:
+    """Write the generated ``text`` to ``path``; return the backup made first, if any.
+
+    Nothing is written when ``path`` already holds ``text``. A file with changes that no
+    generator made is copied to ``backups/`` before it is replaced, and ``log`` says where.
+    """
+    path, out_root = Path(path), Path(out_root)
+    data = text.encode("utf-8")
+    backup = None
+    if path.exists() and path.read_bytes() != data:
+        if not is_pristine(path, out_root):
+            backup = backup_path(path, out_root)
+            backup.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, backup)
+            log(f"  {path} has changes that `make notebooks` did not make (your work?): "
+                f"kept a copy in {backup} before regenerating it")
+        _write(path, text)
+    elif not path.exists():
+        _write(path, text)
+    record = _record(out_root)
+    record[path.resolve().relative_to(out_root.resolve()).as_posix()] = _digest(data)
+    record_path = out_root / WRITTEN_RECORD
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    record_path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return backup
 
 
 def _write(path: Path, text: str) -> None:

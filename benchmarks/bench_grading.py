@@ -43,7 +43,7 @@ def run_notebook(repeats: int, log=print) -> dict:
     except ImportError as exc:
         return {
             "available": False,
-            "reason": f"nbclient/nbformat missing ({exc}); install '.[course]'",
+            "reason": f"nbclient/nbformat missing ({exc}); install '.[instructor]'",
         }
     wall = Samples()
     for r in range(repeats):

@@ -83,8 +83,8 @@ class MultimodalDataset(Dataset):
         self.txt_dim = txt_dim
         self.noise = noise
         self.interaction = interaction
-        make = _make_original if interaction == "original" else _make_xor
-        self.img_features, self.txt_features, self.labels = make(
+        draw = draw_original if interaction == "original" else draw_xor
+        self.img_features, self.txt_features, self.labels = draw(
             n_samples, img_dim, txt_dim, noise, generator
         )
         self.num_classes = 3 if interaction == "original" else 2
@@ -106,32 +106,36 @@ class MultimodalDataset(Dataset):
         )
 
 
-def _make_original(n, img_dim, txt_dim, noise, g):
+def draw_original(n, img_dim, txt_dim, noise, g):
+    """``n`` samples of the original task, grouped by class: ``(img (n, img_dim),
+    txt (n, txt_dim), labels (n,))``, drawn from the ``torch.Generator`` ``g``."""
     n_per_class = n // 3
     labels = torch.full((n,), 2, dtype=torch.long)
     labels[:n_per_class] = 0
     labels[n_per_class : 2 * n_per_class] = 1
-    img = torch.randn(n, img_dim, generator=g) * noise
-    txt = torch.randn(n, txt_dim, generator=g) * noise
-    img[labels == 0, 0] += 1.0
+    img = torch.randn(n, img_dim, generator=g) * noise  # (n, img_dim): noise everywhere
+    txt = torch.randn(n, txt_dim, generator=g) * noise  # (n, txt_dim)
+    img[labels == 0, 0] += 1.0  # class 0: image e_0, text e_1
     txt[labels == 0, 1] += 1.0
-    img[labels == 1, 1] += 1.0
+    img[labels == 1, 1] += 1.0  # class 1: image e_1, text e_0
     txt[labels == 1, 0] += 1.0
-    is_2 = labels == 2
+    is_2 = labels == 2  # class 2: image[0] and text[0] both large, |N(0, 1)| + 0.5
     n_2 = int(is_2.sum())
     img[is_2, 0] = torch.randn(n_2, generator=g).abs() + 0.5
     txt[is_2, 0] = torch.randn(n_2, generator=g).abs() + 0.5
     return img, txt, labels
 
 
-def _make_xor(n, img_dim, txt_dim, noise, g):
+def draw_xor(n, img_dim, txt_dim, noise, g):
+    """``n`` samples of the XOR task, class 0 then class 1: ``(img (n, img_dim),
+    txt (n, txt_dim), labels (n,))``, drawn from the ``torch.Generator`` ``g``."""
     labels = torch.ones(n, dtype=torch.long)
     labels[: n // 2] = 0
-    img_bit = torch.randint(0, 2, (n,), generator=g)
-    txt_bit = img_bit ^ labels
+    img_bit = torch.randint(0, 2, (n,), generator=g)  # a fair coin per sample
+    txt_bit = img_bit ^ labels  # the two coins differ exactly for class 1
     img = torch.randn(n, img_dim, generator=g) * noise
     txt = torch.randn(n, txt_dim, generator=g) * noise
-    img[:, 0] += 2.0 * img_bit - 1.0
+    img[:, 0] += 2.0 * img_bit - 1.0  # each coin written as +1 or -1 into coordinate 0
     txt[:, 0] += 2.0 * txt_bit - 1.0
     return img, txt, labels
 

@@ -45,6 +45,30 @@ def plot_data(dataset, dims: tuple[int, int] = (0, 1), max_points: int = 1500):
     return fig
 
 
+def plot_cross_modal(dataset, img_dim: int = 0, txt_dim: int = 0, max_points: int = 1500):
+    """Scatter of one image feature against one text feature, coloured by class.
+
+    ``plot_data`` shows each modality on its own; this shows the two together, which is where
+    a cross-modal rule lives: on the XOR task ``image[0]`` against ``text[0]`` puts class 0 in
+    the quadrants where the signs agree and class 1 where they differ.
+    """
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    labels = dataset.labels
+    shown = torch.linspace(0, len(labels) - 1, min(max_points, len(labels))).round().long()
+    img, txt = dataset.img_features[:, img_dim], dataset.txt_features[:, txt_dim]
+    for c in range(int(labels.max()) + 1):
+        rows = shown[labels[shown] == c]
+        ax.scatter(img[rows], txt[rows], s=12, alpha=0.4, color=_color(c), label=f"Class {c}")
+    ax.axhline(0, color="gray", linewidth=0.8)
+    ax.axvline(0, color="gray", linewidth=0.8)
+    ax.set_xlabel(f"image[{img_dim}]")
+    ax.set_ylabel(f"text[{txt_dim}]")
+    ax.set_title(f"image[{img_dim}] against text[{txt_dim}]")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def _as_runs(value) -> list:
     """One History or a list of Histories (one per seed) -> a list."""
     return list(value) if isinstance(value, Sequence) else [value]
@@ -54,26 +78,34 @@ def plot_training_curves(histories: Mapping[str, object]):
     """Training loss and test accuracy per epoch, one line per model.
 
     ``histories`` maps a model name to a ``History`` or to a list of them (one per seed); with
-    several seeds the line is the mean and the band spans the minimum to the maximum.
+    several seeds the line is the mean and the band spans the minimum to the maximum over the
+    seeds, as the panel titles say.
     """
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    seed_counts = set()
     for i, (name, value) in enumerate(histories.items()):
         runs = _as_runs(value)
+        seed_counts.add(len(runs))
         for ax, attr in ((axes[0], "train_loss"), (axes[1], "test_acc")):
             length = min(len(getattr(h, attr)) for h in runs)
             if length == 0:
                 continue
             curves = np.array([getattr(h, attr)[:length] for h in runs])
             epochs = np.arange(1, length + 1)
-            label = name if len(runs) == 1 else f"{name} (mean of {len(runs)} seeds)"
-            ax.plot(epochs, curves.mean(axis=0), color=_color(i), linewidth=2, label=label)
+            ax.plot(epochs, curves.mean(axis=0), color=_color(i), linewidth=2, label=name)
             if len(runs) > 1:
                 ax.fill_between(epochs, curves.min(axis=0), curves.max(axis=0),
                                 color=_color(i), alpha=0.2)
+    if seed_counts == {1}:
+        note = ""
+    elif len(seed_counts) == 1:
+        note = f"\nline: mean of {seed_counts.pop()} seeds, band: min to max over the seeds"
+    else:
+        note = "\nline: mean over the seeds, band: min to max over the seeds"
     axes[0].set_ylabel("Training loss")
-    axes[0].set_title("Training loss")
+    axes[0].set_title("Training loss" + note)
     axes[1].set_ylabel("Test accuracy")
-    axes[1].set_title("Test accuracy")
+    axes[1].set_title("Test accuracy" + note)
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("Epoch")
@@ -89,17 +121,22 @@ def plot_per_class(
     highlight: int | None = None,
     errors: Mapping[str, Sequence[float]] | None = None,
     chance: float | Mapping[str, float] | None = None,
+    title: str | None = None,
+    figsize: tuple[float, float] | None = None,
 ):
-    """One panel per model with a bar per class accuracy.
+    """One panel per model with a bar per class accuracy and its value written above it.
 
     ``highlight`` draws that class's bar solid and the others faded (the seed notebook tried to
     do this with a list of alphas, which matplotlib rejects: here each bar gets its own alpha).
     ``errors`` adds error bars (e.g. the standard deviation over seeds); ``chance`` a dashed line,
-    at one level for every panel or at a level per panel (a mapping from the panel's name). Long
-    labels (more than three bars, e.g. model names) are drawn at an angle.
+    at one level for every panel or at a level per panel (a mapping from the panel's name),
+    explained by one legend below the panels, where it covers no value label. Long labels (more
+    than three bars, e.g. model names) are drawn at an angle. ``title`` goes above the panels.
     """
     names = list(results)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=figsize or (4.5 * len(names), 4.2),
+                             squeeze=False, layout="constrained")
+    chance_line = None
     for i, (ax, name) in enumerate(zip(axes[0], names)):
         accs = list(results[name])
         labels = list(class_names) if class_names else [f"Class {c}" for c in range(len(accs))]
@@ -109,18 +146,21 @@ def plot_per_class(
         for c, (bar, acc) in enumerate(zip(bars, accs)):
             if highlight is not None:
                 bar.set_alpha(1.0 if c == highlight else 0.5)
-            ax.text(bar.get_x() + bar.get_width() / 2, min(acc, 1.0) + 0.03, f"{acc:.2f}",
+            top = min(acc + (yerr[c] if yerr else 0.0), 1.0)  # above the error bar
+            ax.text(bar.get_x() + bar.get_width() / 2, top + 0.02, f"{acc:.2f}",
                     ha="center", va="bottom", fontweight="bold")
         level = chance.get(name) if isinstance(chance, Mapping) else chance
         if level is not None:
-            ax.axhline(level, color="gray", linestyle="--", alpha=0.6, label="chance")
-            ax.legend(loc="best")
+            chance_line = ax.axhline(level, color="gray", linestyle="--", alpha=0.6)
         if len(accs) > 3:
             ax.tick_params(axis="x", labelrotation=45)
         ax.set_ylim(0, 1.15)
         ax.set_title(name, fontsize=13, fontweight="bold")
         ax.set_ylabel("Accuracy")
-    fig.tight_layout()
+    if title:
+        fig.suptitle(title, fontsize=15, fontweight="bold")
+    if chance_line is not None:
+        fig.legend([chance_line], ["chance level (guessing)"], loc="outside lower center")
     return fig
 
 

@@ -86,8 +86,12 @@ def show_source(obj) -> None:
 
     The notebooks show the package's models this way, so that the code a student reads is the
     code that runs: there is no second copy to drift. The source is displayed as a Markdown code
-    block, which Jupyter, Colab, VS Code and GitHub all render with highlighting.
+    block, which Jupyter, Colab, VS Code and GitHub all render with highlighting. Only public
+    code is shown: a private name (``_helper``) may change at any time, so it raises ValueError.
     """
+    name = getattr(obj, "__qualname__", getattr(obj, "__name__", ""))
+    if any(part.startswith("_") and not part.startswith("__") for part in name.split(".")):
+        raise ValueError(f"{name} is private: show a public class or function instead")
     source = inspect.getsource(obj)
     try:
         from IPython import get_ipython

@@ -75,3 +75,102 @@ def test_per_class_chance_level_per_panel():
                                       chance={"three": 1 / 3, "two": 1 / 2}))
     levels = [ax.lines[-1].get_ydata()[0] for ax in fig.axes]
     assert levels == pytest.approx([1 / 3, 1 / 2])
+
+
+def test_cross_modal_scatter_puts_an_image_feature_against_a_text_feature():
+    """On the XOR data image[0] against text[0] shows the XOR: class 0 where the signs agree."""
+    data = MultimodalDataset(n_samples=400, seed=0, interaction="xor")
+    fig = render(plots.plot_cross_modal(data, max_points=400))
+    (ax,) = fig.axes
+    assert ax.get_xlabel() == "image[0]" and ax.get_ylabel() == "text[0]"
+    for c, collection in enumerate(ax.collections):
+        points = torch.as_tensor(collection.get_offsets())
+        rows = data.labels == c
+        expected = torch.stack([data.img_features[rows, 0], data.txt_features[rows, 0]], dim=1)
+        assert torch.equal(points.float(), expected)
+        same_sign = (points[:, 0] > 0) == (points[:, 1] > 0)
+        assert same_sign.float().mean() > 0.9 if c == 0 else same_sign.float().mean() < 0.1
+
+
+def test_training_curves_say_what_the_band_shows():
+    runs = [History(train_loss=[1.0, 0.5], test_acc=[0.5, 0.8]),
+            History(train_loss=[1.2, 0.4], test_acc=[0.6, 0.9])]
+    fig = render(plots.plot_training_curves({"a": runs, "b": runs}))
+    for ax in fig.axes:
+        assert "mean of 2 seeds" in ax.get_title()
+        assert "band: min to max over the seeds" in ax.get_title()
+    band = fig.axes[1].collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(0.5) and band.max() == pytest.approx(0.9)
+    single = render(plots.plot_training_curves({"a": runs[0]}))
+    assert "band" not in single.axes[0].get_title()
+
+
+# ----------------------------------------------------------------------------- layout
+
+def overlapping_legends(fig) -> list[tuple[str, str]]:
+    """(legend, value label) pairs whose drawn boxes overlap, after a full draw."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    labels = [text for ax in fig.axes for text in ax.texts]
+    assert labels, "no value label drawn"
+    return [
+        (str(legend.get_texts()[0].get_text()), text.get_text())
+        for legend in legends
+        for text in labels
+        if legend.get_window_extent(renderer).overlaps(text.get_window_extent(renderer))
+    ]
+
+
+def notebook_figure(cell_id: str, table: dict, xor_table: dict):
+    """The figure that the Part 1 master's cell ``cell_id`` draws from these results."""
+    from types import SimpleNamespace
+
+    from autograder.examples import master_namespace
+
+    cells = master_namespace("part1_fusion_strategies", [])  # the setup cell's imports
+    source = {c["id"]: c["source"] for c in _master_cells()}[cell_id]
+    namespace = {**cells, "plots": plots, "plt": SimpleNamespace(show=lambda: None),
+                 "table": table, "xor_table": xor_table, "fusion_names": FUSION_NAMES,
+                 "FACTORIES": dict.fromkeys(FUSION_NAMES + ["image only", "text only"])}
+    exec(compile(source, cell_id, "exec"), namespace)
+    return namespace["fig"]
+
+
+def _master_cells():
+    import nbformat
+
+    from autograder.notebooks import find_masters
+
+    master = next(m for m in find_masters() if m.stem == "part1_fusion_strategies")
+    return nbformat.read(str(master), as_version=4).cells
+
+
+FUSION_NAMES = ["early", "late", "cross-attention", "bidirectional", "gated", "committee"]
+
+
+def seed_results(accuracy: float, spread: float, classes: int):
+    from fusionlab.results import SeedResults
+
+    per_seed = torch.tensor([accuracy - spread, accuracy, min(accuracy + spread, 1.0)])
+    return SeedResults(per_seed, per_seed[:, None].repeat(1, classes))
+
+
+@pytest.mark.parametrize("accuracy,spread", [(1.0, 0.0), (0.99, 0.01), (0.9, 0.05), (0.5, 0.02),
+                                              (1 / 3, 0.02), (0.0, 0.0)])
+@pytest.mark.parametrize("cell_id", ["final-per-class", "final-comparison"])
+def test_no_legend_covers_a_value_label_in_the_notebooks_final_figures(cell_id, accuracy, spread):
+    """The seed notebook's and an earlier version's legends sat on the value labels of classes
+    1 and 2. Here the notebook's own figure cells run on results from perfect to chance."""
+    names = FUSION_NAMES + ["image only", "text only"]
+    table = {name: seed_results(accuracy, spread, 3) for name in names}
+    xor_table = {name: seed_results(accuracy, spread, 2) for name in names}
+    fig = notebook_figure(cell_id, table, xor_table)
+    assert fig.legends or any(ax.get_legend() for ax in fig.axes), "the chance line is explained"
+    assert overlapping_legends(fig) == []
+
+
+def test_the_overlap_check_sees_a_legend_on_a_value_label():
+    fig = plots.plot_per_class({"A": [0.5, 0.5, 0.5]})
+    fig.axes[0].legend(["a legend"], loc="center")  # the value labels sit at 0.52 of 1.15
+    assert overlapping_legends(fig) == [("a legend", "0.50")]

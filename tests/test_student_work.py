@@ -1,0 +1,150 @@
+"""Students' work is sacred: no documented command overwrites a notebook a student may have
+edited.
+
+A student works in ``work/`` (``make lab`` copies the released notebooks there, once); an
+instructor's ``make demo`` writes only under ``grading-output/``; a maintainer's
+``make notebooks`` copies an edited ``notebooks/`` or ``solutions/`` file to ``backups/`` before
+regenerating it. The end-to-end test runs the README's commands with ``make`` in a fresh clone
+of this checkout, after a student has edited all three places.
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import notebooks as generator
+
+REPO = generator.REPO_ROOT
+NAME = "part1_fusion_strategies"
+STUDENT_EDIT = "# my answer, written in the notebook\nx = 42\n"
+
+
+def tracked_copy(destination: Path) -> Path:
+    """A fresh clone of this checkout's files as they are (committed or not), with one commit,
+    as a student has after `git clone`."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        source = REPO / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
+    subprocess.run(git + ["add", "-A"], cwd=destination, check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "clone"], cwd=destination, check=True)
+    return destination
+
+
+def edit_notebook(path: Path) -> bytes:
+    """Fill the first solution cell and run nothing: what a student saves. Returns the bytes."""
+    nb = nbformat.read(str(path), as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")
+                or c.get("id") == "bidirectional_solution")
+    cell.source = STUDENT_EDIT + cell.source
+    nbformat.write(nb, str(path))
+    return path.read_bytes()
+
+
+def make(clone: Path, *targets: str, **variables: str) -> str:
+    """`make TARGETS` in ``clone`` with this checkout's venv (never reinstalled)."""
+    venv = Path(sys.prefix)
+    command = ["make", "-C", str(clone), f"VENV={venv}", "-o", str(venv / ".installed"),
+               *targets, *(f"{key}={value}" for key, value in variables.items())]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
+    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
+    return completed.stdout + completed.stderr
+
+
+def digests(root: Path, skip: tuple[str, ...]) -> dict[str, str]:
+    return {
+        path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in root.rglob("*")
+        if path.is_file() and not path.relative_to(root).as_posix().startswith(skip)
+        and "__pycache__" not in path.parts
+    }
+
+
+# ----------------------------------------------------------------------------- unit
+
+
+def test_write_generated_writes_new_and_pristine_files_and_backs_up_edited_ones(tmp_path):
+    target = tmp_path / "notebooks" / "a.ipynb"
+    logs = []
+    assert generator.write_generated(target, "v1\n", tmp_path, logs.append) is None
+    assert target.read_text() == "v1\n"
+    mtime = target.stat().st_mtime_ns
+    generator.write_generated(target, "v1\n", tmp_path, logs.append)  # unchanged: not rewritten
+    assert target.stat().st_mtime_ns == mtime
+    # what the generator last wrote is pristine: replaced without a backup
+    assert generator.write_generated(target, "v2\n", tmp_path, logs.append) is None
+    assert target.read_text() == "v2\n" and not (tmp_path / "backups").exists() and not logs
+    # a student's edit is kept in backups/ and the log says where
+    target.write_text("v2 and my work\n")
+    backup = generator.write_generated(target, "v3\n", tmp_path, logs.append)
+    assert backup is not None and backup.parent == tmp_path / generator.BACKUP_DIR
+    assert backup.read_text() == "v2 and my work\n" and target.read_text() == "v3\n"
+    assert len(logs) == 1 and str(backup) in logs[0] and "your work" in logs[0]
+    # a second edit gets a second backup, never overwriting the first
+    target.write_text("more work\n")
+    second = generator.write_generated(target, "v4\n", tmp_path, logs.append)
+    assert second != backup and second.read_text() == "more work\n"
+    assert backup.read_text() == "v2 and my work\n"
+
+
+def test_committed_version_is_pristine(tmp_path):
+    clone = tmp_path / "clone"
+    (clone / "notebooks").mkdir(parents=True)
+    target = clone / "notebooks" / "a.ipynb"
+    target.write_text("committed\n")
+    subprocess.run(["git", "init", "-q"], cwd=clone, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "add", "-A"],
+                   cwd=clone, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q",
+                    "-m", "c"], cwd=clone, check=True)
+    assert generator.is_pristine(target, clone)
+    target.write_text("committed, then edited\n")
+    assert not generator.is_pristine(target, clone)
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.grading
+def test_readme_commands_keep_every_student_edit(tmp_path):
+    clone = tracked_copy(tmp_path / "clone")
+    student, solution = clone / "notebooks" / f"{NAME}.ipynb", clone / "solutions" / f"{NAME}.ipynb"
+    released = student.read_bytes()
+
+    # student: `make lab` starts with `make workspace`, a copy of each notebook in work/
+    out = make(clone, "workspace")
+    work = clone / "work" / f"{NAME}.ipynb"
+    assert work.read_bytes() == released and "copied" in out
+    edited_work = edit_notebook(work)
+    out = make(clone, "workspace")  # again, as every `make lab` does
+    assert work.read_bytes() == edited_work and "kept your work/" in out
+
+    # a student who worked in notebooks/ and solutions/ directly, against the README's advice
+    edited_student, edited_solution = edit_notebook(student), edit_notebook(solution)
+
+    # instructor: `make demo` writes under grading-output/ only
+    before = digests(clone, skip=("grading-output/", ".git/"))
+    make(clone, "demo")
+    assert (clone / "grading-output" / "grades.csv").exists()
+    assert digests(clone, skip=("grading-output/", ".git/")) == before
+
+    # maintainer: `make notebooks` regenerates, after keeping the edits in backups/
+    out = make(clone, "notebooks", NOTEBOOKS_ARGS="--no-execute")
+    backups = sorted((clone / "backups").iterdir())
+    assert sorted(b.read_bytes() for b in backups) == sorted([edited_student, edited_solution])
+    for backup in backups:
+        assert f"kept a copy in {backup}" in out
+    assert student.read_bytes() == released  # the released version again
+    assert work.read_bytes() == edited_work
