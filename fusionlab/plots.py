@@ -180,3 +180,70 @@ def plot_attention(
     if title:
         fig.suptitle(title)
     return fig
+
+
+# ----------------------------------------------------------------------------- Part 3: gates
+
+
+def plot_gate_vs_switch(gate, switch, title: str = ""):
+    """Where a per-sample gate sits for each value of the switch ``M`` (``SwitchDataset``).
+
+    ``gate`` is ``(n,)`` or ``(n, H)`` (averaged over the features), e.g. a GMU's ``z`` on the
+    test set; ``switch`` ``(n,)`` holds ``M`` (1: the image carries the class). One histogram
+    per value of ``M``; the title gives their Pearson correlation
+    (``fusionlab.gating.gate_switch_correlation``).
+    """
+    from .gating import gate_switch_correlation
+
+    gate_t = torch.as_tensor(gate).detach().float().cpu()
+    corr = gate_switch_correlation(gate_t, switch)
+    if gate_t.dim() == 2:
+        gate_t = gate_t.mean(dim=1)
+    switch = torch.as_tensor(switch).cpu()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bins = np.linspace(0.0, 1.0, 41)
+    for i, (m, label) in enumerate(((1, "M = 1: the image speaks"), (0, "M = 0: the text speaks"))):
+        ax.hist(gate_t[switch == m].numpy(), bins=bins, color=_color(i), alpha=0.6, label=label)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("gate z (mean over features): the image's share")
+    ax.set_ylabel("samples")
+    ax.set_title(title or f"Gate against the switch M: corr(z, M) = {corr:.2f}")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_missing_curves(
+    rates: Sequence[float],
+    curves: Mapping[str, Sequence[Sequence[float]]],
+    title: str = "",
+    chance: float | None = None,
+):
+    """Accuracy against the fraction of test samples missing a modality, one line per model.
+
+    ``curves`` maps a name to one accuracy per rate, or to a list of them (one per seed): the
+    line is then the mean and the band spans the minimum to the maximum.
+    """
+    rates = np.asarray(rates, dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (name, value) in enumerate(curves.items()):
+        runs = np.asarray(value, dtype=float)
+        runs = runs[None] if runs.ndim == 1 else runs
+        if runs.shape[1] != len(rates):
+            raise ValueError(
+                f"{name}: expected {len(rates)} accuracies per run (one per rate), "
+                f"got {runs.shape[1]}"
+            )
+        label = name if len(runs) == 1 else f"{name} (mean of {len(runs)} seeds)"
+        ax.plot(rates, runs.mean(axis=0), marker="o", color=_color(i), linewidth=2, label=label)
+        if len(runs) > 1:
+            ax.fill_between(rates, runs.min(axis=0), runs.max(axis=0), color=_color(i), alpha=0.2)
+    if chance is not None:
+        ax.axhline(chance, color="gray", linestyle="--", alpha=0.6, label="chance")
+    ax.set_xlabel("fraction of test samples missing the modality")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title or "Accuracy against the missing rate")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
