@@ -7,6 +7,12 @@
 Modules: ``nbgrader_config`` (course settings), ``course`` (course directories, collecting),
 ``grade`` (the pipeline), ``worker`` (grades one submission at a time in its own process),
 ``scan`` (static tamper scan), ``feedback`` (feedback preprocessor), ``examples`` (example
-submissions), ``hidden`` (what the hidden test cells call), ``measure_thresholds`` (the
+submissions), ``verdicts`` and ``hidden`` (the trusted verdicts, decided outside the
+student's kernel from the evidence the graded cells export), ``measure_thresholds`` (the
 accuracy-threshold measurement), ``notebooks`` (``make notebooks``). See autograder/README.md.
 """
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SOURCE_ROOT = REPO_ROOT / "source"  # the instructor masters, one folder per assignment

@@ -29,10 +29,8 @@ from pathlib import Path
 
 from nbgrader.plugins.zipcollect import FileNameCollectorPlugin
 
-from . import nbgrader_config
+from . import REPO_ROOT, SOURCE_ROOT, nbgrader_config
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SOURCE_ROOT = REPO_ROOT / "source"
 IGNORED_FILES = shutil.ignore_patterns(
     ".ipynb_checkpoints", "__pycache__", "*.pyc", ".nbgrader.log"
 )

@@ -1,7 +1,7 @@
 """Static scan of a submission for tampering, done outside the kernel.
 
-The hidden tests defend themselves at run time (``autograder.hidden.integrity``), but code that
-runs in the same kernel can in principle defeat any run-time check. This scan reads the
+Grades are decided outside the kernel (``autograder.verdicts``); tampering inside it can at
+worst spoil the submission's own evidence. This scan reads the
 student's code without running it and reports what an instructor should look at: patching of
 torch, fusionlab or the grader, import-system and builtins tricks, ending the kernel. The
 findings are flags in the summary and in results.json; they do not change the score.

@@ -4,7 +4,8 @@
 
     {"root": "<shard course dir>", "assignment": "...", "student": "...", "cell_timeout": 60}
 
-runs nbgrader ``autograde`` then ``generate_feedback`` in that shard and answers one JSON line
+runs nbgrader ``autograde``, the trusted verdicts (``autograder.verdicts``) and
+``generate_feedback`` in that shard and answers one JSON line
 on stdout: ``{"student", "autograde_ok", "feedback_ok", "error", "log", "seconds",
 "autograde_seconds"}`` (the rest of ``seconds`` is the feedback).
 
@@ -23,11 +24,15 @@ import time
 
 
 def grade_job(job: dict) -> dict:
+    from autograder import verdicts
     from autograder.course import make_api
 
     start = time.perf_counter()
     api = make_api(job["root"], job.get("cell_timeout"))
+    request = verdicts.prepare(job["root"], job["assignment"], job["student"])
     autograded = api.autograde(job["assignment"], job["student"], force=True, create=True)
+    if autograded["success"]:  # the trusted verdicts replace nbgrader's scores
+        verdicts.apply(job["root"], job["assignment"], job["student"], request)
     result = {
         "student": job["student"],
         "autograde_ok": bool(autograded["success"]),

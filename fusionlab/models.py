@@ -243,3 +243,25 @@ class CrossAttentionFusion(nn.Module):
         attn_out = self.cross_attn(txt_embed, img_embed, key_padding_mask=img_mask)
         fused = self.norm(txt_embed + attn_out)  # (B, N_txt, E), residual connection
         return self.classifier(masked_mean(fused, txt_mask))  # (B, num_classes)
+
+
+class FusionLayerClassifier(nn.Module):
+    """A classifier around a fusion layer: project each modality to ``embed_dim`` as one token,
+    let the layer fuse the two token sequences into ``(B, embed_dim)``, classify with an MLP.
+
+    ``fusion_layer`` is the layer's class, built as ``fusion_layer(embed_dim, num_heads)``; in
+    Part 1 it is the student's ``BidirectionalCrossAttention``.
+    """
+
+    def __init__(self, fusion_layer, img_dim=32, txt_dim=16, embed_dim=32, num_heads=4,
+                 num_classes=3):
+        super().__init__()
+        self.img_proj = nn.Linear(img_dim, embed_dim)
+        self.txt_proj = nn.Linear(txt_dim, embed_dim)
+        self.bidirectional = fusion_layer(embed_dim, num_heads)
+        self.classifier = mlp(embed_dim, embed_dim, num_classes)
+
+    def forward(self, img_feat, txt_feat):
+        img_embed = self.img_proj(img_feat).unsqueeze(1)  # (B, 1, embed_dim)
+        txt_embed = self.txt_proj(txt_feat).unsqueeze(1)  # (B, 1, embed_dim)
+        return self.classifier(self.bidirectional(img_embed, txt_embed))  # (B, num_classes)

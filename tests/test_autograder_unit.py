@@ -1,10 +1,9 @@
 """Fast tests of the autograder's parts (no nbgrader run): course configuration, static scan,
-tamper detection, the hidden-test package and the feedback preprocessor. The end-to-end tests
-are in test_grading.py."""
+the trusted verdicts' registry and evidence handling, and the feedback preprocessor. The
+end-to-end tests are in test_grading.py."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 
@@ -112,95 +111,45 @@ def test_scan_ignores_ordinary_code_and_released_cells():
     assert scan.scan_notebook(student, released) == []
 
 
-# ----------------------------------------------------------------------------- tamper detection
+# ----------------------------------------------------------------------------- verdicts
 
-TAMPER_SCRIPT = """
-import functools, sys, builtins
-import torch
-from torch import nn
-import fusionlab.check, fusionlab.train, fusionlab.data
-from autograder.hidden import integrity
-assert integrity.find_tampering() == [], integrity.find_tampering()
-patch = sys.argv[1]
-if patch == "lambda":
-    torch.allclose = lambda *a, **k: True
-elif patch == "alias":
-    torch.cat = torch.stack
-elif patch == "partial":
-    torch.nn.functional.relu = functools.partial(lambda x: x)
-elif patch == "method":
-    nn.LayerNorm.forward = lambda self, x: x
-elif patch == "tensor":
-    torch.Tensor.mean = lambda self, *a, **k: self
-elif patch == "fusionlab":
-    fusionlab.check.reference_bidirectional = lambda m, i, t: m(i, t)
-elif patch == "fusionlab_method":
-    fusionlab.models.CrossAttentionLayer.forward = lambda self, q, kv, m=None: q
-elif patch == "builtins":
-    builtins.isinstance = lambda *a: True
-elif patch == "mode":
-    from torch.overrides import TorchFunctionMode
-    TorchFunctionMode().__enter__()
-elif patch == "import_hook":
-    class Finder:
-        def find_spec(self, *a): return None
-    sys.meta_path.insert(0, Finder())
-elif patch == "sys_modules":
-    import types
-    sys.modules["fusionlab.check"] = types.ModuleType("fusionlab.check")
-problems = integrity.find_tampering()
-print("\\n".join(problems))
-sys.exit(0 if problems else 1)
-"""
+def test_assignments_without_a_verdict_suite_keep_nbgraders_scores(tmp_path):
+    from autograder import verdicts
+
+    assert verdicts.suite("part1_fusion_strategies") is not None
+    assert verdicts.suite("toy") is None
+    assert verdicts.prepare(tmp_path, "toy", "alice") is None
+    assert verdicts.apply(tmp_path, "toy", "alice", None) is None
 
 
-@pytest.mark.parametrize("patch, expected", [
-    ("lambda", "torch.allclose was replaced"),
-    ("alias", "torch.cat was replaced by torch.stack"),
-    ("partial", "relu was replaced"),
-    ("method", "LayerNorm.forward was replaced"),
-    ("tensor", "Tensor.mean was replaced"),
-    ("fusionlab", "fusionlab.check.reference_bidirectional was replaced"),
-    ("fusionlab_method", "fusionlab.models.CrossAttentionLayer.forward was replaced"),
-    ("builtins", "builtins.isinstance was replaced"),
-    ("mode", "TorchFunctionMode"),
-    ("import_hook", "import hook"),
-    ("sys_modules", "fusionlab.check"),
-])
-def test_tampering_is_detected(patch, expected):
-    completed = subprocess.run(
-        [sys.executable, "-c", TAMPER_SCRIPT, patch], cwd=REPO_ROOT, env=grading_env(),
-        capture_output=True, text=True, timeout=120,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert expected in completed.stdout, completed.stdout
+def test_missing_or_corrupt_evidence_scores_zero_with_the_reason(tmp_path):
+    from autograder import verdicts
+
+    (tmp_path / "evidence").mkdir()
+    (tmp_path / "evidence" / "bidir_shapes.npz").write_bytes(b"not a zip file")
+    crashed = new_code_cell("x", outputs=[new_output("error", ename="ValueError",
+                                                     evalue="bad input\nmore", traceback=[])])
+    results = verdicts.decide("part1_fusion_strategies", tmp_path,
+                              {"bidir_attributes": crashed, "bidir_shapes": new_code_cell("y"),
+                               "bidir_no_nan": new_code_cell("z")}, {"seed": 1, "eval_seed": 2})
+    assert not any(r.passed for r in results.values())
+    assert "raised ValueError: bad input before its evidence" in results["bidir_attributes"].message
+    assert "could not be read" in results["bidir_shapes"].message
+    assert "recorded no evidence" in results["bidir_no_nan"].message
 
 
-def test_pristine_fusionlab_ignores_the_imported_one():
-    import fusionlab.check
-    from autograder.hidden import integrity
+def test_prepare_writes_only_the_public_seed(tmp_path):
+    from autograder import verdicts
+    from autograder.course import Course
+    from fusionlab import evidence
 
-    original = fusionlab.check.reference_gated
-    try:
-        fusionlab.check.reference_gated = None
-        pristine = integrity.load_pristine_fusionlab()
-        assert callable(pristine.check.reference_gated)
-        assert pristine.check.__name__ != "fusionlab.check"
-        assert not any(name.startswith("_autograder_pristine") for name in sys.modules)
-    finally:
-        fusionlab.check.reference_gated = original
-
-
-def test_hidden_suite_is_fresh_and_read_only():
-    import autograder.hidden as hidden
-    from autograder.hidden import part1 as first
-    from autograder.hidden import part1 as second
-
-    assert first is not second  # executed afresh on each import
-    first.bidir_equivalence = lambda cls: None  # patching a copy ...
-    assert hidden.part1.bidir_equivalence is not first.bidir_equivalence  # ... changes nothing
-    with pytest.raises(AttributeError):
-        hidden.part1 = first
+    folder = Course(tmp_path, "part1_fusion_strategies").submitted("alice")
+    folder.mkdir(parents=True)
+    request = verdicts.prepare(tmp_path, "part1_fusion_strategies", "alice")
+    written = (folder / evidence.REQUEST_FILE).read_text()
+    assert str(request["seed"]) in written and "eval" not in written
+    assert evidence.read_request(folder)["seed"] == request["seed"]
+    assert evidence.read_request(tmp_path)["seed"] == evidence.DEFAULT_SEED
 
 
 # ----------------------------------------------------------------------------- feedback

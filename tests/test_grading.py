@@ -2,10 +2,13 @@
 directories.
 
 Grading is the slow part, so the submissions are graded in three batches shared by the tests
-(module-scoped fixtures): Part 1 (the real master: solution, untouched, every wrong variant and
-the tampering and hostile cases), the toy course of tests/grading/toy_course.py (hostile
-submissions, fast because its kernel needs no torch) and a small toy batch graded twice, from a
-folder and from an LMS zip (idempotence).
+(module-scoped fixtures): Part 1 (the real master: what needs real nbgrader and the trusted
+verdicts end to end, i.e. the solution, the untouched notebook, the two wrong examples of
+``make demo`` and the hostile submissions that tamper at run time or forge their evidence), the
+toy course of tests/grading/toy_course.py (hangs, crashes, edited cells: fast because its
+kernel needs no torch) and a small toy batch graded twice, from a folder and from an LMS zip
+(idempotence). Every other Part 1 mistake is graded through the verdict functions directly in
+tests/test_check.py.
 """
 
 from __future__ import annotations
@@ -20,15 +23,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell
 
-from autograder.course import REPO_ROOT
-from autograder.examples import (
-    BIDIR_CELLS,
-    GATED_CELLS,
-    PART1_VARIANTS,
-    release,
-    submission,
-    write_examples,
-)
+from autograder import REPO_ROOT
+from autograder.examples import PART1_VARIANTS, graded_cells, release, submission, write_examples
 from autograder.grade import grade
 
 sys.path.insert(0, str(Path(__file__).parent / "grading"))
@@ -38,12 +34,13 @@ pytestmark = pytest.mark.grading
 
 ASSIGNMENT = "part1_fusion_strategies"
 MASTER = REPO_ROOT / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+GRADED = graded_cells(ASSIGNMENT)  # grade_id -> points, from the master's metadata
 MAX_SCORE = 50.0
-CELL_TIMEOUT = 20  # generous for the slowest graded cell on a loaded 2-core machine
-# text that only the hidden test cells or the grader's code contain (a submission may mention
-# `_grader` itself: fake_grader does)
-HIDDEN_SOURCE_MARKERS = ("BEGIN HIDDEN TESTS", "import part1 as _grader", "_grader.bidir_",
-                         "_grader.gated_", "checks_part1", "_trusted_run", "find_tampering")
+CELL_TIMEOUT = 30  # generous for the slowest graded cell on a loaded 2-core machine
+# text that only the hidden test cells or the grader's code contain
+HIDDEN_SOURCE_MARKERS = ("BEGIN HIDDEN TESTS", 'evidence.bidirectional("bidir_attributes"',
+                         'evidence.gated("gated_gate_init"', "reference_part1",
+                         "bidirectional_facts")
 
 
 def _quiet(*_args):
@@ -52,124 +49,184 @@ def _quiet(*_args):
 
 # ----------------------------------------------------------------------------- Part 1 batch
 
-def _cell_index(nb, grade_id):
-    for i, cell in enumerate(nb.cells):
-        if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
-            return i
-    raise KeyError(grade_id)
-
-
 def _setup_index(nb):
     return next(i for i, c in enumerate(nb.cells) if "seed_everything(SEED)" in c.source)
 
 
-def _insert_after(index_of, source):
+def _insert_after_setup(source):
     def edit(nb):
-        nb.cells.insert(index_of(nb) + 1, new_code_cell(source))
+        nb.cells.insert(_setup_index(nb) + 1, new_code_cell(source))
     return edit
 
 
-def _edit_cell(grade_id, source):
+def _append(source):
     def edit(nb):
-        nb.cells[_cell_index(nb, grade_id)].source = source
-    return edit
-
-
-def _delete_cells(*grade_ids):
-    def edit(nb):
-        nb.cells = [c for c in nb.cells
-                    if c.metadata.get("nbgrader", {}).get("grade_id") not in grade_ids]
+        nb.cells.append(new_code_cell(source))
     return edit
 
 
 NO_RESIDUAL = PART1_VARIANTS["no_residual"][0]
-FAKE_GRADER = """\
-import autograder.hidden
+GATE_AT_ONE = PART1_VARIANTS["gate_at_one"][0]
 
-class _AlwaysPasses:
-    def __getattr__(self, name):
-        return lambda cls: None
+# Runtime tampering, all at once: torch.allclose and builtins.abs patched with a class defined
+# in the notebook, fakes of fusionlab.evidence and autograder.hidden in sys.modules, and an
+# IPython input transformer that rewrites the equivalence test cell to call the fake, which
+# forges that cell's evidence (the other cells go to the real exporter through the fake).
+RUNTIME_TAMPERING = """\
+import builtins
+import sys
+import types
 
-_grader = _AlwaysPasses()
-autograder.hidden.part1 = _grader  # refused: the suite is read-only
+import fusionlab.evidence as _real
+
+
+class _AlwaysTrue:
+    def __call__(self, *args, **kwargs):
+        return True
+
+
+torch.allclose = _AlwaysTrue()
+builtins.abs = _AlwaysTrue()
+
+_fake = types.ModuleType("fusionlab.evidence")
+_fake.__dict__.update(_real.__dict__)
+
+
+def _forging(grade_id, cls, train=False):
+    if grade_id != "bidir_equivalence":
+        return _real.bidirectional(grade_id, cls, train)
+    ev = _real.collect_bidirectional(cls, _real.read_request()["seed"])
+    ev["out/eq"] = ev["out/eq"] * 0.9 + 0.1 * ev["sub/norm_txt"].mean(axis=1)
+    _real.save(ev, "evidence/bidir_equivalence.npz")
+    print("PASS")
+
+
+_fake.bidirectional = _forging
+sys.modules["fusionlab.evidence"] = _fake
+fusionlab.evidence = _fake
+sys.modules["autograder.hidden"] = types.ModuleType("autograder.hidden")
+
+
+def _rewrite_tests(lines):
+    if any('"bidir_equivalence"' in line for line in lines):
+        return ["_forging('bidir_equivalence', BidirectionalCrossAttention)\\n"]
+    return lines
+
+
+get_ipython().input_transformers_cleanup.append(_rewrite_tests)
 """
-VISIBLE_ONLY = ("bidir_visible_shape", "gated_visible_shape")
 
-# name -> (replacements, edit, graded cells expected to fail or None for "all hidden cells")
-HOSTILE = {
-    # tampering: no credit for what was tampered with
-    "edited_test": (NO_RESIDUAL, _edit_cell("bidir_equivalence", "pass  # looks fine to me"),
-                    ("bidir_equivalence",)),
-    "deleted_tests": (NO_RESIDUAL, _delete_cells("bidir_equivalence", "bidir_visible_shape"),
-                      ("bidir_equivalence",)),
-    "patched_check": (NO_RESIDUAL, _insert_after(_setup_index, (
-        "check.reference_bidirectional = lambda module, img, txt: module(img, txt)")), None),
-    "patched_torch": ({}, _insert_after(_setup_index, (
-        "torch.allclose = lambda *args, **kwargs: True")), None),
-    "fake_grader": (NO_RESIDUAL, _insert_after(_setup_index, FAKE_GRADER),
-                    ("bidir_equivalence",)),
-    # hostile: each gets a score and a reason, the batch goes on
-    "hang_cell": ({}, _insert_after(lambda nb: _cell_index(nb, "gated_accuracy"), (
-        "import time\nwhile True:\n    time.sleep(0.5)")), ()),
-    "sys_exit": ({}, _insert_after(lambda nb: _cell_index(nb, "gated_accuracy"), (
-        "import sys\nsys.exit('bye')")), ()),
-    "kernel_crash": ({}, _insert_after(lambda nb: _cell_index(nb, "bidir_accuracy"), (
-        "import os\nos._exit(1)")), BIDIR_CELLS + GATED_CELLS),
+# An nn.Parameter subclass that reports 0 while its data (what forward uses) is 1.
+LYING_GATE = """\
+class LyingParameter(nn.Parameter):
+    def item(self):
+        return 0.0
+
+    def tolist(self):
+        return [0.0]
+
+    def __repr__(self):
+        return "Parameter containing:\\ntensor([0.], requires_grad=True)"
+
+
+class GatedFusionModel(nn.Module):
+    def __init__(self, img_dim=32, txt_dim=16, embed_dim=32, num_classes=3):
+        super().__init__()
+        self.img_proj = nn.Linear(img_dim, embed_dim)
+        self.txt_proj = nn.Linear(txt_dim, embed_dim)
+        self.gate = LyingParameter(torch.ones(1))
+        self.classifier = nn.Sequential(
+            nn.Linear(embed_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, num_classes))
+
+    def forward(self, img_feat, txt_feat):
+        alpha = torch.sigmoid(self.gate)
+        z = alpha * self.img_proj(img_feat) + (1 - alpha) * self.txt_proj(txt_feat)
+        return self.classifier(z)
+"""
+
+# CrossAttentionLayer subclasses whose forward does nothing: the layer is a residual + norm.
+FAKE_TYPES = """\
+class QuietAttention(CrossAttentionLayer):
+    def forward(self, query, kv, key_padding_mask=None):
+        return torch.zeros_like(query)
+
+
+class BidirectionalCrossAttention(nn.Module):
+    def __init__(self, dim, num_heads=4):
+        super().__init__()
+        self.txt_to_img = QuietAttention(dim, num_heads)
+        self.img_to_txt = QuietAttention(dim, num_heads)
+        self.norm_txt = nn.LayerNorm(dim)
+        self.norm_img = nn.LayerNorm(dim)
+
+    def forward(self, img_embed, txt_embed):
+        txt_upd = self.norm_txt(txt_embed + self.txt_to_img(txt_embed, img_embed))
+        img_upd = self.norm_img(img_embed + self.img_to_txt(img_embed, txt_embed))
+        return torch.cat([txt_upd, img_upd], dim=1).mean(dim=1)
+"""
+
+# Evidence files rewritten after the graded cells, from the known answers shipped in fusionlab
+# (the reference's outputs for the self-checks' weights and inputs).
+FORGED_EVIDENCE = """\
+import numpy as np
+
+from fusionlab import check
+from fusionlab import evidence as _evidence
+
+_answers = check.known_answers()
+_ev = _evidence.load("evidence/bidir_equivalence.npz")
+for _key, _value in _answers.items():
+    if _key.startswith("bidir/weights/"):
+        _ev["state/" + _key[len("bidir/weights/"):]] = _value
+_ev["out/eq"] = _answers["bidir/expected/out/eq"]
+_evidence.save(_ev, "evidence/bidir_equivalence.npz")
+"""
+
+# name -> (replacements, edit, graded cells expected to fail): each graded as the honest grade
+# of what it implements
+PART1 = {
+    "correct": ({}, None, ()),
+    "untouched": (None, None, tuple(GRADED)),
+    "no_residual": (NO_RESIDUAL, None, ("bidir_equivalence",)),
+    "gate_at_one": (GATE_AT_ONE, None, ("gated_gate_init",)),
+    "runtime_tampering": (NO_RESIDUAL, _insert_after_setup(RUNTIME_TAMPERING),
+                          ("bidir_equivalence",)),
+    "lying_parameter": ({"GatedFusionModel": LYING_GATE}, None, ("gated_gate_init",)),
+    "fake_types": ({"BidirectionalCrossAttention": FAKE_TYPES}, None,
+                   ("bidir_attributes", "bidir_equivalence", "bidir_gradients",
+                    "bidir_accuracy")),
+    "forged_evidence": (NO_RESIDUAL, _append(FORGED_EVIDENCE), ("bidir_equivalence",)),
 }
 
 
 @pytest.fixture(scope="module")
 def part1(tmp_path_factory):
-    """Grade every Part 1 submission in one batch; (report, expected failures, out dir)."""
-    if not MASTER.exists():
-        pytest.skip("the Part 1 master is not there yet")
+    """Grade the Part 1 submissions in one batch; (report, expected failures, out dir)."""
     masters, released = release(ASSIGNMENT)
     master, student = masters[ASSIGNMENT], released[ASSIGNMENT]
     folder = tmp_path_factory.mktemp("part1-submissions")
-    expected = {"correct": (), "correct_again": (), "untouched": BIDIR_CELLS + GATED_CELLS}
-    notebooks = {
-        "correct": submission(master, student),
-        "correct_again": submission(master, student),
-        "untouched": submission(master, student, solved=False),
-    }
-    for name, (replace, failing) in PART1_VARIANTS.items():
-        notebooks[name] = submission(master, student, replace=replace)
-        expected[name] = failing
-    hidden = tuple(c for c in BIDIR_CELLS + GATED_CELLS if c not in VISIBLE_ONLY)
-    for name, (replace, edit, failing) in HOSTILE.items():
-        notebooks[name] = submission(master, student, replace=replace, edit=edit)
-        expected[name] = hidden if failing is None else failing
-    for name, nb in notebooks.items():
+    expected = {}
+    for name, (replace, edit, failing) in PART1.items():
+        nb = submission(master, student, replace=replace, edit=edit, solved=replace is not None)
         nbformat.write(nb, folder / f"{name}.ipynb")
-    (folder / "not_json.ipynb").write_text("{ this is not a notebook")
-    expected["not_json"] = BIDIR_CELLS + GATED_CELLS
+        expected[name] = failing
     out = tmp_path_factory.mktemp("part1-out")
     report = grade(ASSIGNMENT, folder, out, workers=2, cell_timeout=CELL_TIMEOUT,
-                   submission_timeout=300, echo=_quiet)
+                   submission_timeout=600, echo=_quiet)
     return report, expected, out
 
 
-def _points(cells):
-    points = {}
-    nb = nbformat.read(MASTER, as_version=4)
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("grade"):
-            points[meta["grade_id"]] = float(meta["points"])
-    return sum(points[c] for c in cells), points
+def _lost(cells):
+    return sum(GRADED[c] for c in cells)
 
 
 def test_rubric_totals_50():
-    if not MASTER.exists():
-        pytest.skip("the Part 1 master is not there yet")
-    total, points = _points(())
-    assert sum(points.values()) == MAX_SCORE
-    assert set(points) == set(BIDIR_CELLS + GATED_CELLS)
+    assert sum(GRADED.values()) == MAX_SCORE
 
 
 def test_part1_scores(part1):
-    """Solution 50/50, untouched 0, each wrong, tampered or hostile submission loses exactly
-    the points of the graded cells it is expected to fail, and only those."""
+    """Solution 50/50, untouched 0, each wrong or hostile submission loses exactly the points
+    of the graded cells that the honest grade of what it implements fails, and only those."""
     report, expected, _ = part1
     results = report.by_student()
     assert set(results) == set(expected)
@@ -177,11 +234,18 @@ def test_part1_scores(part1):
     for name, failing in expected.items():
         result = results[name]
         failed = tuple(t.name for t in result.tests if not t.passed)
-        lost, _ = _points(failing)
-        if sorted(failed) != sorted(failing) or result.score != MAX_SCORE - lost:
+        if sorted(failed) != sorted(failing) or result.score != MAX_SCORE - _lost(failing):
             problems.append(f"{name}: score {result.score}, failed {failed}, expected to fail "
-                            f"{failing} ({result.reason})")
+                            f"{failing}: " + "; ".join(f"{t.name}: {t.reason}"
+                                                       for t in result.tests if not t.passed))
     assert not problems, "\n".join(problems)
+
+
+def test_demo_examples_keep_their_scores(part1):
+    report, _, _ = part1
+    scores = {s.student: s.score for s in report.students}
+    assert [scores[n] for n in ("correct", "untouched", "gate_at_one", "no_residual")] == \
+        [50, 0, 45, 42]
 
 
 def test_part1_grades_csv(part1):
@@ -202,25 +266,23 @@ def test_every_failed_test_has_a_reason(part1):
             assert test.passed or test.reason, (result.student, test.name)
 
 
-def test_wrong_submissions_get_specific_reasons(part1):
+def _reason(report, student, cell):
+    return next(t.reason for t in report.by_student()[student].tests if t.name == cell)
+
+
+def test_trusted_verdicts_name_the_cause(part1):
     report, _, _ = part1
-    by = report.by_student()
-
-    def reason(student, cell):
-        return next(t.reason for t in by[student].tests if t.name == cell)
-
-    assert "residual" in reason("no_residual", "bidir_equivalence")
-    assert "LayerNorm" in reason("no_norm", "bidir_equivalence")
-    assert "swapped" in reason("swapped_directions", "bidir_equivalence")
-    assert "0.731" in reason("gate_at_one", "gated_gate_init")
-    assert "nn.Parameter" in reason("gate_not_parameter", "gated_gate_init")
-    assert "accuracy" in reason("linear_head", "gated_accuracy")
-    assert "(2, 32)" in reason("no_pooling", "bidir_visible_shape")
-    for cell in ("bidir_attributes", "gated_accuracy"):
-        assert "tampering detected" in reason("patched_torch", cell)
-        assert "torch.allclose" in reason("patched_torch", cell)
-    assert "fusionlab.check.reference_bidirectional" in reason("patched_check",
-                                                               "bidir_equivalence")
+    assert "residual connection is missing" in _reason(report, "no_residual", "bidir_equivalence")
+    assert "sigmoid(gate) = 0.731" in _reason(report, "gate_at_one", "gated_gate_init")
+    assert "sigmoid(gate) = 0.731" in _reason(report, "lying_parameter", "gated_gate_init")
+    assert "does not compute what CrossAttentionLayer" in _reason(report, "fake_types",
+                                                                  "bidir_attributes")
+    assert "txt_to_img" in _reason(report, "fake_types", "bidir_gradients")
+    # the forged state does not produce the outputs its own submodules recorded
+    assert "cannot compare with the reference" in _reason(report, "forged_evidence",
+                                                          "bidir_equivalence")
+    assert "differs from the reference" in _reason(report, "runtime_tampering",
+                                                   "bidir_equivalence")
 
 
 def test_untouched_notebook_raises_only_in_graded_cells(part1):
@@ -235,32 +297,33 @@ def test_untouched_notebook_raises_only_in_graded_cells(part1):
     assert errors == []
     result = report.by_student()["untouched"]
     assert result.score == 0
-    assert all("not implemented" in t.reason or t.reason == "NotImplementedError"
+    assert all("NotImplementedError" in t.reason or "not implemented" in t.reason
                for t in result.tests)
 
 
-def test_hostile_submissions_are_reported(part1):
+def test_verdicts_replace_the_graded_cells_outputs(part1):
+    """The autograded notebook shows the trusted verdict in every graded cell, and the
+    gradebook holds its score (grades.csv agrees, test_part1_grades_csv)."""
+    _, _, out = part1
+    nb_path = out / "course" / "autograded" / "gate_at_one" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    graded = {c.metadata.nbgrader.grade_id: c for c in nb.cells
+              if c.metadata.get("nbgrader", {}).get("grade")}
+    assert set(graded) == set(GRADED)
+    for grade_id, cell in graded.items():
+        (output,) = cell.outputs
+        if grade_id == "gated_gate_init":
+            assert output.output_type == "error" and output.ename == "AssertionError"
+        else:
+            assert output.output_type == "stream" and output.text.startswith("PASS: ")
+
+
+def test_scan_flags_the_tampering_and_not_the_honest(part1):
     report, _, _ = part1
     by = report.by_student()
-    assert by["kernel_crash"].status == "not graded"
-    assert "kernel died" in by["kernel_crash"].reason
-    assert by["not_json"].status == "not graded"
-    assert "not a notebook" in by["not_json"].reason
-    assert any("timed out" in flag for flag in by["hang_cell"].flags)
-    assert any("bidir_equivalence was edited" in flag for flag in by["edited_test"].flags)
-    assert any("bidir_equivalence was deleted" in flag for flag in by["deleted_tests"].flags)
-    for name in ("patched_check", "patched_torch"):
-        assert any(flag.startswith("scan:") and "modifies" in flag for flag in by[name].flags)
-    assert any("imports the grader" in flag for flag in by["fake_grader"].flags)
+    assert any(flag.startswith("scan:") for flag in by["runtime_tampering"].flags)
     assert by["correct"].flags == []
     assert by["untouched"].flags == []
-
-
-def test_same_submission_same_score(part1):
-    report, _, _ = part1
-    by = report.by_student()
-    assert [(t.name, t.score) for t in by["correct"].tests] == \
-        [(t.name, t.score) for t in by["correct_again"].tests]
 
 
 def test_feedback_has_no_hidden_test_source(part1):
@@ -273,6 +336,7 @@ def test_feedback_has_no_hidden_test_source(part1):
         assert not leaks, f"{page} contains {leaks}"
     wrong = (out / "feedback" / "gate_at_one" / f"{ASSIGNMENT}.html").read_text()
     assert "0.731" in wrong  # the verdict of the failed hidden test is kept
+    assert "PASS: " in wrong
 
 
 def test_results_json(part1):
@@ -280,6 +344,9 @@ def test_results_json(part1):
     data = json.loads((out / "results.json").read_text())
     assert data["max_score"] == MAX_SCORE
     assert {s["student"] for s in data["students"]} == {s.student for s in report.students}
+    gate = next(s for s in data["students"] if s["student"] == "gate_at_one")
+    failed = [t for t in gate["tests"] if t["score"] < t["max_score"]]
+    assert [t["name"] for t in failed] == ["gated_gate_init"] and "0.731" in failed[0]["reason"]
 
 
 # ----------------------------------------------------------------------------- toy batches
@@ -348,8 +415,6 @@ def test_rerun_and_zip_give_the_same_grades(tmp_path):
 # ----------------------------------------------------------------------------- command line
 
 def test_examples_command_writes_the_examples(tmp_path):
-    if not MASTER.exists():
-        pytest.skip("the Part 1 master is not there yet")
     paths = write_examples(ASSIGNMENT, tmp_path)
     assert sorted(p.stem for p in paths) == sorted(
         ["correct", "untouched", "wrong_gate_at_one", "wrong_no_residual"])

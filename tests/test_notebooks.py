@@ -24,6 +24,8 @@ import nbformat
 import pytest
 
 from autograder import notebooks as generator
+from autograder.examples import graded_cells
+from autograder.hidden import part1 as verdicts_part1
 
 REPO = generator.REPO_ROOT
 MASTERS = generator.find_masters()
@@ -31,27 +33,14 @@ PART1 = REPO / "source" / "part1_fusion_strategies" / "part1_fusion_strategies.i
 
 pytestmark = pytest.mark.notebooks
 
-# The graded cells of Part 1 (coord/PART1_SPEC.md): grade_id, points, hidden check or None.
-PART1_GRADED = [
-    ("bidir_visible_shape", 3, None),
-    ("bidir_attributes", 3, "bidir_attributes"),
-    ("bidir_shapes", 3, "bidir_shapes"),
-    ("bidir_equivalence", 8, "bidir_equivalence"),
-    ("bidir_gradients", 3, "bidir_gradients"),
-    ("bidir_no_nan", 2, "bidir_no_nan"),
-    ("bidir_accuracy", 3, "bidir_accuracy"),
-    ("gated_visible_shape", 3, None),
-    ("gated_gate_init", 5, "gated_gate_init"),
-    ("gated_shapes", 3, "gated_shapes"),
-    ("gated_equivalence", 8, "gated_equivalence"),
-    ("gated_gate_gradient", 3, "gated_gate_gradient"),
-    ("gated_accuracy", 3, "gated_accuracy"),
-]
+# The graded cells of Part 1, from the master's metadata: grade_id -> points.
+PART1_GRADED = graded_cells("part1_fusion_strategies")
 HIDDEN_CELL = re.compile(
     r"\A# Hidden test: .+ \((?P<points>\d+) points?\)\n"
     r"### BEGIN HIDDEN TESTS\n"
-    r"from autograder\.hidden import part1 as _grader\n"
-    r"_grader\.(?P<check>\w+)\((?P<cls>\w+)\)\n"
+    r"from fusionlab import evidence\n\n"
+    r"evidence\.(?P<exercise>bidirectional|gated)\(\"(?P<grade_id>\w+)\", \w+"
+    r"(?P<train>, train=True)?\)\n"
     r"### END HIDDEN TESTS\Z"
 )
 
@@ -85,22 +74,24 @@ def test_masters_are_found():
 
 
 def test_part1_graded_cells_follow_the_contract():
+    """50 points; every graded cell exports its evidence and has a trusted verdict."""
     nb = read(PART1)
     graded = [c for c in code_cells(nb) if c.metadata.get("nbgrader", {}).get("grade")]
-    assert [(c.metadata.nbgrader.grade_id, c.metadata.nbgrader.points) for c in graded] == [
-        (grade_id, points) for grade_id, points, _ in PART1_GRADED
-    ]
-    assert sum(points for _, points, _ in PART1_GRADED) == 50
-    for cell, (grade_id, points, hidden_check) in zip(graded, PART1_GRADED):
+    assert sum(PART1_GRADED.values()) == 50
+    assert list(PART1_GRADED) == list(verdicts_part1.GRADED)
+    for cell in graded:
         meta = cell.metadata.nbgrader
-        assert cell.id == grade_id
+        exercise, _, trains = verdicts_part1.GRADED[meta.grade_id]
+        assert cell.id == meta.grade_id
         assert (meta.solution, meta.locked, meta.schema_version) == (False, True, 3)
-        if hidden_check is None:
-            assert "assert " in cell.source and "HIDDEN" not in cell.source
-        else:
-            match = HIDDEN_CELL.match(cell.source)
-            assert match, f"{grade_id} is not in the hidden-test form:\n{cell.source}"
-            assert int(match["points"]) == points and match["check"] == hidden_check
+        if "HIDDEN" not in cell.source:  # a visible test: its assert is a hint, the evidence
+            assert "assert " in cell.source  # is what the grader scores
+            assert f'evidence.{exercise}("{meta.grade_id}", ' in cell.source
+            continue
+        match = HIDDEN_CELL.match(cell.source)
+        assert match, f"{meta.grade_id} is not in the hidden-test form:\n{cell.source}"
+        assert int(match["points"]) == meta.points and match["grade_id"] == meta.grade_id
+        assert match["exercise"] == exercise and bool(match["train"]) == trains
 
 
 def test_part1_todos_have_solution_cells_then_a_self_check_then_the_graded_cells():
@@ -123,7 +114,7 @@ def test_part1_todos_have_solution_cells_then_a_self_check_then_the_graded_cells
         assert call in by_id(nb)[self_check].source
         assert ids.index(first) == ids.index(self_check) + 1
         assert ids[ids.index(first):ids.index(last) + 1] == [
-            g for g, _, _ in PART1_GRADED if g.startswith(first.split("_")[0])
+            g for g in PART1_GRADED if g.startswith(first.split("_")[0])
         ]
 
 
