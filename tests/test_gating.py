@@ -1,5 +1,6 @@
 """fusionlab.gating (the baselines, the classifier, the insertion wrapper, the gate correlation)
-and the reference solutions of Part 3's exercises (tests/reference_part3.py): shapes, errors,
+and the reference solutions of Part 3's exercises (the master's solution cells, through
+``tests.measure_part3.notebook_models``): shapes, errors,
 expected values, the identity of the tanh-gated block at initialisation, modality dropout's
 statistics."""
 
@@ -20,14 +21,15 @@ from fusionlab.gating import (
     gate_switch_correlation,
 )
 from fusionlab.models import UnimodalClassifier
-from fusionlab.multiseed import can_stack
-from tests.reference_part3 import (
-    GatedMultimodalUnit,
-    ModalityDropout,
-    TanhGatedCrossAttention,
-    UngatedCrossAttention,
-    modality_dropout,
-)
+from fusionlab.multiseed import stack_models
+from tests.measure_part3 import notebook_models
+
+_NOTEBOOK = notebook_models()
+GatedMultimodalUnit = _NOTEBOOK["GatedMultimodalUnit"]
+ModalityDropout = _NOTEBOOK["ModalityDropout"]
+TanhGatedCrossAttention = _NOTEBOOK["TanhGatedCrossAttention"]
+UngatedCrossAttention = _NOTEBOOK["UngatedCrossAttention"]
+modality_dropout = _NOTEBOOK["modality_dropout"]
 
 B, IMG_DIM, TXT_DIM, HIDDEN = 5, 32, 16, 8
 
@@ -120,12 +122,12 @@ def test_classifier_needs_an_out_dim():
         FusionClassifier(nn.Linear(3, 4))
 
 
-def test_units_without_a_bare_parameter_train_as_one_stacked_ensemble(inputs):
-    """fit_seeds stacks the seeds of a model whose parameters all live in nn.Linear layers;
-    the scalar gate's bare parameter makes it train seed by seed (correctly, only slower)."""
-    for name, make in UNITS.items():
+def test_every_unit_and_the_gmu_train_as_one_stacked_ensemble(inputs):
+    """fit_seeds stacks the seeds of every unit, the scalar gate's bare parameter included,
+    and of the notebook's GMU."""
+    for name, make in {**UNITS, "gmu": lambda: GatedMultimodalUnit(IMG_DIM, TXT_DIM, HIDDEN)}.items():
         models = [FusionClassifier(make(), 2) for _ in range(3)]
-        assert can_stack(models, inputs) == (name != "scalar gate"), name
+        stack_models(models, inputs)  # raises UnstackableModelError when it cannot
 
 
 # ----------------------------------------------------------------------------- gate correlation

@@ -1,0 +1,469 @@
+"""Self-checks of Part 3's TODOs: the GMU, the tanh-gated cross-attention block and modality
+dropout. The same design as ``fusionlab.check``: a collector runs the student's code on fixed
+inputs and records what it did as plain arrays (an evidence dict), and each check is a small
+function ``check(evidence, facts) -> CheckResult`` on that evidence; ``fusionlab.check.run``
+executes them (``implemented`` first) and ``fusionlab.check.report`` prints the verdicts.
+
+The notebook calls them through ``fusionlab.check``::
+
+    check.gmu(GatedMultimodalUnit)
+    check.tanh_gated_block(TanhGatedCrossAttention)
+    check.modality_dropout(modality_dropout)
+
+The equivalence checks compare the output with the exercise's formula evaluated on the
+student's own submodules' outputs (recorded in the evidence), after every parameter was moved
+off its initial value; no implementation of a TODO lives in the package. These run in the
+student's kernel: they are hints, never a grade.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import evidence as _evidence
+from .check import CheckResult, Skip, close, report, run, text
+from .models import CrossAttentionLayer
+from .utils import cpu_threads
+
+SEED = 20240601
+GMU_SIZES = dict(img_dim=32, txt_dim=16, hidden_dim=32)
+BLOCK_DIM, BLOCK_HEADS = 32, 4
+OPEN_ALPHA = 0.7  # the block's equivalence is also checked with the gate open
+DROPOUT_RATES = (0.0, 0.3, 1.0)
+RATE_SAMPLES = 20000  # the dropout rate's statistics: |mean - p| < 4 standard errors
+
+GMU_CHECKS = ("implemented", "attributes", "shapes", "equivalence", "last_gate", "bad_input")
+BLOCK_CHECKS = ("implemented", "attributes", "identity_at_init", "alpha_gradient", "equivalence",
+                "mask")
+DROPOUT_CHECKS = ("implemented", "returns", "rule", "rate", "replacement", "tokens", "bad_p")
+
+to_array = _evidence.to_array
+
+
+def _gen(stream: int) -> torch.Generator:
+    return torch.Generator().manual_seed(SEED + stream)
+
+
+def _record(ev: dict, key: str, compute):
+    """``ev[key] = compute()`` as an array, or ``ev["error/" + key]`` with the reason."""
+    try:
+        out = compute()
+    except NotImplementedError:
+        ev[f"error/{key}"] = np.array("NotImplementedError: not implemented yet")
+        return None
+    except Exception as error:  # noqa: BLE001 (the student's code can raise anything)
+        ev[f"error/{key}"] = np.array(f"{type(error).__name__}: {error}")
+        return None
+    if isinstance(out, torch.Tensor):
+        ev[key] = to_array(out)
+    return out
+
+
+def _build(ev: dict, factory, signature: str):
+    torch.manual_seed(SEED)
+    try:
+        module = factory()
+    except NotImplementedError:
+        ev["status"] = np.array(f"not implemented: {signature} still raises NotImplementedError")
+        return None
+    except Exception as error:  # noqa: BLE001
+        ev["status"] = np.array(f"error: {signature} raised {type(error).__name__}: {error}")
+        return None
+    ev["status"] = np.array("ok")
+    return module
+
+
+def _perturb(module: nn.Module, skip: tuple[str, ...] = ()) -> None:
+    g = _gen(9)
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if name not in skip:
+                param.add_(0.2 * torch.randn(tuple(param.shape), generator=g))
+
+
+def _types(module: nn.Module) -> dict:
+    return {name: type(child).__name__ for name, child in module.named_children()}
+
+
+def implemented(ev, facts) -> CheckResult:
+    status = text(ev, "status", "no evidence")
+    if status.startswith("not implemented"):
+        return CheckResult("implemented", False, f"{status}. Replace the "
+                           "`raise NotImplementedError()` with your code.")
+    if status != "ok":
+        return CheckResult("implemented", False, status.removeprefix("error: "))
+    error = text(ev, "error/out")
+    if "NotImplementedError" in error:
+        return CheckResult("implemented", False, "not implemented yet: it still raises "
+                           "NotImplementedError. Replace it with your code.")
+    if error:
+        return CheckResult("implemented", False, f"calling it raised {error}")
+    return CheckResult("implemented", True, "it can be built and called")
+
+
+# ----------------------------------------------------------------------------- the GMU
+
+def collect_gmu(cls) -> dict:
+    ev: dict = {}
+    sizes = GMU_SIZES
+    with _isolated():
+        module = _build(ev, lambda: cls(**sizes), f"{getattr(cls, '__name__', cls)}"
+                        f"(img_dim=32, txt_dim=16, hidden_dim=32)")
+        if module is None:
+            return ev
+        ev["types"] = np.array(json.dumps(_types(module)))
+        ev["shapes"] = np.array(json.dumps({n: list(p.shape) for n, p in module.named_parameters()}))
+        g = _gen(1)
+        img, txt = torch.randn(6, 32, generator=g), torch.randn(6, 16, generator=g)
+        _record(ev, "out", lambda: module(img, txt))
+        for B in (1, 5):
+            _record(ev, f"shape{B}", lambda B=B: module(torch.randn(B, 32, generator=g),
+                                                        torch.randn(B, 16, generator=g)))
+        _perturb(module)
+        _record(ev, "eq/out", lambda: module(img, txt))
+        gate = getattr(module, "last_gate", None)
+        if isinstance(gate, torch.Tensor):
+            ev["eq/last_gate"] = to_array(gate)
+            ev["last_gate_requires_grad"] = np.array(bool(gate.requires_grad))
+        for name, x in (("img_proj", img), ("txt_proj", txt),
+                        ("gate_proj", torch.cat([img, txt], dim=-1))):
+            layer = getattr(module, name, None)
+            if isinstance(layer, nn.Module):
+                _record(ev, f"sub/{name}", lambda layer=layer, x=x: layer(x))
+        try:
+            module(torch.randn(3, 16), torch.randn(3, 16))
+            ev["bad_input"] = np.array("no error")
+        except ValueError as error:
+            ev["bad_input"] = np.array(f"ValueError: {error}")
+        except Exception as error:  # noqa: BLE001
+            ev["bad_input"] = np.array(f"{type(error).__name__}: {error}")
+    return ev
+
+
+def gmu_attributes(ev, facts) -> CheckResult:
+    types = json.loads(text(ev, "types", "{}"))
+    shapes = json.loads(text(ev, "shapes", "{}"))
+    wanted = {"img_proj": [32, 32], "txt_proj": [32, 16], "gate_proj": [32, 48]}
+    for name, shape in wanted.items():
+        assert types.get(name) == "Linear", (f"self.{name} should be an nn.Linear, found "
+                                             f"{types.get(name, 'nothing')}")
+        found = shapes.get(f"{name}.weight")
+        assert found == shape, (f"{name}.weight should have shape {tuple(shape)} (out, in), "
+                                f"found {tuple(found) if found else None}")
+    return CheckResult("attributes", True, "img_proj, txt_proj and gate_proj are nn.Linear "
+                       "layers of the right sizes (gate_proj reads [x_v; x_t])")
+
+
+def gmu_shapes(ev, facts) -> CheckResult:
+    for B in (1, 5):
+        out = ev.get(f"shape{B}")
+        if out is None:
+            raise AssertionError(f"with B = {B} it raised {text(ev, f'error/shape{B}')}"
+                                 if f"error/shape{B}" in ev else "the output is not a tensor")
+        assert out.shape == (B, 32), f"expected h of shape ({B}, 32), got {tuple(out.shape)}"
+    return CheckResult("shapes", True, "h has shape (B, hidden_dim)")
+
+
+def gmu_equivalence(ev, facts) -> CheckResult:
+    if not all(f"sub/{n}" in ev for n in ("img_proj", "txt_proj", "gate_proj")):
+        raise Skip("the attributes are missing")
+    out = ev.get("eq/out")
+    if out is None:
+        raise AssertionError("the output is not a tensor")
+    h_v, h_t = np.tanh(ev["sub/img_proj"]), np.tanh(ev["sub/txt_proj"])
+    z = 1 / (1 + np.exp(-ev["sub/gate_proj"]))
+    if close(out, z * h_v + (1 - z) * h_t):
+        return CheckResult("equivalence", True, "h = z * h_v + (1 - z) * h_t with your layers")
+    if close(out, (1 - z) * h_v + z * h_t):
+        raise AssertionError("z weights the wrong modality: h = z * h_v + (1 - z) * h_t "
+                             "(z = 1: the image speaks)")
+    if close(out, z * ev["sub/img_proj"] + (1 - z) * ev["sub/txt_proj"]):
+        raise AssertionError("the tanh is missing: h_v = tanh(img_proj(x_v)), "
+                             "h_t = tanh(txt_proj(x_t))")
+    raise AssertionError("h does not follow h = z * h_v + (1 - z) * h_t with "
+                         "z = sigmoid(gate_proj([x_v; x_t]))")
+
+
+def gmu_last_gate(ev, facts) -> CheckResult:
+    if "eq/last_gate" not in ev:
+        raise AssertionError("self.last_gate is not a tensor after a forward call: keep z, "
+                             "detached, in self.last_gate")
+    gate = ev["eq/last_gate"]
+    assert gate.shape == (6, 32), f"last_gate should be (B, hidden_dim) = (6, 32), got {gate.shape}"
+    if "sub/gate_proj" in ev:
+        assert close(gate, 1 / (1 + np.exp(-ev["sub/gate_proj"]))), \
+            "last_gate should be z = sigmoid(gate_proj([x_v; x_t])) of the last call"
+    assert not bool(ev.get("last_gate_requires_grad", False)), \
+        "last_gate should be detached: self.last_gate = z.detach()"
+    return CheckResult("last_gate", True, "last_gate holds z (B, hidden_dim), detached")
+
+
+def gmu_bad_input(ev, facts) -> CheckResult:
+    outcome = text(ev, "bad_input")
+    assert outcome.startswith("ValueError"), (f"a (3, 16) image should raise a ValueError "
+                                              f"(keep the given check_pair line); got {outcome}")
+    return CheckResult("bad_input", True, "a wrong input shape raises a ValueError")
+
+
+GMU = {"implemented": implemented, "attributes": gmu_attributes, "shapes": gmu_shapes,
+       "equivalence": gmu_equivalence, "last_gate": gmu_last_gate, "bad_input": gmu_bad_input}
+
+
+# ----------------------------------------------------------------------------- the gated block
+
+def collect_block(cls) -> dict:
+    ev: dict = {}
+    with _isolated():
+        module = _build(ev, lambda: cls(BLOCK_DIM, BLOCK_HEADS),
+                        f"{getattr(cls, '__name__', cls)}(32, 4)")
+        if module is None:
+            return ev
+        ev["types"] = np.array(json.dumps(_types(module)))
+        alpha = getattr(module, "alpha", None)
+        ev["alpha_is_parameter"] = np.array(isinstance(alpha, nn.Parameter))
+        if isinstance(alpha, torch.Tensor):
+            ev["init/alpha"] = to_array(alpha)
+        g = _gen(2)
+        y, x = torch.randn(3, 4, BLOCK_DIM, generator=g), torch.randn(3, 5, BLOCK_DIM, generator=g)
+        out = _record(ev, "out", lambda: module(y, x))
+        ev["identity"] = np.array(isinstance(out, torch.Tensor) and out.shape == y.shape
+                                  and bool(torch.equal(out, y)))
+        if isinstance(out, torch.Tensor) and out.shape == y.shape:
+            try:
+                module.zero_grad(set_to_none=True)
+                (out * torch.randn(out.shape, generator=g)).sum().backward()
+                if isinstance(alpha, torch.Tensor) and alpha.grad is not None:
+                    ev["grad/alpha"] = to_array(alpha.grad)
+            except Exception as error:  # noqa: BLE001
+                ev["error/grad"] = np.array(f"backward raised {type(error).__name__}: {error}")
+        attn = getattr(module, "cross_attn", None)
+        if isinstance(alpha, torch.Tensor) and isinstance(attn, nn.Module):
+            with torch.no_grad():
+                alpha.fill_(OPEN_ALPHA)
+            _perturb(module, skip=("alpha",))
+            mask = torch.zeros(3, 5, dtype=torch.bool)
+            mask[:, 3:] = True
+            _record(ev, "eq/out", lambda: module(y, x))
+            _record(ev, "eq/sub", lambda: attn(y, x))
+            _record(ev, "mask/out", lambda: module(y, x, key_padding_mask=mask))
+            _record(ev, "mask/sub", lambda: attn(y, x, mask))
+            ev["eq/y"] = to_array(y)
+    return ev
+
+
+def block_attributes(ev, facts) -> CheckResult:
+    types = json.loads(text(ev, "types", "{}"))
+    assert types.get("cross_attn") == CrossAttentionLayer.__name__, (
+        f"self.cross_attn should be a CrossAttentionLayer(dim, num_heads), found "
+        f"{types.get('cross_attn', 'nothing')}")
+    assert bool(ev.get("alpha_is_parameter", False)), \
+        "self.alpha should be an nn.Parameter (a plain tensor is never trained)"
+    alpha = ev.get("init/alpha")
+    assert alpha is not None and alpha.shape == (1,), (
+        f"alpha should have shape (1,), got {None if alpha is None else tuple(alpha.shape)}")
+    assert float(alpha[0]) == 0.0, f"alpha should start at 0, it starts at {float(alpha[0]):.4g}"
+    return CheckResult("attributes", True, "cross_attn is a CrossAttentionLayer, alpha an "
+                       "nn.Parameter of shape (1,) at 0")
+
+
+def block_identity(ev, facts) -> CheckResult:
+    out = ev.get("out")
+    assert out is not None, "the output is not a tensor"
+    assert out.shape == (3, 4, BLOCK_DIM), f"expected the shape of y, (3, 4, 32), got {out.shape}"
+    assert bool(ev.get("identity", False)), ("at initialisation the output should be y exactly "
+                                             "(tanh(0) = 0): is alpha at 0, and is the update "
+                                             "multiplied by tanh(alpha)?")
+    return CheckResult("identity_at_init", True, "at initialisation the block returns y exactly")
+
+
+def block_alpha_gradient(ev, facts) -> CheckResult:
+    if "error/grad" in ev:
+        raise AssertionError(text(ev, "error/grad"))
+    grad = ev.get("grad/alpha")
+    assert grad is not None and np.isfinite(grad).all() and np.abs(grad).sum() > 0, (
+        "alpha received no gradient at initialisation: the output must depend on alpha "
+        "through tanh(alpha) * cross_attn(y, x)")
+    return CheckResult("alpha_gradient", True, "alpha receives a gradient at initialisation")
+
+
+def _gated(ev, prefix):
+    if f"{prefix}/out" not in ev or f"{prefix}/sub" not in ev:
+        raise Skip("cross_attn or alpha is missing, or the block raised "
+                   + text(ev, f"error/{prefix}/out"))
+    return ev[f"{prefix}/out"], ev["eq/y"] + np.tanh(OPEN_ALPHA) * ev[f"{prefix}/sub"]
+
+
+def block_equivalence(ev, facts) -> CheckResult:
+    out, expected = _gated(ev, "eq")
+    if close(out, expected):
+        return CheckResult("equivalence", True, "y + tanh(alpha) * cross_attn(y, x) with alpha "
+                           f"= {OPEN_ALPHA}")
+    if close(out, ev["eq/y"] + OPEN_ALPHA * ev["eq/sub"]):
+        raise AssertionError("the tanh is missing: the update is tanh(alpha) * cross_attn(y, x)")
+    if close(out, np.tanh(OPEN_ALPHA) * ev["eq/sub"]):
+        raise AssertionError("the residual is missing: y + tanh(alpha) * cross_attn(y, x)")
+    raise AssertionError("with alpha = 0.7 the output is not y + tanh(alpha) * cross_attn(y, x)")
+
+
+def block_mask(ev, facts) -> CheckResult:
+    out, expected = _gated(ev, "mask")
+    assert close(out, expected), ("key_padding_mask is not passed on: call "
+                                  "self.cross_attn(y, x, key_padding_mask)")
+    return CheckResult("mask", True, "key_padding_mask reaches the cross-attention")
+
+
+BLOCK = {"implemented": implemented, "attributes": block_attributes,
+         "identity_at_init": block_identity, "alpha_gradient": block_alpha_gradient,
+         "equivalence": block_equivalence, "mask": block_mask}
+
+
+# ----------------------------------------------------------------------------- modality dropout
+
+def collect_dropout(fn) -> dict:
+    ev: dict = {"status": np.array("ok")}
+    with _isolated():
+        x = torch.randn(64, 8, generator=_gen(3)) + 3.0  # no entry is 0 by chance
+        ev["x"] = to_array(x)
+        result = _record(ev, "out", lambda: fn(x.clone(), 0.3, _gen(4)))
+        if not (isinstance(result, tuple) and len(result) == 2
+                and all(isinstance(t, torch.Tensor) for t in result)):
+            if "error/out" not in ev:
+                ev["returns"] = np.array(f"returned {type(result).__name__}")
+            return ev
+        ev["returns"] = np.array("ok")
+        for p in DROPOUT_RATES:
+            try:
+                out = fn(x, p, _gen(4))
+                ev[f"x{p}"], ev[f"dropped{p}"] = to_array(out[0]), to_array(out[1])
+                ev[f"dtype{p}"] = np.array(str(out[1].dtype))
+            except Exception as error:  # noqa: BLE001
+                ev[f"error/x{p}"] = np.array(f"{type(error).__name__}: {error}")
+        ev["x_after"] = to_array(x)  # in-place changes of the input show here
+        ev["u"] = to_array(torch.rand(64, generator=_gen(4)))
+        big = _record(ev, "rate", lambda: fn(torch.ones(RATE_SAMPLES, 2), 0.3, None)[1].float())
+        if big is not None:
+            ev["rate_mean"] = np.array(float(big.mean()))
+        tokens = torch.randn(10, 3, 4, generator=_gen(5)) + 3.0
+        out = _record(ev, "tok", lambda: fn(tokens, 0.5, _gen(6))[0])
+        if out is not None:
+            ev["tok/in"] = to_array(tokens)
+            ev["tok/u"] = to_array(torch.rand(10, generator=_gen(6)))
+        try:
+            fn(x, 1.5, None)
+            ev["bad_p"] = np.array("no error")
+        except ValueError as error:
+            ev["bad_p"] = np.array(f"ValueError: {error}")
+        except Exception as error:  # noqa: BLE001
+            ev["bad_p"] = np.array(f"{type(error).__name__}: {error}")
+    return ev
+
+
+def dropout_returns(ev, facts) -> CheckResult:
+    assert text(ev, "returns") == "ok", (f"modality_dropout should return a tuple (x_dropped, "
+                                         f"dropped) of two tensors; it {text(ev, 'returns')}")
+    for p in DROPOUT_RATES:
+        if f"dropped{p}" in ev:
+            assert ev[f"x{p}"].shape == (64, 8), f"x_dropped should have x's shape (64, 8)"
+            assert ev[f"dropped{p}"].shape == (64,), "dropped should have shape (B,)"
+            assert text(ev, f"dtype{p}") == "torch.bool", (f"dropped should be a bool tensor, "
+                                                           f"got {text(ev, f'dtype{p}')}")
+    return CheckResult("returns", True, "(x_dropped, dropped): x's shape and a bool (B,)")
+
+
+def dropout_rule(ev, facts) -> CheckResult:
+    expected = {0.0: ev["u"] < 0.0, 0.3: ev["u"] < 0.3, 1.0: ev["u"] < 1.0}
+    for p, want in expected.items():
+        got = ev.get(f"dropped{p}")
+        if got is None:
+            raise Skip(f"no result for p = {p}")
+        assert np.array_equal(got.astype(bool), want), (
+            f"with p = {p} the dropped samples are not those with u < p for u = torch.rand(B, "
+            f"generator=generator): draw exactly one number per sample from the generator")
+    return CheckResult("rule", True, "drops exactly the samples with u < p, one draw per sample")
+
+
+def dropout_rate(ev, facts) -> CheckResult:
+    if "rate_mean" not in ev:
+        raise AssertionError(f"without a generator it raised {text(ev, 'error/rate')}")
+    rate = float(ev["rate_mean"])
+    margin = 4 * (0.3 * 0.7 / RATE_SAMPLES) ** 0.5
+    assert abs(rate - 0.3) < margin, (f"with p = 0.3 it dropped {rate:.3f} of {RATE_SAMPLES} "
+                                      f"samples: each sample is dropped with probability p")
+    return CheckResult("rate", True, f"with p = 0.3 it drops {rate:.3f} of the samples")
+
+
+def dropout_replacement(ev, facts) -> CheckResult:
+    x = ev["x"]
+    assert np.array_equal(ev["x_after"], x), "x itself was changed: return a new tensor"
+    for p in DROPOUT_RATES:
+        if f"x{p}" not in ev:
+            continue
+        dropped = ev[f"dropped{p}"].astype(bool)
+        out = ev[f"x{p}"]
+        assert (out[dropped] == 0).all(), f"p = {p}: a dropped sample should be all zeros"
+        assert np.array_equal(out[~dropped], x[~dropped]), (
+            f"p = {p}: a kept sample should be unchanged (no rescaling)")
+    return CheckResult("replacement", True, "dropped samples are zeros, the others unchanged")
+
+
+def dropout_tokens(ev, facts) -> CheckResult:
+    if "tok" not in ev:
+        raise AssertionError(f"on tokens (B, N, D) it raised {text(ev, 'error/tok')}")
+    out, tokens, dropped = ev["tok"], ev["tok/in"], ev["tok/u"] < 0.5
+    assert out.shape == tokens.shape, f"expected the tokens' shape {tokens.shape}, got {out.shape}"
+    assert (out[dropped] == 0).all() and np.array_equal(out[~dropped], tokens[~dropped]), (
+        "on tokens (B, N, D) every token of a dropped sample should be 0 and the rest unchanged")
+    return CheckResult("tokens", True, "works on token sequences (B, N, D) too")
+
+
+def dropout_bad_p(ev, facts) -> CheckResult:
+    outcome = text(ev, "bad_p")
+    assert outcome.startswith("ValueError"), f"p = 1.5 should raise a ValueError; got {outcome}"
+    return CheckResult("bad_p", True, "p outside [0, 1] raises a ValueError")
+
+
+DROPOUT = {"implemented": implemented, "returns": dropout_returns, "rule": dropout_rule,
+           "rate": dropout_rate, "replacement": dropout_replacement, "tokens": dropout_tokens,
+           "bad_p": dropout_bad_p}
+
+
+# ----------------------------------------------------------------------------- entry points
+
+@contextlib.contextmanager
+def _isolated():
+    """One thread, gradients on, the caller's torch random state restored."""
+    with cpu_threads(1), torch.enable_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        yield
+
+
+def gmu_results(cls):
+    return run(GMU, GMU_CHECKS, collect_gmu(cls), {})
+
+
+def block_results(cls):
+    return run(BLOCK, BLOCK_CHECKS, collect_block(cls), {})
+
+
+def dropout_results(fn):
+    return run(DROPOUT, DROPOUT_CHECKS, collect_dropout(fn), {})
+
+
+def gmu(cls) -> None:
+    """Print the self-check of a ``GatedMultimodalUnit`` class."""
+    report(getattr(cls, "__name__", repr(cls)), gmu_results(cls))
+
+
+def tanh_gated_block(cls) -> None:
+    """Print the self-check of a ``TanhGatedCrossAttention`` class."""
+    report(getattr(cls, "__name__", repr(cls)), block_results(cls))
+
+
+def modality_dropout(fn) -> None:
+    """Print the self-check of a ``modality_dropout`` function."""
+    report(getattr(fn, "__name__", repr(fn)), dropout_results(fn))
