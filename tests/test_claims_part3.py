@@ -165,11 +165,12 @@ def test_a_missing_image_changes_nothing(missing):
 # ----------------------------------------------------------------------------- 6.5 absence
 
 def test_absence_class_needs_both_modalities(absence):
-    """"late fusion reaches about 0.95, far above the image alone (about 0.66) or the text alone
+    """"late fusion reaches about 0.94, far above the image alone (about 0.66) or the text alone
     (about 0.77)." """
     late = acc(absence["late fusion (MLP)"])
     image, text = acc(absence["img only"]), acc(absence["txt only"])
-    assert (late > 0.93).all() and (late - torch.maximum(image, text) > 0.1).all()
+    assert (late > 0.92).all() and (late - torch.maximum(image, text) > 0.1).all()
+    assert abs(late.mean() - 0.94) < 0.02, late
     assert abs(image.mean() - 0.66) < 0.04 and abs(text.mean() - 0.77) < 0.04, (image, text)
 
 
