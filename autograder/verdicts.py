@@ -34,7 +34,8 @@ from fusionlab.check import CheckResult
 
 from .course import Course
 
-SUITES = {"part1_fusion_strategies": "autograder.hidden.part1"}
+SUITES = {"part1_fusion_strategies": "autograder.hidden.part1",
+          "part3_who_gets_to_speak": "autograder.hidden.part3"}
 
 
 def suite(assignment: str):
