@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from .check import CheckResult, Skip, close, report, run, text
-from .models import CrossAttentionLayer
 from .evidence import to_array
+from .models import CrossAttentionLayer
 from .utils import cpu_threads
 
 SEED = 20240601
@@ -156,7 +156,8 @@ def collect_gmu(cls, seed: int = SEED) -> dict:
         if module is None:
             return ev
         ev["types"] = np.array(json.dumps(_types(module)))
-        ev["shapes"] = np.array(json.dumps({n: list(p.shape) for n, p in module.named_parameters()}))
+        shapes = {n: list(p.shape) for n, p in module.named_parameters()}
+        ev["shapes"] = np.array(json.dumps(shapes))
         _record(ev, "out", lambda: module(x["img"], x["txt"]))
         for B in (1, 5):
             _record(ev, f"shape{B}", lambda B=B: module(x[f"img{B}"], x[f"txt{B}"]))
@@ -311,9 +312,9 @@ def block_identity(ev, facts) -> CheckResult:
     out = ev.get("out")
     assert out is not None, "the output is not a tensor"
     assert out.shape == (3, 4, BLOCK_DIM), f"expected the shape of y, (3, 4, 32), got {out.shape}"
-    assert np.array_equal(out, value(ev, facts, "eq/y")), ("at initialisation the output should be y exactly "
-                                             "(tanh(0) = 0): is alpha at 0, and is the update "
-                                             "multiplied by tanh(alpha)?")
+    assert np.array_equal(out, value(ev, facts, "eq/y")), (
+        "at initialisation the output should be y exactly (tanh(0) = 0): is alpha at 0, and is "
+        "the update multiplied by tanh(alpha)?")
     return CheckResult("identity_at_init", True, "at initialisation the block returns y exactly")
 
 
@@ -403,7 +404,7 @@ def dropout_returns(ev, facts) -> CheckResult:
                                          f"dropped) of two tensors; it {text(ev, 'returns')}")
     for p in DROPOUT_RATES:
         if f"dropped{p}" in ev:
-            assert ev[f"x{p}"].shape == (64, 8), f"x_dropped should have x's shape (64, 8)"
+            assert ev[f"x{p}"].shape == (64, 8), "x_dropped should have x's shape (64, 8)"
             assert ev[f"dropped{p}"].shape == (64,), "dropped should have shape (B,)"
             assert text(ev, f"dtype{p}") == "torch.bool", (f"dropped should be a bool tensor, "
                                                            f"got {text(ev, f'dtype{p}')}")

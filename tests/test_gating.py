@@ -125,7 +125,8 @@ def test_classifier_needs_an_out_dim():
 def test_every_unit_and_the_gmu_train_as_one_stacked_ensemble(inputs):
     """fit_seeds stacks the seeds of every unit, the scalar gate's bare parameter included,
     and of the notebook's GMU."""
-    for name, make in {**UNITS, "gmu": lambda: GatedMultimodalUnit(IMG_DIM, TXT_DIM, HIDDEN)}.items():
+    units = {**UNITS, "gmu": lambda: GatedMultimodalUnit(IMG_DIM, TXT_DIM, HIDDEN)}
+    for make in units.values():
         models = [FusionClassifier(make(), 2) for _ in range(3)]
         stack_models(models, inputs)  # raises UnstackableModelError when it cannot
 
