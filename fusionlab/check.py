@@ -500,25 +500,3 @@ def gated(cls) -> None:
     """Print the self-check of a ``GatedFusionModel`` class."""
     report(getattr(cls, "__name__", repr(cls)), gated_results(cls))
 
-
-# ----------------------------------------------------------------------------- Part 3
-
-def gmu(cls) -> None:
-    """Print the self-check of Part 3's ``GatedMultimodalUnit`` class (``check_part3``)."""
-    from .check_part3 import gmu as check_gmu
-
-    check_gmu(cls)
-
-
-def tanh_gated_block(cls) -> None:
-    """Print the self-check of Part 3's ``TanhGatedCrossAttention`` class."""
-    from .check_part3 import tanh_gated_block as check_block
-
-    check_block(cls)
-
-
-def modality_dropout(fn) -> None:
-    """Print the self-check of Part 3's ``modality_dropout`` function."""
-    from .check_part3 import modality_dropout as check_dropout
-
-    check_dropout(fn)

@@ -1,17 +1,16 @@
 """Self-checks of Part 3's TODOs: the GMU, the tanh-gated cross-attention block and modality
-dropout. The same design as ``fusionlab.check``: a collector runs the student's code on fixed
-inputs and records what it did as plain arrays (an evidence dict), and each check is a small
-function ``check(evidence, facts) -> CheckResult`` on that evidence; ``fusionlab.check.run``
-executes them (``implemented`` first) and ``fusionlab.check.report`` prints the verdicts.
+dropout. The same design as ``fusionlab.check``: a collector (``fusionlab.evidence_part3``)
+runs the student's code on inputs drawn from a seed and records what it did as plain arrays (an
+evidence dict), and each check is a small function ``check(evidence, facts) -> CheckResult``
+on that evidence; ``fusionlab.check.run`` executes them (``implemented`` first) and
+``fusionlab.check.report`` prints the verdicts. The notebook's self-check cells::
 
-The notebook calls them through ``fusionlab.check``::
+    check_part3.gmu(GatedMultimodalUnit)
+    check_part3.tanh_gated_block(TanhGatedCrossAttention)
+    check_part3.modality_dropout(modality_dropout)
 
-    check.gmu(GatedMultimodalUnit)
-    check.tanh_gated_block(TanhGatedCrossAttention)
-    check.modality_dropout(modality_dropout)
-
-The evidence is collected on inputs drawn from a seed (``SEED`` in the self-checks, the
-grader's request in a graded cell, ``fusionlab.evidence.gmu`` and friends). The equivalence
+(A module of its own, next to ``fusionlab.check``: the package has no import cycles.) The
+equivalence
 checks compare the output with the exercise's formula evaluated on the outputs of the student's
 own submodules, after every parameter was moved off its initial value; no implementation of a
 TODO lives in the package. In the self-check those submodule outputs and inputs come from the
@@ -22,24 +21,21 @@ never read. A self-check runs in the student's kernel: it is a hint, never a gra
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 import numpy as np
-import torch
-from torch import nn
 
 from .check import CheckResult, Skip, close, report, run, text
-from .evidence import to_array
+from .evidence_part3 import (
+    BLOCK_DIM,
+    DROPOUT_RATES,
+    OPEN_ALPHA,
+    RATE_SAMPLES,
+    collect_block,
+    collect_dropout,
+    collect_gmu,
+)
 from .models import CrossAttentionLayer
-from .utils import cpu_threads
-
-SEED = 20240601
-GMU_SIZES = dict(img_dim=32, txt_dim=16, hidden_dim=32)
-BLOCK_DIM, BLOCK_HEADS = 32, 4
-OPEN_ALPHA = 0.7  # the block's equivalence is also checked with the gate open
-DROPOUT_RATES = (0.0, 0.3, 1.0)
-RATE_SAMPLES = 20000  # the dropout rate's statistics: |mean - p| < 4 standard errors
 
 GMU_CHECKS = ("implemented", "attributes", "shapes", "equivalence", "last_gate", "bad_input")
 BLOCK_CHECKS = ("implemented", "attributes", "identity_at_init", "alpha_gradient", "equivalence",
@@ -47,86 +43,9 @@ BLOCK_CHECKS = ("implemented", "attributes", "identity_at_init", "alpha_gradient
 DROPOUT_CHECKS = ("implemented", "returns", "rule", "rate", "replacement", "tokens", "bad_p")
 
 
-
-def _gen(stream: int, seed: int = SEED) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 7919 + 100 + stream)
-
-
 def value(ev: dict, facts: dict, key: str):
     """``key`` from the grader's facts when a grader decides, else from the evidence."""
     return facts.get(key) if facts.get("grader") else ev.get(key)
-
-
-def gmu_inputs(seed: int) -> dict[str, torch.Tensor]:
-    g = _gen(1, seed)
-    x = {"img": torch.randn(6, 32, generator=g), "txt": torch.randn(6, 16, generator=g)}
-    for B in (1, 5):
-        x[f"img{B}"], x[f"txt{B}"] = torch.randn(B, 32, generator=g), torch.randn(B, 16,
-                                                                                 generator=g)
-    return x
-
-
-def block_inputs(seed: int) -> dict[str, torch.Tensor]:
-    g = _gen(2, seed)
-    y, x = torch.randn(3, 4, BLOCK_DIM, generator=g), torch.randn(3, 5, BLOCK_DIM, generator=g)
-    mask = torch.zeros(3, 5, dtype=torch.bool)
-    mask[:, 3:] = True
-    return {"y": y, "x": x, "mask": mask, "projection": torch.randn(3, 4, BLOCK_DIM, generator=g)}
-
-
-def dropout_inputs(seed: int) -> dict[str, torch.Tensor]:
-    """The inputs and, for each generator seed, the draws ``u`` the rule asks for."""
-    x = torch.randn(64, 8, generator=_gen(3, seed)) + 3.0  # no entry is 0 by chance
-    tokens = torch.randn(10, 3, 4, generator=_gen(5, seed)) + 3.0
-    return {"x": x, "u": torch.rand(64, generator=_gen(4, seed)), "tokens": tokens,
-            "tok/u": torch.rand(10, generator=_gen(6, seed))}
-
-
-def _record(ev: dict, key: str, compute):
-    """``ev[key] = compute()`` as an array, or ``ev["error/" + key]`` with the reason."""
-    try:
-        out = compute()
-    except NotImplementedError:
-        ev[f"error/{key}"] = np.array("NotImplementedError: not implemented yet")
-        return None
-    except Exception as error:  # noqa: BLE001 (the student's code can raise anything)
-        ev[f"error/{key}"] = np.array(f"{type(error).__name__}: {error}")
-        return None
-    if isinstance(out, torch.Tensor):
-        ev[key] = to_array(out)
-    return out
-
-
-def _build(ev: dict, factory, signature: str, seed: int):
-    torch.manual_seed(seed)
-    try:
-        module = factory()
-    except NotImplementedError:
-        ev["status"] = np.array(f"not implemented: {signature} still raises NotImplementedError")
-        return None
-    except Exception as error:  # noqa: BLE001
-        ev["status"] = np.array(f"error: {signature} raised {type(error).__name__}: {error}")
-        return None
-    ev["status"] = np.array("ok")
-    return module
-
-
-def _perturb(module: nn.Module, seed: int, skip: tuple[str, ...] = ()) -> None:
-    g = _gen(9, seed)
-    with torch.no_grad():
-        for name, param in module.named_parameters():
-            if name not in skip:
-                param.add_(0.2 * torch.randn(tuple(param.shape), generator=g))
-
-
-def _state(ev: dict, module: nn.Module) -> None:
-    for name, tensor in module.state_dict().items():
-        if isinstance(tensor, torch.Tensor):
-            ev[f"state/{name}"] = to_array(tensor)
-
-
-def _types(module: nn.Module) -> dict:
-    return {name: type(child).__name__ for name, child in module.named_children()}
 
 
 def implemented(ev, facts) -> CheckResult:
@@ -146,42 +65,6 @@ def implemented(ev, facts) -> CheckResult:
 
 
 # ----------------------------------------------------------------------------- the GMU
-
-def collect_gmu(cls, seed: int = SEED) -> dict:
-    ev: dict = {}
-    x = gmu_inputs(seed)
-    with _isolated(seed):
-        module = _build(ev, lambda: cls(**GMU_SIZES), f"{getattr(cls, '__name__', cls)}"
-                        f"(img_dim=32, txt_dim=16, hidden_dim=32)", seed)
-        if module is None:
-            return ev
-        ev["types"] = np.array(json.dumps(_types(module)))
-        shapes = {n: list(p.shape) for n, p in module.named_parameters()}
-        ev["shapes"] = np.array(json.dumps(shapes))
-        _record(ev, "out", lambda: module(x["img"], x["txt"]))
-        for B in (1, 5):
-            _record(ev, f"shape{B}", lambda B=B: module(x[f"img{B}"], x[f"txt{B}"]))
-        _perturb(module, seed)
-        _state(ev, module)
-        _record(ev, "eq/out", lambda: module(x["img"], x["txt"]))
-        gate = getattr(module, "last_gate", None)
-        if isinstance(gate, torch.Tensor):
-            ev["eq/last_gate"] = to_array(gate)
-            ev["last_gate_requires_grad"] = np.array(bool(gate.requires_grad))
-        for name, inp in (("img_proj", x["img"]), ("txt_proj", x["txt"]),
-                          ("gate_proj", torch.cat([x["img"], x["txt"]], dim=-1))):
-            layer = getattr(module, name, None)
-            if isinstance(layer, nn.Module):
-                _record(ev, f"sub/{name}", lambda layer=layer, inp=inp: layer(inp))
-        try:
-            module(torch.randn(3, 16), torch.randn(3, 16))
-            ev["bad_input"] = np.array("no error")
-        except ValueError as error:
-            ev["bad_input"] = np.array(f"ValueError: {error}")
-        except Exception as error:  # noqa: BLE001
-            ev["bad_input"] = np.array(f"{type(error).__name__}: {error}")
-    return ev
-
 
 def gmu_attributes(ev, facts) -> CheckResult:
     types = json.loads(text(ev, "types", "{}"))
@@ -256,43 +139,6 @@ GMU = {"implemented": implemented, "attributes": gmu_attributes, "shapes": gmu_s
 
 # ----------------------------------------------------------------------------- the gated block
 
-def collect_block(cls, seed: int = SEED) -> dict:
-    ev: dict = {}
-    inp = block_inputs(seed)
-    y, x, mask = inp["y"], inp["x"], inp["mask"]
-    with _isolated(seed):
-        module = _build(ev, lambda: cls(BLOCK_DIM, BLOCK_HEADS),
-                        f"{getattr(cls, '__name__', cls)}(32, 4)", seed)
-        if module is None:
-            return ev
-        ev["types"] = np.array(json.dumps(_types(module)))
-        alpha = getattr(module, "alpha", None)
-        ev["alpha_is_parameter"] = np.array(isinstance(alpha, nn.Parameter))
-        if isinstance(alpha, torch.Tensor):
-            ev["init/alpha"] = to_array(alpha)
-        out = _record(ev, "out", lambda: module(y.clone(), x))
-        ev["eq/y"] = to_array(y)
-        if isinstance(out, torch.Tensor) and out.shape == y.shape:
-            try:
-                module.zero_grad(set_to_none=True)
-                (out * inp["projection"]).sum().backward()
-                if isinstance(alpha, torch.Tensor) and alpha.grad is not None:
-                    ev["grad/alpha"] = to_array(alpha.grad)
-            except Exception as error:  # noqa: BLE001
-                ev["error/grad"] = np.array(f"backward raised {type(error).__name__}: {error}")
-        attn = getattr(module, "cross_attn", None)
-        if isinstance(alpha, torch.Tensor) and isinstance(attn, nn.Module):
-            with torch.no_grad():
-                alpha.fill_(OPEN_ALPHA)
-            _perturb(module, seed, skip=("alpha",))
-            _state(ev, module)
-            _record(ev, "eq/out", lambda: module(y, x))
-            _record(ev, "eq/sub", lambda: attn(y, x))
-            _record(ev, "mask/out", lambda: module(y, x, key_padding_mask=mask))
-            _record(ev, "mask/sub", lambda: attn(y, x, mask))
-    return ev
-
-
 def block_attributes(ev, facts) -> CheckResult:
     types = json.loads(text(ev, "types", "{}"))
     assert types.get("cross_attn") == CrossAttentionLayer.__name__, (
@@ -361,43 +207,6 @@ BLOCK = {"implemented": implemented, "attributes": block_attributes,
 
 
 # ----------------------------------------------------------------------------- modality dropout
-
-def collect_dropout(fn, seed: int = SEED) -> dict:
-    ev: dict = {"status": np.array("ok")}
-    inp = dropout_inputs(seed)
-    x = inp["x"].clone()
-    with _isolated(seed):
-        ev["x"], ev["u"] = to_array(x), to_array(inp["u"])
-        result = _record(ev, "out", lambda: fn(x.clone(), 0.3, _gen(4, seed)))
-        if not (isinstance(result, tuple) and len(result) == 2
-                and all(isinstance(t, torch.Tensor) for t in result)):
-            if "error/out" not in ev:
-                ev["returns"] = np.array(f"returned {type(result).__name__}")
-            return ev
-        ev["returns"] = np.array("ok")
-        for p in DROPOUT_RATES:
-            try:
-                out = fn(x, p, _gen(4, seed))
-                ev[f"x{p}"], ev[f"dropped{p}"] = to_array(out[0]), to_array(out[1])
-                ev[f"dtype{p}"] = np.array(str(out[1].dtype))
-            except Exception as error:  # noqa: BLE001
-                ev[f"error/x{p}"] = np.array(f"{type(error).__name__}: {error}")
-        ev["x_after"] = to_array(x)  # in-place changes of the input show here
-        big = _record(ev, "rate", lambda: fn(torch.ones(RATE_SAMPLES, 2), 0.3, None)[1].float())
-        if big is not None:
-            ev["rate_mean"] = np.array(float(big.mean()))
-        out = _record(ev, "tok", lambda: fn(inp["tokens"].clone(), 0.5, _gen(6, seed))[0])
-        if out is not None:
-            ev["tok/in"], ev["tok/u"] = to_array(inp["tokens"]), to_array(inp["tok/u"])
-        try:
-            fn(x, 1.5, None)
-            ev["bad_p"] = np.array("no error")
-        except ValueError as error:
-            ev["bad_p"] = np.array(f"ValueError: {error}")
-        except Exception as error:  # noqa: BLE001
-            ev["bad_p"] = np.array(f"{type(error).__name__}: {error}")
-    return ev
-
 
 def dropout_returns(ev, facts) -> CheckResult:
     assert text(ev, "returns") == "ok", (f"modality_dropout should return a tuple (x_dropped, "
@@ -471,14 +280,6 @@ DROPOUT = {"implemented": implemented, "returns": dropout_returns, "rule": dropo
 
 
 # ----------------------------------------------------------------------------- entry points
-
-@contextlib.contextmanager
-def _isolated(seed: int):
-    """One thread, gradients on, the caller's torch random state restored."""
-    with cpu_threads(1), torch.enable_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
 
 def gmu_results(cls):
     return run(GMU, GMU_CHECKS, collect_gmu(cls), {})

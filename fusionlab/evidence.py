@@ -435,28 +435,3 @@ def gated(grade_id: str, cls, train: bool = False) -> None:
     """Write the evidence of graded cell ``grade_id`` on a ``GatedFusionModel``."""
     _export(grade_id, collect_gated, cls, train)
 
-
-# ----------------------------------------------------------------------------- Part 3
-
-def _export_part3(grade_id: str, collector: str, obj) -> None:
-    from . import check_part3  # the collectors of Part 3 live next to its checks
-
-    ev = getattr(check_part3, collector)(obj, read_request()["seed"])
-    save(ev, Path(EVIDENCE_DIR) / f"{grade_id}.npz")
-    print(f"{grade_id}: evidence recorded ({ev.get('status', 'ok')}); the grader decides the "
-          "verdict")
-
-
-def gmu(grade_id: str, cls) -> None:
-    """Write the evidence of graded cell ``grade_id`` on a ``GatedMultimodalUnit``."""
-    _export_part3(grade_id, "collect_gmu", cls)
-
-
-def tanh_gated_block(grade_id: str, cls) -> None:
-    """Write the evidence of graded cell ``grade_id`` on a ``TanhGatedCrossAttention``."""
-    _export_part3(grade_id, "collect_block", cls)
-
-
-def modality_dropout(grade_id: str, fn) -> None:
-    """Write the evidence of graded cell ``grade_id`` on a ``modality_dropout`` function."""
-    _export_part3(grade_id, "collect_dropout", fn)

@@ -11,13 +11,13 @@ import pytest
 from autograder import verdicts
 from autograder.examples import PART3_VARIANTS, strip_solution_markers
 from autograder.hidden import part3
-from fusionlab import check_part3, evidence
+from fusionlab import check_part3, evidence, evidence_part3
 from tests.measure_part3 import NOTEBOOK_CELLS, notebook_models
 
 EXERCISE_OBJECT = {"gmu": "GatedMultimodalUnit", "block": "TanhGatedCrossAttention",
                    "dropout": "modality_dropout"}
-COLLECT = {"gmu": check_part3.collect_gmu, "block": check_part3.collect_block,
-           "dropout": check_part3.collect_dropout}
+COLLECT = {"gmu": evidence_part3.collect_gmu, "block": evidence_part3.collect_block,
+           "dropout": evidence_part3.collect_dropout}
 SELF = {"gmu": check_part3.gmu_results, "block": check_part3.block_results,
         "dropout": check_part3.dropout_results}
 SEED = 4242
@@ -77,7 +77,7 @@ def test_forged_submodule_outputs_do_not_fool_the_grader(tmp_path):
     """A kernel that reports submodule outputs consistent with a wrong output gains nothing:
     the grader recomputes them from the exported weights."""
     ns = namespace("gmu_swapped_gate")
-    ev = check_part3.collect_gmu(ns["GatedMultimodalUnit"], SEED)
+    ev = evidence_part3.collect_gmu(ns["GatedMultimodalUnit"], SEED)
     ev["sub/gate_proj"] = -ev["sub/gate_proj"]  # makes the swapped output look right
     assert check_part3.run(check_part3.GMU, ["equivalence"], ev, {})[0].passed  # in the kernel
     assert not part3.verdict("gmu_equivalence", ev, {"seed": SEED}).passed

@@ -1,6 +1,6 @@
 """The trusted verdicts of Part 3 (``source/part3_who_gets_to_speak``), one per graded cell.
 
-Each graded cell writes evidence (``fusionlab.evidence.gmu``, ``tanh_gated_block``,
+Each graded cell writes evidence (``fusionlab.evidence_part3.gmu``, ``tanh_gated_block``,
 ``modality_dropout``); ``autograder.verdicts`` calls ``verdict`` here, in the grader's process.
 The checks are ``fusionlab.check_part3``'s, the very functions of the self-checks; the facts
 they compare against (the submodules' outputs, the inputs, the random draws of the dropout

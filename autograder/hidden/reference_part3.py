@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fusionlab import check_part3 as C
+from fusionlab import evidence_part3 as C
 from fusionlab.models import CrossAttentionLayer
 
 
