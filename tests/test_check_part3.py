@@ -81,3 +81,28 @@ def test_forged_submodule_outputs_do_not_fool_the_grader(tmp_path):
     ev["sub/gate_proj"] = -ev["sub/gate_proj"]  # makes the swapped output look right
     assert check_part3.run(check_part3.GMU, ["equivalence"], ev, {})[0].passed  # in the kernel
     assert not part3.verdict("gmu_equivalence", ev, {"seed": SEED}).passed
+
+
+CALL = {"gmu": "gmu", "block": "tanh_gated_block", "dropout": "modality_dropout"}
+
+
+def test_graded_cells_follow_the_contract():
+    """50 points; every graded cell of the master exports its own evidence and has a verdict."""
+    import nbformat
+
+    from autograder import REPO_ROOT
+    from autograder.examples import graded_cells
+    from tests.measure_part3 import ASSIGNMENT
+
+    graded = graded_cells(ASSIGNMENT)
+    assert list(graded) == list(part3.GRADED)
+    assert sum(graded.values()) == 50
+    master = nbformat.read(REPO_ROOT / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb",
+                           as_version=4)
+    for cell in master.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in part3.GRADED:
+            exercise = part3.GRADED[grade_id][0]
+            call = f'evidence_part3.{CALL[exercise]}("{grade_id}", {EXERCISE_OBJECT[exercise]})'
+            assert call in cell.source, grade_id
+            assert ("HIDDEN" in cell.source) != ("visible" in grade_id), grade_id
