@@ -155,7 +155,8 @@ def render(results: dict, info: dict, command: str, quick: bool, elapsed: float)
     if "notebook_part3" in results:
         lines.append(bench_grading.markdown(
             results["notebook_part3"], results["grading_part3"],
-            title="## 3b. Part 3: the solution notebook and grading throughput"))
+            title="## 3b. Part 3: the solution notebook and grading throughput",
+            per_submission_s=15.0))
     if "floor" in results:
         lines.append(bench_floor.markdown(results["floor"], loop, results.get("multiseed")))
     if "process" in results:
