@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     examples_cmd.add_argument("--source", type=Path, default=None)
 
     demo_cmd = commands.add_parser("demo", help="write the example submissions and grade them")
-    demo_cmd.add_argument("assignment", nargs="?", default=ASSIGNMENTS[0])
+    demo_cmd.add_argument("assignment", nargs="?", default=None,
+                          help="one assignment (default: every one, each in OUT/<assignment>)")
     demo_cmd.add_argument("--out", type=Path, default=Path("grading-output"))
     _add_grading_options(demo_cmd)
 
@@ -84,15 +85,21 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from .grade import grade
 
-        submissions = getattr(args, "submissions", None)
+        options = dict(source_root=source, workers=args.workers, cell_timeout=args.cell_timeout,
+                       submission_timeout=args.submission_timeout, use_sandbox=args.sandbox,
+                       memory_limit=args.memory_limit)
         if args.command == "demo":
             from .examples import write_examples
 
-            submissions = args.out / "submissions"
-            write_examples(args.assignment, submissions, source)
-        grade(args.assignment, submissions, args.out, source_root=source, workers=args.workers,
-              cell_timeout=args.cell_timeout, submission_timeout=args.submission_timeout,
-              use_sandbox=args.sandbox, memory_limit=args.memory_limit)
+            if args.assignment is None:
+                runs = [(name, args.out / name) for name in ASSIGNMENTS]
+            else:
+                runs = [(args.assignment, args.out)]
+            for assignment, out in runs:
+                write_examples(assignment, out / "submissions", source)
+                grade(assignment, out / "submissions", out, **options)
+            return 0
+        grade(args.assignment, args.submissions, args.out, **options)
     except CourseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

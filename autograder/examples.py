@@ -209,6 +209,100 @@ EXAMPLES = {
 }
 
 
+# ----------------------------------------------------------------------------- Part 3 variants
+
+_GMU = '''\
+class GatedMultimodalUnit(nn.Module):
+    def __init__(self, img_dim=32, txt_dim=16, hidden_dim=32):
+        super().__init__()
+        self.img_dim, self.txt_dim, self.hidden_dim = img_dim, txt_dim, hidden_dim
+        self.out_dim = hidden_dim
+        self.last_gate = None
+        self.img_proj = nn.Linear(img_dim, hidden_dim)
+        self.txt_proj = nn.Linear(txt_dim, hidden_dim)
+        self.gate_proj = nn.Linear(img_dim + txt_dim, hidden_dim)
+
+    def forward(self, img_feat, txt_feat):
+        check_pair(img_feat, txt_feat, self.img_dim, self.txt_dim)
+        h_v = {h_v}
+        h_t = {h_t}
+        z = torch.sigmoid(self.gate_proj(torch.cat([img_feat, txt_feat], dim=-1)))
+        self.last_gate = z.detach()
+        return {h}
+'''
+
+
+def _gmu(h_v="torch.tanh(self.img_proj(img_feat))", h_t="torch.tanh(self.txt_proj(txt_feat))",
+         h="z * h_v + (1 - z) * h_t") -> str:
+    return _GMU.format(h_v=h_v, h_t=h_t, h=h)
+
+
+_BLOCK = '''\
+class TanhGatedCrossAttention(nn.Module):
+    def __init__(self, dim=32, num_heads=4):
+        super().__init__()
+        self.cross_attn = CrossAttentionLayer(dim, num_heads)
+        self.alpha = {alpha}
+
+    def forward(self, y, x, key_padding_mask=None):
+        return {out}
+'''
+
+
+def _block(alpha="nn.Parameter(torch.zeros(1))",
+           out="y + torch.tanh(self.alpha) * self.cross_attn(y, x, key_padding_mask)") -> str:
+    return _BLOCK.format(alpha=alpha, out=out)
+
+
+# the shortcut the exercise makes irrelevant: fusionlab's drop_vectors with its own coins
+_DROPOUT_SHORTCUT = '''\
+from fusionlab.gating_data import drop_vectors
+
+
+def modality_dropout(x, p, generator=None):
+    dropped = torch.rand(x.shape[0]) < p
+    return drop_vectors(x, dropped), dropped
+'''
+
+PART3_VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    "gmu_no_tanh": (
+        {"GatedMultimodalUnit": _gmu(h_v="self.img_proj(img_feat)", h_t="self.txt_proj(txt_feat)")},
+        ("gmu_equivalence",),
+    ),
+    "gmu_swapped_gate": (
+        {"GatedMultimodalUnit": _gmu(h="(1 - z) * h_v + z * h_t")},
+        ("gmu_equivalence",),
+    ),
+    "alpha_at_one": (
+        {"TanhGatedCrossAttention": _block(alpha="nn.Parameter(torch.ones(1))")},
+        ("block_visible_identity", "block_attributes"),
+    ),
+    "block_no_tanh": (
+        {"TanhGatedCrossAttention": _block(out="y + self.alpha * self.cross_attn(y, x, "
+                                               "key_padding_mask)")},
+        ("block_equivalence", "block_mask"),
+    ),
+    "dropout_shortcut": (
+        {"modality_dropout_solution": _DROPOUT_SHORTCUT},
+        ("dropout_rule", "dropout_tokens"),
+    ),
+}
+
+# The examples `make demo` grades, per assignment: name -> what it shows.
+PART3_EXAMPLES = {
+    "correct": "the master's solutions: full marks",
+    "untouched": "the notebook as released: 0 points",
+    "wrong_alpha_at_one": "tanh-gated block with alpha initialised at 1 (variant alpha_at_one)",
+    "wrong_dropout_shortcut": "modality dropout through drop_vectors with its own coins "
+                              "(variant dropout_shortcut)",
+}
+
+
+def part3_variant(master, released, name: str):
+    replace, _ = PART3_VARIANTS[name]
+    return submission(master, released, replace=replace)
+
+
 def part1_variant(master, released, name: str):
     replace, _ = PART1_VARIANTS[name]
     return submission(master, released, replace=replace)
@@ -230,6 +324,9 @@ def write_examples(assignment: str, out: Path, source_root: Path = SOURCE_ROOT) 
     if assignment == "part1_fusion_strategies":
         notebooks["wrong_gate_at_one"] = part1_variant(master, student, "gate_at_one")
         notebooks["wrong_no_residual"] = part1_variant(master, student, "no_residual")
+    if assignment == "part3_who_gets_to_speak":
+        notebooks["wrong_alpha_at_one"] = part3_variant(master, student, "alpha_at_one")
+        notebooks["wrong_dropout_shortcut"] = part3_variant(master, student, "dropout_shortcut")
     paths = []
     for example, nb in notebooks.items():
         path = out / f"{example}.ipynb"

@@ -84,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         results["notebook"] = bench_grading.run_notebook(repeats=1 if quick else 3, log=log)
         n = args.submissions or (3 if quick else 10)
         results["grading"] = bench_grading.run_grading(n, log=log)
+        log("3b. Part 3 solution notebook and grading ...")
+        results["notebook_part3"] = bench_grading.run_notebook(
+            repeats=1 if quick else 3, log=log, assignment=PART3)
+        results["grading_part3"] = bench_grading.run_grading(n, log=log, assignment=PART3)
     elapsed = time.perf_counter() - started
 
     report = render(results, info, command, quick, elapsed)
@@ -92,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     print(report)
     log(f"wrote {out} ({elapsed:.0f} s)")
     return 0
+
+
+PART3 = "part3_who_gets_to_speak"
 
 
 def render(results: dict, info: dict, command: str, quick: bool, elapsed: float) -> str:
@@ -122,6 +129,10 @@ def render(results: dict, info: dict, command: str, quick: bool, elapsed: float)
     if "notebook" in results:
         for row in bench_grading.summary(results["notebook"], results["grading"]):
             rows.append(("3. notebook and grading", *row))
+    if "notebook_part3" in results:  # issue 10: notebook <= 3 min, grading <= 15 s each
+        for row in bench_grading.summary(results["notebook_part3"], results["grading_part3"],
+                                         per_submission_s=15.0):
+            rows.append(("3b. Part 3 notebook and grading", *row))
     if "floor" in results:
         rows.append(("4. the floor", *bench_floor.summary(results["floor"])))
     if "process" in results:
@@ -141,6 +152,11 @@ def render(results: dict, info: dict, command: str, quick: bool, elapsed: float)
         lines.append(bench_multiseed.markdown(results["multiseed"], original_single_seed))
     if "notebook" in results:
         lines.append(bench_grading.markdown(results["notebook"], results["grading"]))
+    if "notebook_part3" in results:
+        lines.append(bench_grading.markdown(
+            results["notebook_part3"], results["grading_part3"],
+            title="## 3b. Part 3: the solution notebook and grading throughput",
+            per_submission_s=15.0))
     if "floor" in results:
         lines.append(bench_floor.markdown(results["floor"], loop, results.get("multiseed")))
     if "process" in results:

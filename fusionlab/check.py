@@ -499,3 +499,4 @@ def bidirectional(cls) -> None:
 def gated(cls) -> None:
     """Print the self-check of a ``GatedFusionModel`` class."""
     report(getattr(cls, "__name__", repr(cls)), gated_results(cls))
+

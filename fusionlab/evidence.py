@@ -444,3 +444,4 @@ def bidirectional(grade_id: str, cls, train: bool = False) -> None:
 def gated(grade_id: str, cls, train: bool = False) -> None:
     """Write the evidence of graded cell ``grade_id`` on a ``GatedFusionModel``."""
     _export(grade_id, collect_gated, cls, train)
+

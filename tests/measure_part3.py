@@ -27,6 +27,7 @@ from dataclasses import replace
 
 import torch
 
+from autograder.examples import master_namespace
 from fusionlab.data import make_splits
 from fusionlab.gating import (
     ConcatFusion,
@@ -47,12 +48,24 @@ from fusionlab.models import LateFusion, UnimodalClassifier
 from fusionlab.multiseed import fit_seeds
 from fusionlab.train import TrainConfig, accuracy, fit, per_class_accuracy
 from fusionlab.utils import seed_everything
-from tests.reference_part3 import (
-    GatedMultimodalUnit,
-    ModalityDropout,
-    TanhGatedCrossAttention,
-    UngatedCrossAttention,
-)
+
+ASSIGNMENT = "part3_who_gets_to_speak"
+# the master's cells that define the exercises' answers and the notebook's given models
+NOTEBOOK_CELLS = ("gmu_solution", "gated_block_solution", "modality_dropout_solution",
+                  "show-inserted", "moddrop-wrapper")
+
+
+def notebook_models() -> dict:
+    """The master's solution cells (and its ablation and dropout wrapper), run as plain Python:
+    the notebook and the measurements train the same code."""
+    return master_namespace(ASSIGNMENT, NOTEBOOK_CELLS)
+
+
+_NOTEBOOK = notebook_models()
+GatedMultimodalUnit = _NOTEBOOK["GatedMultimodalUnit"]
+ModalityDropout = _NOTEBOOK["ModalityDropout"]
+TanhGatedCrossAttention = _NOTEBOOK["TanhGatedCrossAttention"]
+UngatedCrossAttention = _NOTEBOOK["UngatedCrossAttention"]
 
 SEEDS = (0, 1, 2, 3, 4)
 SWITCH = TrainConfig(epochs=20, lr=3e-3, batch_size=64, progress=False)

@@ -1,5 +1,6 @@
 """fusionlab.gating (the baselines, the classifier, the insertion wrapper, the gate correlation)
-and the reference solutions of Part 3's exercises (tests/reference_part3.py): shapes, errors,
+and the reference solutions of Part 3's exercises (the master's solution cells, through
+``tests.measure_part3.notebook_models``): shapes, errors,
 expected values, the identity of the tanh-gated block at initialisation, modality dropout's
 statistics."""
 
@@ -21,13 +22,14 @@ from fusionlab.gating import (
 )
 from fusionlab.models import UnimodalClassifier
 from fusionlab.multiseed import UnstackableModelError, stack_models
-from tests.reference_part3 import (
-    GatedMultimodalUnit,
-    ModalityDropout,
-    TanhGatedCrossAttention,
-    UngatedCrossAttention,
-    modality_dropout,
-)
+from tests.measure_part3 import notebook_models
+
+_NOTEBOOK = notebook_models()
+GatedMultimodalUnit = _NOTEBOOK["GatedMultimodalUnit"]
+ModalityDropout = _NOTEBOOK["ModalityDropout"]
+TanhGatedCrossAttention = _NOTEBOOK["TanhGatedCrossAttention"]
+UngatedCrossAttention = _NOTEBOOK["UngatedCrossAttention"]
+modality_dropout = _NOTEBOOK["modality_dropout"]
 
 B, IMG_DIM, TXT_DIM, HIDDEN = 5, 32, 16, 8
 
@@ -120,16 +122,17 @@ def test_classifier_needs_an_out_dim():
         FusionClassifier(nn.Linear(3, 4))
 
 
-def test_units_train_as_one_stacked_ensemble_except_the_scalar_gate(inputs):
-    """fit_seeds stacks the seeds of every unit; the scalar gate's 0-d parameter makes it
-    train seed by seed (correctly, only slower)."""
-    for name, make in UNITS.items():
+def test_units_but_the_scalar_gate_train_as_one_stacked_ensemble(inputs):
+    """fit_seeds stacks the seeds of every unit and of the notebook's GMU; the scalar gate's
+    0-d parameter does not stack, so it trains seed by seed (correctly, only slower)."""
+    units = {**UNITS, "gmu": lambda: GatedMultimodalUnit(IMG_DIM, TXT_DIM, HIDDEN)}
+    for name, make in units.items():
         models = [FusionClassifier(make(), 2) for _ in range(3)]
         if name == "scalar gate":
             with pytest.raises(UnstackableModelError):
                 stack_models(models, inputs)
         else:
-            stack_models(models, inputs)  # raises UnstackableModelError when it does not stack
+            stack_models(models, inputs)
 
 
 # ----------------------------------------------------------------------------- gate correlation

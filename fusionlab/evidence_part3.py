@@ -1,0 +1,252 @@
+"""Evidence of Part 3's exercises: what the GMU, the tanh-gated block and modality dropout do,
+recorded as plain arrays on inputs drawn from a seed (``fusionlab.evidence``'s design).
+
+A graded cell of the Part 3 notebook writes it for the grader::
+
+    from fusionlab import evidence_part3
+    evidence_part3.gmu("gmu_equivalence", GatedMultimodalUnit)
+
+and the self-checks (``fusionlab.check_part3``) collect the same evidence in the student's kernel.
+The seed is the grader's request (``grading_request.json``, ``fusionlab.evidence.read_request``)
+in a graded cell and ``SEED`` in a self-check; the grader recomputes every input from it
+(``gmu_inputs``, ``block_inputs``, ``dropout_inputs``). Every parameter is moved off its initial
+value before the outputs that the equivalence checks read, and the module's ``state_dict`` is
+exported (``state/<name>``) so that the grader recomputes the submodules' outputs itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .evidence import EVIDENCE_DIR, read_request, save, to_array
+from .utils import cpu_threads
+
+SEED = 20240601
+GMU_SIZES = dict(img_dim=32, txt_dim=16, hidden_dim=32)
+BLOCK_DIM, BLOCK_HEADS = 32, 4
+OPEN_ALPHA = 0.7  # the block's equivalence is also checked with the gate open
+DROPOUT_RATES = (0.0, 0.3, 1.0)
+RATE_SAMPLES = 20000  # the dropout rate's statistics: |mean - p| < 4 standard errors
+
+def _gen(stream: int, seed: int = SEED) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 7919 + 100 + stream)
+
+
+def gmu_inputs(seed: int) -> dict[str, torch.Tensor]:
+    g = _gen(1, seed)
+    x = {"img": torch.randn(6, 32, generator=g), "txt": torch.randn(6, 16, generator=g)}
+    for B in (1, 5):
+        x[f"img{B}"], x[f"txt{B}"] = torch.randn(B, 32, generator=g), torch.randn(B, 16,
+                                                                                 generator=g)
+    return x
+
+
+def block_inputs(seed: int) -> dict[str, torch.Tensor]:
+    g = _gen(2, seed)
+    y, x = torch.randn(3, 4, BLOCK_DIM, generator=g), torch.randn(3, 5, BLOCK_DIM, generator=g)
+    mask = torch.zeros(3, 5, dtype=torch.bool)
+    mask[:, 3:] = True
+    return {"y": y, "x": x, "mask": mask, "projection": torch.randn(3, 4, BLOCK_DIM, generator=g)}
+
+
+def dropout_inputs(seed: int) -> dict[str, torch.Tensor]:
+    """The inputs and, for each generator seed, the draws ``u`` the rule asks for."""
+    x = torch.randn(64, 8, generator=_gen(3, seed)) + 3.0  # no entry is 0 by chance
+    tokens = torch.randn(10, 3, 4, generator=_gen(5, seed)) + 3.0
+    return {"x": x, "u": torch.rand(64, generator=_gen(4, seed)), "tokens": tokens,
+            "tok/u": torch.rand(10, generator=_gen(6, seed))}
+
+def _record(ev: dict, key: str, compute):
+    """``ev[key] = compute()`` as an array, or ``ev["error/" + key]`` with the reason."""
+    try:
+        out = compute()
+    except NotImplementedError:
+        ev[f"error/{key}"] = np.array("NotImplementedError: not implemented yet")
+        return None
+    except Exception as error:  # noqa: BLE001 (the student's code can raise anything)
+        ev[f"error/{key}"] = np.array(f"{type(error).__name__}: {error}")
+        return None
+    if isinstance(out, torch.Tensor):
+        ev[key] = to_array(out)
+    return out
+
+
+def _build(ev: dict, factory, signature: str, seed: int):
+    torch.manual_seed(seed)
+    try:
+        module = factory()
+    except NotImplementedError:
+        ev["status"] = np.array(f"not implemented: {signature} still raises NotImplementedError")
+        return None
+    except Exception as error:  # noqa: BLE001
+        ev["status"] = np.array(f"error: {signature} raised {type(error).__name__}: {error}")
+        return None
+    ev["status"] = np.array("ok")
+    return module
+
+
+def _perturb(module: nn.Module, seed: int, skip: tuple[str, ...] = ()) -> None:
+    g = _gen(9, seed)
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if name not in skip:
+                param.add_(0.2 * torch.randn(tuple(param.shape), generator=g))
+
+
+def _state(ev: dict, module: nn.Module) -> None:
+    for name, tensor in module.state_dict().items():
+        if isinstance(tensor, torch.Tensor):
+            ev[f"state/{name}"] = to_array(tensor)
+
+
+def _types(module: nn.Module) -> dict:
+    return {name: type(child).__name__ for name, child in module.named_children()}
+
+
+@contextlib.contextmanager
+def _isolated(seed: int):
+    """One thread, gradients on, the caller's torch random state restored."""
+    with cpu_threads(1), torch.enable_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+
+# ----------------------------------------------------------------------------- collectors
+
+def collect_gmu(cls, seed: int = SEED) -> dict:
+    ev: dict = {}
+    x = gmu_inputs(seed)
+    with _isolated(seed):
+        module = _build(ev, lambda: cls(**GMU_SIZES), f"{getattr(cls, '__name__', cls)}"
+                        f"(img_dim=32, txt_dim=16, hidden_dim=32)", seed)
+        if module is None:
+            return ev
+        ev["types"] = np.array(json.dumps(_types(module)))
+        shapes = {n: list(p.shape) for n, p in module.named_parameters()}
+        ev["shapes"] = np.array(json.dumps(shapes))
+        _record(ev, "out", lambda: module(x["img"], x["txt"]))
+        for B in (1, 5):
+            _record(ev, f"shape{B}", lambda B=B: module(x[f"img{B}"], x[f"txt{B}"]))
+        _perturb(module, seed)
+        _state(ev, module)
+        _record(ev, "eq/out", lambda: module(x["img"], x["txt"]))
+        gate = getattr(module, "last_gate", None)
+        if isinstance(gate, torch.Tensor):
+            ev["eq/last_gate"] = to_array(gate)
+            ev["last_gate_requires_grad"] = np.array(bool(gate.requires_grad))
+        for name, inp in (("img_proj", x["img"]), ("txt_proj", x["txt"]),
+                          ("gate_proj", torch.cat([x["img"], x["txt"]], dim=-1))):
+            layer = getattr(module, name, None)
+            if isinstance(layer, nn.Module):
+                _record(ev, f"sub/{name}", lambda layer=layer, inp=inp: layer(inp))
+        try:
+            module(torch.randn(3, 16), torch.randn(3, 16))
+            ev["bad_input"] = np.array("no error")
+        except ValueError as error:
+            ev["bad_input"] = np.array(f"ValueError: {error}")
+        except Exception as error:  # noqa: BLE001
+            ev["bad_input"] = np.array(f"{type(error).__name__}: {error}")
+    return ev
+
+def collect_block(cls, seed: int = SEED) -> dict:
+    ev: dict = {}
+    inp = block_inputs(seed)
+    y, x, mask = inp["y"], inp["x"], inp["mask"]
+    with _isolated(seed):
+        module = _build(ev, lambda: cls(BLOCK_DIM, BLOCK_HEADS),
+                        f"{getattr(cls, '__name__', cls)}(32, 4)", seed)
+        if module is None:
+            return ev
+        ev["types"] = np.array(json.dumps(_types(module)))
+        alpha = getattr(module, "alpha", None)
+        ev["alpha_is_parameter"] = np.array(isinstance(alpha, nn.Parameter))
+        if isinstance(alpha, torch.Tensor):
+            ev["init/alpha"] = to_array(alpha)
+        out = _record(ev, "out", lambda: module(y.clone(), x))
+        ev["eq/y"] = to_array(y)
+        if isinstance(out, torch.Tensor) and out.shape == y.shape:
+            try:
+                module.zero_grad(set_to_none=True)
+                (out * inp["projection"]).sum().backward()
+                if isinstance(alpha, torch.Tensor) and alpha.grad is not None:
+                    ev["grad/alpha"] = to_array(alpha.grad)
+            except Exception as error:  # noqa: BLE001
+                ev["error/grad"] = np.array(f"backward raised {type(error).__name__}: {error}")
+        attn = getattr(module, "cross_attn", None)
+        if isinstance(alpha, torch.Tensor) and isinstance(attn, nn.Module):
+            with torch.no_grad():
+                alpha.fill_(OPEN_ALPHA)
+            _perturb(module, seed, skip=("alpha",))
+            _state(ev, module)
+            _record(ev, "eq/out", lambda: module(y, x))
+            _record(ev, "eq/sub", lambda: attn(y, x))
+            _record(ev, "mask/out", lambda: module(y, x, key_padding_mask=mask))
+            _record(ev, "mask/sub", lambda: attn(y, x, mask))
+    return ev
+
+def collect_dropout(fn, seed: int = SEED) -> dict:
+    ev: dict = {"status": np.array("ok")}
+    inp = dropout_inputs(seed)
+    x = inp["x"].clone()
+    with _isolated(seed):
+        ev["x"], ev["u"] = to_array(x), to_array(inp["u"])
+        result = _record(ev, "out", lambda: fn(x.clone(), 0.3, _gen(4, seed)))
+        if not (isinstance(result, tuple) and len(result) == 2
+                and all(isinstance(t, torch.Tensor) for t in result)):
+            if "error/out" not in ev:
+                ev["returns"] = np.array(f"returned {type(result).__name__}")
+            return ev
+        ev["returns"] = np.array("ok")
+        for p in DROPOUT_RATES:
+            try:
+                out = fn(x, p, _gen(4, seed))
+                ev[f"x{p}"], ev[f"dropped{p}"] = to_array(out[0]), to_array(out[1])
+                ev[f"dtype{p}"] = np.array(str(out[1].dtype))
+            except Exception as error:  # noqa: BLE001
+                ev[f"error/x{p}"] = np.array(f"{type(error).__name__}: {error}")
+        ev["x_after"] = to_array(x)  # in-place changes of the input show here
+        big = _record(ev, "rate", lambda: fn(torch.ones(RATE_SAMPLES, 2), 0.3, None)[1].float())
+        if big is not None:
+            ev["rate_mean"] = np.array(float(big.mean()))
+        out = _record(ev, "tok", lambda: fn(inp["tokens"].clone(), 0.5, _gen(6, seed))[0])
+        if out is not None:
+            ev["tok/in"], ev["tok/u"] = to_array(inp["tokens"]), to_array(inp["tok/u"])
+        try:
+            fn(x, 1.5, None)
+            ev["bad_p"] = np.array("no error")
+        except ValueError as error:
+            ev["bad_p"] = np.array(f"ValueError: {error}")
+        except Exception as error:  # noqa: BLE001
+            ev["bad_p"] = np.array(f"{type(error).__name__}: {error}")
+    return ev
+
+
+# ----------------------------------------------------------------------------- graded cells
+
+def _export(grade_id: str, collect, obj) -> None:
+    ev = collect(obj, read_request()["seed"])
+    save(ev, Path(EVIDENCE_DIR) / f"{grade_id}.npz")
+    print(f"{grade_id}: evidence recorded ({ev.get('status', 'ok')}); the grader decides the "
+          "verdict")
+
+
+def gmu(grade_id: str, cls) -> None:
+    """Write the evidence of graded cell ``grade_id`` on a ``GatedMultimodalUnit``."""
+    _export(grade_id, collect_gmu, cls)
+
+
+def tanh_gated_block(grade_id: str, cls) -> None:
+    """Write the evidence of graded cell ``grade_id`` on a ``TanhGatedCrossAttention``."""
+    _export(grade_id, collect_block, cls)
+
+
+def modality_dropout(grade_id: str, fn) -> None:
+    """Write the evidence of graded cell ``grade_id`` on a ``modality_dropout`` function."""
+    _export(grade_id, collect_dropout, fn)
