@@ -10,7 +10,8 @@
   full marks: a missing or lower grade is counted as lost.
 - One submission alone, end to end (release, grade, feedback, export): an instructor's latency.
 
-Each part reports "not available" with the reason when what it needs does not exist yet.
+Each part reports "not available" with the reason when what it needs is missing (a notebook
+not generated, Jupyter not installed).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ MASTER = REPO / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
 def run_notebook(repeats: int, log=print, assignment: str = ASSIGNMENT) -> dict:
     solution = REPO / "solutions" / f"{assignment}.ipynb"
     if not solution.exists():
-        return {"available": False, "reason": f"{solution.relative_to(REPO)} does not exist yet"}
+        return {"available": False, "reason": f"{solution.relative_to(REPO)} is missing: "
+                                               "run `make notebooks`"}
     try:
         import nbformat
         from nbclient import NotebookClient
@@ -88,11 +90,9 @@ def _tail(proc: subprocess.CompletedProcess) -> str:
 
 
 def _grading_missing(assignment: str = ASSIGNMENT) -> str | None:
-    if not (REPO / "autograder" / "__main__.py").exists():
-        return "autograder/__main__.py does not exist yet"
     master = REPO / "source" / assignment / f"{assignment}.ipynb"
     if not master.exists():
-        return f"{master.relative_to(REPO)} does not exist yet"
+        return f"{master.relative_to(REPO)} is missing"
     return None
 
 

@@ -92,7 +92,8 @@ def means(results, names, key="acc"):
 def test_the_claims_train_the_notebooks_own_student_models():
     ns = notebook_models()
     assert ns["GatedFusionModel"]().gate.shape == (1,)
-    assert ns["BidirectionalFusionModel"]().bidirectional.norm_img is not None
+    assert isinstance(ns["BidirectionalFusionModel"]().bidirectional,
+                      ns["BidirectionalCrossAttention"])
 
 
 # ----------------------------------------------------------------------------- original data
