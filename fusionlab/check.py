@@ -118,20 +118,30 @@ def close(a, b) -> bool:
 
 # ----------------------------------------------------------------------------- shared checks
 
-def implemented(ev, facts) -> CheckResult:
-    status = text(ev, "status", "no evidence")
-    if status.startswith("not implemented"):
-        return CheckResult("implemented", False, f"{status}. Replace the "
-                           "`raise NotImplementedError()` with your code.")
-    if status != "ok":
-        return CheckResult("implemented", False, status.removeprefix("error: "))
-    error = text(ev, "error/out/shape0")
-    if "NotImplementedError" in error:
-        return CheckResult("implemented", False, "not implemented yet: forward still raises "
-                           "NotImplementedError. Replace it with your code.")
-    if error and not error.startswith("returned"):  # a wrong return value is the shapes' job
-        return CheckResult("implemented", False, f"forward raised {error}")
-    return CheckResult("implemented", True, "it can be built and called")
+def implemented_check(error_key: str, *, wrong_return_is_implemented: bool = False):
+    """The ``implemented`` check of an exercise whose first call's error is recorded under
+    ``error_key``. With ``wrong_return_is_implemented`` a call that returned something of the
+    wrong kind counts as implemented (the shape checks then say what is wrong)."""
+
+    def implemented(ev, facts) -> CheckResult:
+        status = text(ev, "status", "no evidence")
+        if status.startswith("not implemented"):
+            return CheckResult("implemented", False, f"{status}. Replace the "
+                               "`raise NotImplementedError()` with your code.")
+        if status != "ok":
+            return CheckResult("implemented", False, status.removeprefix("error: "))
+        error = text(ev, error_key)
+        if "NotImplementedError" in error:
+            return CheckResult("implemented", False, "not implemented yet: it still raises "
+                               "NotImplementedError. Replace it with your code.")
+        if error and not (wrong_return_is_implemented and error.startswith("returned")):
+            return CheckResult("implemented", False, f"calling it raised {error}")
+        return CheckResult("implemented", True, "it can be built and called")
+
+    return implemented
+
+
+implemented = implemented_check("error/out/shape0", wrong_return_is_implemented=True)
 
 
 def _gradient_reach(ev, facts, groups: dict[str, str]) -> dict[str, bool]:
@@ -208,16 +218,21 @@ def bidir_attributes(ev, facts) -> CheckResult:
                        "(LayerNorm) found, each computing what its type computes")
 
 
+def _no_output(ev, key: str, where: str) -> CheckResult:
+    """The shapes verdict when a shape case produced no output: why, from its recorded error."""
+    error = text(ev, f"error/{key}", "no output")
+    if "returned a NoneType" in error:
+        return CheckResult("shapes", False, f"{where} forward returned None: did you forget "
+                           "`return`?")
+    return CheckResult("shapes", False, f"{where} it raised {error}")
+
+
 def bidir_shapes(ev, facts) -> CheckResult:
     for i, (d, B, n_img, n_txt) in enumerate(_evidence.BIDIR_SHAPE_CASES):
         where = f"for img_embed {(B, n_img, d)} and txt_embed {(B, n_txt, d)}"
         key = f"out/shape{i}"
         if key not in ev:
-            error = text(ev, f"error/{key}", "no output")
-            if "returned a NoneType" in error:
-                return CheckResult("shapes", False, f"{where} forward returned None: did you "
-                                   "forget `return`?")
-            return CheckResult("shapes", False, f"{where} it raised {error}")
+            return _no_output(ev, key, where)
         shape = tuple(np.asarray(ev[key]).shape)
         if shape != (B, d):
             hint = ""
@@ -352,11 +367,7 @@ def gated_shapes(ev, facts) -> CheckResult:
                  f"{(B, s['txt_dim'])}")
         key = f"out/shape{i}"
         if key not in ev:
-            error = text(ev, f"error/{key}", "no output")
-            if "returned a NoneType" in error:
-                return CheckResult("shapes", False, f"{where} forward returned None: did you "
-                                   "forget `return`?")
-            return CheckResult("shapes", False, f"{where} it raised {error}")
+            return _no_output(ev, key, where)
         shape = tuple(np.asarray(ev[key]).shape)
         if shape != (B, classes):
             return CheckResult("shapes", False, f"{where}, expected output shape "

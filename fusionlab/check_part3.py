@@ -25,7 +25,7 @@ import json
 
 import numpy as np
 
-from .check import CheckResult, Skip, close, report, run, text
+from .check import CheckResult, Skip, close, implemented_check, report, run, text
 from .evidence_part3 import (
     BLOCK_DIM,
     DROPOUT_RATES,
@@ -48,20 +48,7 @@ def value(ev: dict, facts: dict, key: str):
     return facts.get(key) if facts.get("grader") else ev.get(key)
 
 
-def implemented(ev, facts) -> CheckResult:
-    status = text(ev, "status", "no evidence")
-    if status.startswith("not implemented"):
-        return CheckResult("implemented", False, f"{status}. Replace the "
-                           "`raise NotImplementedError()` with your code.")
-    if status != "ok":
-        return CheckResult("implemented", False, status.removeprefix("error: "))
-    error = text(ev, "error/out")
-    if "NotImplementedError" in error:
-        return CheckResult("implemented", False, "not implemented yet: it still raises "
-                           "NotImplementedError. Replace it with your code.")
-    if error:
-        return CheckResult("implemented", False, f"calling it raised {error}")
-    return CheckResult("implemented", True, "it can be built and called")
+implemented = implemented_check("error/out")
 
 
 # ----------------------------------------------------------------------------- the GMU

@@ -220,7 +220,9 @@ def _isolated(seed: int):
         np.random.set_state(numpy_state)
 
 
-def _build(ev: dict, factory, signature: str, seed: int):
+def build_module(ev: dict, factory, signature: str, seed: int):
+    """``factory()`` after ``torch.manual_seed(seed)``, or None with ``ev["status"]`` saying why
+    (not implemented yet, an error, not an ``nn.Module``)."""
     torch.manual_seed(seed)
     try:
         module = factory()
@@ -267,7 +269,7 @@ def collect_bidirectional(cls, seed: int = DEFAULT_SEED, weights=None, train=Fal
     name = getattr(cls, "__name__", repr(cls))
     x = bidirectional_inputs(seed)
     with _isolated(seed):
-        module = _build(ev, lambda: cls(DIM, num_heads=HEADS), f"{name}({DIM}, "
+        module = build_module(ev, lambda: cls(DIM, num_heads=HEADS), f"{name}({DIM}, "
                         f"num_heads={HEADS})", seed)
         if module is None:
             return ev
@@ -327,7 +329,7 @@ def collect_gated(cls, seed: int = DEFAULT_SEED, weights=None, train=False) -> d
     x = gated_inputs(seed)
     signature = f"{name}(" + ", ".join(f"{k}={v}" for k, v in sizes.items()) + ")"
     with _isolated(seed):
-        model = _build(ev, lambda: cls(**sizes), signature, seed)
+        model = build_module(ev, lambda: cls(**sizes), signature, seed)
         if model is None:
             return ev
         try:

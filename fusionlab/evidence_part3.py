@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .evidence import EVIDENCE_DIR, grading, read_request, save, to_array
+from .evidence import EVIDENCE_DIR, build_module, grading, read_request, save, to_array
 from .utils import cpu_threads
 
 SEED = 20240601
@@ -77,20 +77,6 @@ def _record(ev: dict, key: str, compute):
     return out
 
 
-def _build(ev: dict, factory, signature: str, seed: int):
-    torch.manual_seed(seed)
-    try:
-        module = factory()
-    except NotImplementedError:
-        ev["status"] = np.array(f"not implemented: {signature} still raises NotImplementedError")
-        return None
-    except Exception as error:  # noqa: BLE001
-        ev["status"] = np.array(f"error: {signature} raised {type(error).__name__}: {error}")
-        return None
-    ev["status"] = np.array("ok")
-    return module
-
-
 def _perturb(module: nn.Module, seed: int, skip: tuple[str, ...] = ()) -> None:
     g = _gen(9, seed)
     with torch.no_grad():
@@ -124,7 +110,7 @@ def collect_gmu(cls, seed: int = SEED) -> dict:
     ev: dict = {}
     x = gmu_inputs(seed)
     with _isolated(seed):
-        module = _build(ev, lambda: cls(**GMU_SIZES), f"{getattr(cls, '__name__', cls)}"
+        module = build_module(ev, lambda: cls(**GMU_SIZES), f"{getattr(cls, '__name__', cls)}"
                         f"(img_dim=32, txt_dim=16, hidden_dim=32)", seed)
         if module is None:
             return ev
@@ -160,7 +146,7 @@ def collect_block(cls, seed: int = SEED) -> dict:
     inp = block_inputs(seed)
     y, x, mask = inp["y"], inp["x"], inp["mask"]
     with _isolated(seed):
-        module = _build(ev, lambda: cls(BLOCK_DIM, BLOCK_HEADS),
+        module = build_module(ev, lambda: cls(BLOCK_DIM, BLOCK_HEADS),
                         f"{getattr(cls, '__name__', cls)}(32, 4)", seed)
         if module is None:
             return ev

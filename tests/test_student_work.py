@@ -19,6 +19,7 @@ import nbformat
 import pytest
 
 from autograder import notebooks as generator
+from autograder.nbgrader_config import ASSIGNMENTS
 
 REPO = generator.REPO_ROOT
 NAME = "part1_fusion_strategies"
@@ -137,7 +138,8 @@ def test_readme_commands_keep_every_student_edit(tmp_path):
     # instructor: `make demo` writes under grading-output/ only
     before = digests(clone, skip=("grading-output/", ".git/"))
     make(clone, "demo")
-    assert (clone / "grading-output" / "grades.csv").exists()
+    for assignment in ASSIGNMENTS:  # one folder per assignment
+        assert (clone / "grading-output" / assignment / "grades.csv").exists(), assignment
     assert digests(clone, skip=("grading-output/", ".git/")) == before
 
     # maintainer: `make notebooks` regenerates, after keeping the edits in backups/
