@@ -124,10 +124,12 @@ def bwrap_argv(
     """The ``bwrap`` command line that runs ``command`` in the sandbox (see the module doc)."""
     args = ["bwrap", "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--clearenv"]
     _bind_system(args)
-    for root in python_roots() + package_roots():
-        args += ["--ro-bind", root, root]
+    # the private /tmp first: bwrap mounts in order, and a checkout under /tmp (its venv and
+    # fusionlab) must be mounted on top of it, not hidden by it
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
              "--dir", SANDBOX_HOME, "--dir", "/tmp/ipython", "--dir", "/tmp/matplotlib"]
+    for root in python_roots() + package_roots():
+        args += ["--ro-bind", root, root]
     if font_cache:
         args += ["--ro-bind", font_cache, f"/tmp/matplotlib/{os.path.basename(font_cache)}"]
     connection_file = _connection_file(command)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import subprocess
 import sys
 import textwrap
 import time
@@ -411,3 +412,20 @@ def test_evidence_is_copied_as_plain_files_only(tmp_path):
     assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*")) == \
         ["a.json", "sub", "sub/b.npz"]
     assert sandbox.copy_plain_files(source, dest, max_bytes=5) == 1  # a.json only
+
+
+def test_a_checkout_under_tmp_stays_visible_in_the_sandbox(tmp_path, monkeypatch):
+    """bwrap mounts in order: the sandbox's private /tmp must not hide a venv or a fusionlab
+    that live under the host's /tmp (a CI clone can be there). tmp_path is under /tmp."""
+    package = tmp_path / "checkout" / "fusionlab"
+    package.mkdir(parents=True)
+    (package / "marker.txt").write_text("visible")
+    monkeypatch.setattr(sandbox, "package_roots", lambda: [str(package)])
+    scratch, ipc = tmp_path / "scratch", tmp_path / "ipc"
+    scratch.mkdir()
+    ipc.mkdir()
+    argv = sandbox.bwrap_argv(["/usr/bin/cat", str(package / "marker.txt")],
+                              workdir=str(tmp_path / "work"), scratch=str(scratch),
+                              ipc_dir=str(ipc))
+    completed = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert completed.stdout == "visible", completed.stderr
