@@ -19,6 +19,7 @@ from pathlib import Path
 import nbformat
 
 from . import SOURCE_ROOT
+from .notebooks import graded_cells as notebook_graded_cells
 from .notebooks import strip_solution_markers
 
 
@@ -142,8 +143,7 @@ def gated_src(gate="nn.Parameter(torch.zeros(1))", classifier=_MLP) -> str:
 def graded_cells(assignment: str, source_root: Path = SOURCE_ROOT) -> dict[str, float]:
     """grade_id -> points of every graded cell of the master, in notebook order."""
     master = nbformat.read(Path(source_root) / assignment / f"{assignment}.ipynb", as_version=4)
-    return {c.metadata.nbgrader.grade_id: float(c.metadata.nbgrader.points)
-            for c in master.cells if c.metadata.get("nbgrader", {}).get("grade")}
+    return notebook_graded_cells(master)
 
 
 # name -> (class name -> replacement cell source, graded cells expected to fail).

@@ -44,6 +44,7 @@ from .course import (
 from .gradebook import export_csv, merge_shard, record_zero, scores_from_gradebook
 from .intake import printable, submitted_as
 from .nbgrader_config import CELL_TIMEOUT_S
+from .notebooks import graded_cells
 from .pool import Worker, run_jobs
 from .report import (
     NO_SANDBOX_WARNING,
@@ -54,7 +55,6 @@ from .report import (
     failure_reason,
     first_line,
     format_summary,
-    graded_cells,
     locked_cell_changes,
     printable_result,
     read_autograded,
@@ -154,7 +154,7 @@ def _grade(run: Run, submissions: Path, pool: list[Worker]) -> GradingReport:
     run.echo(f"Releasing {run.assignment} from {run.source_root / run.assignment} ...")
     course = create_course(run.out / "course", run.assignment, run.source_root, run.cell_timeout)
     release_nb = course.root / "release" / run.assignment / f"{course.notebooks[0]}.ipynb"
-    cells = graded_cells(release_nb)
+    cells = list(graded_cells(nbformat.read(release_nb, as_version=4)).items())
 
     run.echo(f"Collecting submissions from {submissions} ...")
     batch = collect_batch(course, submissions)

@@ -148,6 +148,13 @@ def is_test_cell(cell: NotebookNode) -> bool:
     return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
+def graded_cells(nb: NotebookNode) -> dict[str, float]:
+    """grade_id -> points of every graded cell of ``nb`` (a master or a released notebook), in
+    notebook order: the one reading of the rubric from nbgrader's metadata."""
+    return {_nbgrader(cell)["grade_id"]: float(_nbgrader(cell).get("points", 0))
+            for cell in nb.cells if _nbgrader(cell).get("grade")}
+
+
 def has_code(source: str) -> bool:
     """Whether ``source`` holds anything but comments and blank lines."""
     return any(line.strip() and not line.lstrip().startswith("#") for line in source.splitlines())

@@ -82,17 +82,6 @@ def cell_reason(cell, cell_timeout: int | None) -> str:
     return "no credit"
 
 
-def graded_cells(release_notebook: Path) -> list[tuple[str, float]]:
-    """(grade_id, points) of every graded cell, in notebook order."""
-    nb = nbformat.read(release_notebook, as_version=4)
-    cells = []
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("grade"):
-            cells.append((meta["grade_id"], float(meta.get("points", 0))))
-    return cells
-
-
 FAILURE_HINTS = (
     ("DeadKernelError", "the kernel died (os._exit, a crash or out of memory)"),
     ("UnresponsiveKernelError", "the kernel stopped responding and could not be interrupted"),
