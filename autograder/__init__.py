@@ -2,14 +2,18 @@
 
     python -m autograder grade part1_fusion_strategies submissions/ --out grading-output
     python -m autograder examples part1_fusion_strategies --out example-submissions
-    python -m autograder demo            # build the example submissions and grade them
+    python -m autograder demo            # every assignment's examples, graded
+    python -m autograder release --out DIR   # the student-facing copy of the course
 
-Modules: ``nbgrader_config`` (course settings), ``course`` (course directories, collecting),
-``grade`` (the pipeline), ``worker`` (grades one submission at a time in its own process),
-``scan`` (static tamper scan), ``feedback`` (feedback preprocessor), ``examples`` (example
-submissions), ``verdicts`` and ``hidden`` (the trusted verdicts, decided outside the
-student's kernel from the evidence the graded cells export), ``measure_thresholds`` (the
-accuracy-threshold measurement), ``notebooks`` (``make notebooks``). See autograder/README.md.
+Modules: ``nbgrader_config`` (course settings), ``course`` (course directories, shards),
+``intake`` (student ids, safe LMS zips, printable text), ``grade`` (the pipeline's steps),
+``pool`` and ``worker`` (worker processes, each grading one submission at a time),
+``sandbox`` (bubblewrap around every kernel), ``gradebook`` (sqlite in and out), ``report``
+(results, reasons, feedback pages, summary), ``verdicts`` and ``hidden`` (the trusted verdicts,
+decided outside the student's kernel from the evidence the graded cells export), ``scan``
+(static tamper scan, advisory), ``feedback`` (feedback preprocessors), ``examples`` (example
+submissions), ``known_answers`` and ``measure_thresholds`` (the self-checks' stored answers, the
+accuracy thresholds), ``notebooks`` (``make notebooks``), ``release``. See autograder/README.md.
 """
 
 import os
