@@ -164,11 +164,15 @@ class CrossAttentionBlock(nn.Module):
     feed-forward network, each with a residual connection and a LayerNorm (post-norm):
 
         x = LayerNorm(x + CrossAttn(x, kv));  x = LayerNorm(x + FFN(x))
+
+    ``attention(dim, num_heads)`` builds the attention layer: ``CrossAttentionLayer`` by default,
+    or any module with its call ``(query, kv, key_padding_mask) -> (B, N_q, dim)`` and its
+    ``last_attn_weights`` (the notebook passes the student's own).
     """
 
-    def __init__(self, dim, num_heads=4, ff_mult=2):
+    def __init__(self, dim, num_heads=4, ff_mult=2, attention=CrossAttentionLayer):
         super().__init__()
-        self.attn = CrossAttentionLayer(dim, num_heads)
+        self.attn = attention(dim, num_heads)
         self.norm_attn = nn.LayerNorm(dim)
         self.ff = mlp(dim, ff_mult * dim, dim)
         self.norm_ff = nn.LayerNorm(dim)
@@ -188,17 +192,19 @@ class SceneCrossAttention(SceneModel):
     The words never read each other: only the final pooling combines them.
 
     ``attention_maps`` holds the weights of the last forward pass, one
-    ``(B, heads, L, N)`` tensor (word queries over objects) per hop.
+    ``(B, heads, L, N)`` tensor (word queries over objects) per hop. ``attention`` builds each
+    hop's attention layer (see ``CrossAttentionBlock``).
     """
 
     def __init__(self, obj_dim=OBJECT_DIM, vocab_size=VOCAB_SIZE, embed_dim=64, num_heads=4,
-                 num_layers=1, num_answers=NUM_ANSWERS, use_object_mask=True):
+                 num_layers=1, num_answers=NUM_ANSWERS, use_object_mask=True,
+                 attention=CrossAttentionLayer):
         super().__init__(obj_dim, vocab_size, use_object_mask)
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.obj_encoder = mlp(obj_dim, embed_dim, embed_dim)
         self.word_proj = nn.Linear(vocab_size, embed_dim)
-        self.hops = nn.ModuleList(CrossAttentionBlock(embed_dim, num_heads)
+        self.hops = nn.ModuleList(CrossAttentionBlock(embed_dim, num_heads, attention=attention)
                                   for _ in range(num_layers))
         self.head = mlp(embed_dim, embed_dim, num_answers)
 
@@ -224,13 +230,14 @@ class CoAttentionBlock(nn.Module):
         words'   = Block_w(words,   objects)   # the words read the objects
         objects' = Block_o(objects, words)     # the objects read the words
 
-    Both directions read the block's *inputs*, so neither waits for the other.
+    Both directions read the block's *inputs*, so neither waits for the other. ``attention``
+    builds the attention layers (see ``CrossAttentionBlock``).
     """
 
-    def __init__(self, dim, num_heads=4):
+    def __init__(self, dim, num_heads=4, attention=CrossAttentionLayer):
         super().__init__()
-        self.words_read_objects = CrossAttentionBlock(dim, num_heads)
-        self.objects_read_words = CrossAttentionBlock(dim, num_heads)
+        self.words_read_objects = CrossAttentionBlock(dim, num_heads, attention=attention)
+        self.objects_read_words = CrossAttentionBlock(dim, num_heads, attention=attention)
 
     def forward(self, words, objects, word_padding_mask=None, object_padding_mask=None):
         """words: (B, L, dim); objects: (B, N, dim) -> (words', objects'), same shapes."""
@@ -241,17 +248,22 @@ class CoAttentionBlock(nn.Module):
 
 class CoAttentionFusion(SceneModel):
     """Word tokens and object tokens through ``num_layers`` co-attention blocks; the two
-    streams are then mean-pooled (over their non-padding tokens) and an MLP answers."""
+    streams are then mean-pooled (over their non-padding tokens) and an MLP answers.
+
+    ``block(dim, num_heads)`` builds each block: ``CoAttentionBlock`` by default, or any module
+    with its call ``(words, objects, word_padding_mask, object_padding_mask) -> (words',
+    objects')`` (the notebook passes the student's own).
+    """
 
     def __init__(self, obj_dim=OBJECT_DIM, vocab_size=VOCAB_SIZE, embed_dim=64, num_heads=4,
-                 num_layers=1, num_answers=NUM_ANSWERS, use_object_mask=True):
+                 num_layers=1, num_answers=NUM_ANSWERS, use_object_mask=True,
+                 block=CoAttentionBlock):
         super().__init__(obj_dim, vocab_size, use_object_mask)
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.obj_encoder = mlp(obj_dim, embed_dim, embed_dim)
         self.word_proj = nn.Linear(vocab_size, embed_dim)
-        self.blocks = nn.ModuleList(CoAttentionBlock(embed_dim, num_heads)
-                                    for _ in range(num_layers))
+        self.blocks = nn.ModuleList(block(embed_dim, num_heads) for _ in range(num_layers))
         self.head = mlp(2 * embed_dim, embed_dim, num_answers)
 
     def forward(self, objects, question, object_padding_mask=None, question_padding_mask=None):

@@ -174,6 +174,32 @@ def test_co_attention_reads_the_inputs_in_both_directions():
     assert not torch.allclose(changed_words, new_words)
 
 
+def test_the_attention_and_block_factories_are_the_ones_used():
+    """The notebook runs its models with the student's own attention and co-attention block:
+    the factories must build every hop and every block, not just be accepted."""
+    from fusionlab.models import CrossAttentionLayer
+
+    class CountingAttention(CrossAttentionLayer):
+        calls = 0
+
+        def forward(self, query, kv, key_padding_mask=None):
+            CountingAttention.calls += 1
+            return super().forward(query, kv, key_padding_mask)
+
+    class TaggedBlock(CoAttentionBlock):
+        pass
+
+    objects, question = torch.randn(2, 4, OBJECT_DIM), torch.zeros(2, 3, dtype=torch.long)
+    SceneCrossAttention(num_layers=2, attention=CountingAttention)(objects, question)
+    assert CountingAttention.calls == 2  # one per hop
+    model = CoAttentionFusion(num_layers=2, block=TaggedBlock)
+    assert [type(b) for b in model.blocks] == [TaggedBlock, TaggedBlock]
+    CountingAttention.calls = 0
+    CoAttentionFusion(num_layers=1, block=lambda d, h: CoAttentionBlock(
+        d, h, attention=CountingAttention))(objects, question)
+    assert CountingAttention.calls == 2  # words read objects, objects read words
+
+
 @pytest.mark.parametrize("bad", [0, -1])
 def test_layer_counts_must_be_positive(bad):
     with pytest.raises(ValueError, match="num_layers"):
