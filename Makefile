@@ -27,6 +27,12 @@ ALL_EXTRAS := student,instructor,dev
 # notebooks
 FAST_MARKERS ?= not slow and not grading and not notebooks
 
+# `make test` runs the test files on two processes (pytest-xdist): each test uses one torch
+# thread, so a 2-core machine (CI's) does twice the work. One file stays on one process, so
+# its module fixtures (a grading batch, a multi-seed run) are computed once. TEST_WORKERS=0
+# runs everything in this process.
+TEST_WORKERS ?= 2
+
 .PHONY: lab workspace demo test test-fast notebooks bench lint clean
 
 # $(call install,VENV,EXTRAS): a venv with the pinned torch and fusionlab[EXTRAS]
@@ -63,7 +69,7 @@ demo: $(STAMP)
 	$(BIN)/python -m autograder demo --out grading-output
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "$(FAST_MARKERS)"
