@@ -64,9 +64,11 @@ workspace:
 	  fi; \
 	done
 
-# Instructors: example submissions graded end to end, everything under grading-output/.
+# Instructors: example submissions graded end to end, everything under grading-output/
+# (every assignment, or those of DEMO_ASSIGNMENTS, e.g. `make demo DEMO_ASSIGNMENTS=part1_fusion_strategies`).
+DEMO_ASSIGNMENTS ?=
 demo: $(STAMP)
-	$(BIN)/python -m autograder demo --out grading-output
+	$(BIN)/python -m autograder demo $(DEMO_ASSIGNMENTS) --out grading-output
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile

@@ -2,7 +2,7 @@
 
     python -m autograder grade ASSIGNMENT SUBMISSIONS --out DIR
     python -m autograder examples ASSIGNMENT --out DIR
-    python -m autograder demo [--out DIR]
+    python -m autograder demo [ASSIGNMENT ...] [--out DIR]
     python -m autograder release --out DIR
 """
 
@@ -55,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     examples_cmd.add_argument("--source", type=Path, default=None)
 
     demo_cmd = commands.add_parser("demo", help="write the example submissions and grade them")
-    demo_cmd.add_argument("assignment", nargs="?", default=None,
-                          help="one assignment (default: every one, each in OUT/<assignment>)")
+    demo_cmd.add_argument("assignments", nargs="*", metavar="assignment",
+                          help="the assignments to grade, each in OUT/<assignment> "
+                               "(default: every one)")
     demo_cmd.add_argument("--out", type=Path, default=Path("grading-output"))
     _add_grading_options(demo_cmd)
 
@@ -91,11 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from .examples import write_examples
 
-            if args.assignment is None:
-                runs = [(name, args.out / name) for name in ASSIGNMENTS]
-            else:
-                runs = [(args.assignment, args.out)]
-            for assignment, out in runs:
+            unknown = [name for name in args.assignments if name not in ASSIGNMENTS]
+            if unknown:
+                raise CourseError(f"no assignment named {', '.join(unknown)}; the course has "
+                                  f"{', '.join(ASSIGNMENTS)}")
+            for assignment in args.assignments or ASSIGNMENTS:
+                out = args.out / assignment
                 write_examples(assignment, out / "submissions", source)
                 grade(assignment, out / "submissions", out, **options)
             return 0

@@ -430,6 +430,17 @@ def test_examples_command_writes_the_examples(tmp_path):
         nbformat.validate(nbformat.read(path, as_version=4))
 
 
+def test_demo_refuses_an_unknown_assignment_before_grading_anything(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "autograder", "demo", "part1_fusion_strategies", "no_such_part",
+         "--out", str(tmp_path / "out")],
+        cwd=REPO_ROOT, capture_output=True, text=True,
+    )
+    assert completed.returncode == 2, completed.stderr
+    assert "no assignment named no_such_part" in completed.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_reports_a_missing_assignment(tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "autograder", "grade", "no_such_assignment", str(tmp_path),

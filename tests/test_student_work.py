@@ -19,10 +19,10 @@ import nbformat
 import pytest
 
 from autograder import notebooks as generator
-from autograder.nbgrader_config import ASSIGNMENTS
 
 REPO = generator.REPO_ROOT
 NAME = "part1_fusion_strategies"
+DEMO_ASSIGNMENT = NAME
 STUDENT_EDIT = "# my answer, written in the notebook\nx = 42\n"
 
 
@@ -135,11 +135,13 @@ def test_readme_commands_keep_every_student_edit(tmp_path):
     # a student who worked in notebooks/ and solutions/ directly, against the README's advice
     edited_student, edited_solution = edit_notebook(student), edit_notebook(solution)
 
-    # instructor: `make demo` writes under grading-output/ only
+    # instructor: `make demo` writes under grading-output/ only. Every assignment goes through
+    # the same writing code, so one (DEMO_ASSIGNMENTS, documented in the README) stands for all:
+    # grading every example again here would double the suite's longest grading batches.
     before = digests(clone, skip=("grading-output/", ".git/"))
-    make(clone, "demo")
-    for assignment in ASSIGNMENTS:  # one folder per assignment
-        assert (clone / "grading-output" / assignment / "grades.csv").exists(), assignment
+    make(clone, "demo", DEMO_ASSIGNMENTS=DEMO_ASSIGNMENT)
+    assert sorted(p.name for p in (clone / "grading-output").iterdir()) == [DEMO_ASSIGNMENT]
+    assert (clone / "grading-output" / DEMO_ASSIGNMENT / "grades.csv").exists()
     assert digests(clone, skip=("grading-output/", ".git/")) == before
 
     # maintainer: `make notebooks` regenerates, after keeping the edits in backups/
