@@ -1,6 +1,6 @@
 """Part 3 graded end to end with real nbgrader (generate_assignment, autograde, the trusted
 verdicts of autograder/hidden/part3.py, generate_feedback, export), in one batch shared by the
-tests: the solution, the untouched notebook and the two wrong examples of ``make demo``. The
+tests: the solution, the untouched notebook and the three wrong examples of ``make demo``. The
 other known mistakes (``PART3_VARIANTS``) are decided through the verdict functions directly in
 tests/test_check_part3.py.
 """
@@ -23,6 +23,7 @@ CELL_TIMEOUT = 60  # generous on a loaded 2-core machine
 BATCH = {  # name -> (replacement cells or None for untouched, graded cells expected to fail)
     "correct": ({}, ()),
     "untouched": (None, tuple(GRADED)),
+    "gmu_gate_detached": PART3_VARIANTS["gmu_gate_detached"],  # the GMU accuracy cell
     "alpha_at_one": PART3_VARIANTS["alpha_at_one"],
     "dropout_shortcut": PART3_VARIANTS["dropout_shortcut"],
 }
@@ -65,7 +66,7 @@ def test_part3_scores(part3):
 def test_demo_examples_keep_their_scores(part3):
     report, _ = part3
     scores = {s.student: s.score for s in report.students}
-    assert [scores[n] for n in BATCH] == [50, 0, 43, 43]
+    assert [scores[n] for n in BATCH] == [50, 0, 47, 43, 44]
 
 
 def test_feedback_is_written_for_every_submission(part3):
