@@ -314,9 +314,9 @@ PART3_VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
 PART3_EXAMPLES = {
     "correct": "the master's solutions: full marks",
     "untouched": "the notebook as released: 0 points",
-    "wrong_alpha_at_one": "tanh-gated block with alpha initialised at 1 (variant alpha_at_one)",
     "wrong_gmu_gate_detached": "GMU with the gate detached in its output: the gate never trains "
                                "(variant gmu_gate_detached, the accuracy cell)",
+    "wrong_alpha_at_one": "tanh-gated block with alpha initialised at 1 (variant alpha_at_one)",
     "wrong_dropout_shortcut": "modality dropout through drop_vectors with its own coins "
                               "(variant dropout_shortcut)",
 }

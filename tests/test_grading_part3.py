@@ -10,7 +10,14 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from autograder.examples import PART3_VARIANTS, graded_cells, release, submission
+from autograder.examples import (
+    PART3_EXAMPLES,
+    PART3_VARIANTS,
+    graded_cells,
+    release,
+    submission,
+    write_examples,
+)
 from autograder.grade import grade
 
 pytestmark = pytest.mark.grading
@@ -74,3 +81,10 @@ def test_feedback_is_written_for_every_submission(part3):
     for name in BATCH:
         assert list((out / "feedback").rglob(f"*{name}*")) or list(
             (out / "feedback").rglob("*.html")), name
+
+
+def test_make_demo_writes_the_examples_of_the_table(tmp_path):
+    """`make demo` grades these examples (the batch above holds each of them)."""
+    paths = write_examples(ASSIGNMENT, tmp_path)
+    assert [p.stem for p in paths] == list(PART3_EXAMPLES)
+    assert {name.removeprefix("wrong_") for name in PART3_EXAMPLES} == set(BATCH)
