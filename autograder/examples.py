@@ -264,7 +264,25 @@ def modality_dropout(x, p, generator=None):
     return drop_vectors(x, dropped), dropped
 '''
 
+# modality dropout that drops nothing unless it is given a generator: the rule holds (it is
+# checked with generators), the rate and the training run (without one) show the difference
+_DROPOUT_NEEDS_GENERATOR = '''\
+def modality_dropout(x, p, generator=None):
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be in [0, 1], got {p}")
+    if generator is None:
+        return x.clone(), torch.zeros(x.shape[0], dtype=torch.bool)
+    dropped = torch.rand(x.shape[0], generator=generator) < p
+    return x.masked_fill(dropped.view((-1,) + (1,) * (x.dim() - 1)), 0.0), dropped
+'''
+
 PART3_VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    # the output is the formula's, but z is detached in it: the gate never trains, and the
+    # trained classifier's gate does not follow the switch
+    "gmu_gate_detached": (
+        {"GatedMultimodalUnit": _gmu(h="z.detach() * h_v + (1 - z.detach()) * h_t")},
+        ("gmu_accuracy",),
+    ),
     "gmu_no_tanh": (
         {"GatedMultimodalUnit": _gmu(h_v="self.img_proj(img_feat)", h_t="self.txt_proj(txt_feat)")},
         ("gmu_equivalence",),
@@ -286,12 +304,18 @@ PART3_VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
         {"modality_dropout_solution": _DROPOUT_SHORTCUT},
         ("dropout_rule", "dropout_tokens"),
     ),
+    "dropout_needs_generator": (
+        {"modality_dropout_solution": _DROPOUT_NEEDS_GENERATOR},
+        ("dropout_rate", "dropout_accuracy"),
+    ),
 }
 
 # The examples `make demo` grades, per assignment: name -> what it shows.
 PART3_EXAMPLES = {
     "correct": "the master's solutions: full marks",
     "untouched": "the notebook as released: 0 points",
+    "wrong_gmu_gate_detached": "GMU with the gate detached in its output: the gate never trains "
+                               "(variant gmu_gate_detached, the accuracy cell)",
     "wrong_alpha_at_one": "tanh-gated block with alpha initialised at 1 (variant alpha_at_one)",
     "wrong_dropout_shortcut": "modality dropout through drop_vectors with its own coins "
                               "(variant dropout_shortcut)",
@@ -325,6 +349,7 @@ def write_examples(assignment: str, out: Path, source_root: Path = SOURCE_ROOT) 
         notebooks["wrong_gate_at_one"] = part1_variant(master, student, "gate_at_one")
         notebooks["wrong_no_residual"] = part1_variant(master, student, "no_residual")
     if assignment == "part3_who_gets_to_speak":
+        notebooks["wrong_gmu_gate_detached"] = part3_variant(master, student, "gmu_gate_detached")
         notebooks["wrong_alpha_at_one"] = part3_variant(master, student, "alpha_at_one")
         notebooks["wrong_dropout_shortcut"] = part3_variant(master, student, "dropout_shortcut")
     paths = []

@@ -176,12 +176,22 @@ def run_grading(n: int, log=print, assignment: str = ASSIGNMENT) -> dict:
 # ----------------------------------------------------------------------------- report
 
 
-def summary(notebook: dict, grading: dict,
-            per_submission_s: float = 5.0) -> list[tuple[str, str, str]]:
+def _notebook_verdict(notebook: dict, budget_s: float | None) -> str:
+    if not notebook["available"]:
+        return "not available"
+    if budget_s is None:
+        return "measured"
+    return "met" if notebook["wall"].median <= budget_s else "NOT met"
+
+
+def summary(notebook: dict, grading: dict, per_submission_s: float = 5.0,
+            notebook_budget_s: float | None = None) -> list[tuple[str, str, str]]:
+    """Summary rows; ``notebook_budget_s``: the solution notebook's target (median), if any."""
     nb = (
-        "solution notebook, fresh kernel (no target)",
+        "solution notebook, fresh kernel " + (f"<= {notebook_budget_s:g} s (median)"
+                                              if notebook_budget_s else "(no target)"),
         f"{notebook['wall'].fmt(1)} s" if notebook["available"] else "not available",
-        "measured" if notebook["available"] else "not available",
+        _notebook_verdict(notebook, notebook_budget_s),
     )
     target = (f"<= {per_submission_s:g} s per submission (median) on 2 cores; batch on both "
               "cores; no grade lost")
@@ -209,7 +219,7 @@ def sandbox_overhead(grading: dict) -> float:
 
 def markdown(notebook: dict, grading: dict,
              title: str = "## 3. The solution notebook and grading throughput",
-             per_submission_s: float = 5.0) -> str:
+             per_submission_s: float = 5.0, notebook_budget_s: float | None = None) -> str:
     lines = [title, ""]
     if notebook["available"]:
         lines.append(
@@ -217,7 +227,10 @@ def markdown(notebook: dict, grading: dict,
             f"{notebook['cells']} cells), "
             f"executed in a fresh kernel with nbclient (kernel start included): "
             f"**{notebook['wall'].fmt(1)} s** wall, median (min-max) of "
-            f"{len(notebook['wall'].values)} run(s)."
+            f"{len(notebook['wall'].values)} run(s)"
+            + (f"; target <= {notebook_budget_s:g} s: "
+               f"**{_notebook_verdict(notebook, notebook_budget_s)}**." if notebook_budget_s
+               else ".")
         )
     else:
         lines.append(f"Solution notebook: **not available** ({notebook['reason']}).")

@@ -55,7 +55,10 @@ implemented = implemented_check("error/out")
 
 def gmu_attributes(ev, facts) -> CheckResult:
     types = json.loads(text(ev, "types", "{}"))
-    shapes = json.loads(text(ev, "shapes", "{}"))
+    # the shapes of the exported weights, which the grader computes with, not a list the
+    # kernel reports beside them
+    shapes = {k[len("state/"):]: list(np.shape(v)) for k, v in ev.items()
+              if k.startswith("state/")}
     wanted = {"img_proj": [32, 32], "txt_proj": [32, 16], "gate_proj": [32, 48]}
     for name, shape in wanted.items():
         assert types.get(name) == "Linear", (f"self.{name} should be an nn.Linear, found "
@@ -137,6 +140,15 @@ def block_attributes(ev, facts) -> CheckResult:
     assert alpha is not None and alpha.shape == (1,), (
         f"alpha should have shape (1,), got {None if alpha is None else tuple(alpha.shape)}")
     assert float(alpha[0]) == 0.0, f"alpha should start at 0, it starts at {float(alpha[0]):.4g}"
+    # alpha's initial value as the block used it: at alpha = 0 the output is y (or 0, when the
+    # residual is missing), whatever the cross-attention says
+    out, y = ev.get("out"), value(ev, facts, "eq/y")
+    assert out is not None and y is not None and out.shape == y.shape, (
+        "alpha's initial value cannot be confirmed: the block gave no output shaped like y at "
+        "initialisation")
+    assert close(out, y) or close(out, np.zeros_like(y)), (
+        "alpha is reported at 0, but the output at initialisation is neither y nor 0: the "
+        "block did not use alpha = 0 (is the update multiplied by tanh(alpha)?)")
     return CheckResult("attributes", True, "cross_attn is a CrossAttentionLayer, alpha an "
                        "nn.Parameter of shape (1,) at 0")
 
@@ -221,9 +233,13 @@ def dropout_rule(ev, facts) -> CheckResult:
 
 
 def dropout_rate(ev, facts) -> CheckResult:
-    if "rate_mean" not in ev:
+    if "rate" not in ev:
         raise AssertionError(f"without a generator it raised {text(ev, 'error/rate')}")
-    rate = float(ev["rate_mean"])
+    dropped = np.asarray(ev["rate"])  # the returned mask itself: its mean is computed here
+    assert dropped.shape == (RATE_SAMPLES,) and np.isin(dropped, (0.0, 1.0)).all(), (
+        f"without a generator, dropped should be a bool tensor ({RATE_SAMPLES},), got "
+        f"shape {dropped.shape}")
+    rate = float(dropped.mean())
     margin = 4 * (0.3 * 0.7 / RATE_SAMPLES) ** 0.5
     assert abs(rate - 0.3) < margin, (f"with p = 0.3 it dropped {rate:.3f} of {RATE_SAMPLES} "
                                       f"samples: each sample is dropped with probability p")

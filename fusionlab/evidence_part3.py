@@ -33,6 +33,11 @@ BLOCK_DIM, BLOCK_HEADS = 32, 4
 OPEN_ALPHA = 0.7  # the block's equivalence is also checked with the gate open
 DROPOUT_RATES = (0.0, 0.3, 1.0)
 RATE_SAMPLES = 20000  # the dropout rate's statistics: |mean - p| < 4 standard errors
+# The accuracy evidence: short training runs (about a second each) with the grader's settings;
+# the grader evaluates the exported weights on data of its own (autograder/hidden/part3.py)
+GMU_TRAINING = dict(n_train=1000, epochs=8, lr=3e-3, batch_size=64)
+DROPOUT_TRAINING = dict(n_train=2000, epochs=8, lr=3e-3, batch_size=64, p_txt=0.5,
+                        num_classes=4)
 
 def _gen(stream: int, seed: int = SEED) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 7919 + 100 + stream)
@@ -61,6 +66,56 @@ def dropout_inputs(seed: int) -> dict[str, torch.Tensor]:
     tokens = torch.randn(10, 3, 4, generator=_gen(5, seed)) + 3.0
     return {"x": x, "u": torch.rand(64, generator=_gen(4, seed)), "tokens": tokens,
             "tok/u": torch.rand(10, generator=_gen(6, seed))}
+
+def switch_training_data(seed: int):
+    """The GMU accuracy cell's training set: the switch task (the grader evaluates elsewhere)."""
+    from .gating_data import SwitchDataset
+
+    return SwitchDataset(GMU_TRAINING["n_train"], seed=2 * seed)
+
+
+def redundant_training_data(seed: int):
+    """The modality-dropout accuracy cell's training set: the redundant task."""
+    from .gating_data import RedundantDataset
+
+    return RedundantDataset(DROPOUT_TRAINING["n_train"], seed=2 * seed,
+                            num_classes=DROPOUT_TRAINING["num_classes"])
+
+
+class TextDropout(nn.Module):
+    """``model`` whose text input goes through ``fn`` (a ``modality_dropout``) while training."""
+
+    def __init__(self, model: nn.Module, fn, p_txt: float):
+        super().__init__()
+        self.model, self.fn, self.p_txt = model, fn, p_txt
+
+    def forward(self, img_feat, txt_feat):
+        if self.training:
+            txt_feat, _ = self.fn(txt_feat, self.p_txt)
+        return self.model(img_feat, txt_feat)
+
+
+def _train(ev: dict, make_model, data, settings: dict, seed: int, exported=None) -> None:
+    """Train ``make_model()`` with ``fit`` and export ``trained/<name>`` of ``exported(model)``
+    (the model itself by default), or ``error/trained`` with the reason."""
+    from .train import TrainConfig, fit
+
+    try:
+        torch.manual_seed(seed)
+        model = make_model()
+        config = TrainConfig(epochs=settings["epochs"], lr=settings["lr"],
+                             batch_size=settings["batch_size"], seed=seed, device="cpu",
+                             progress=False, num_threads=1)
+        fit(model, data, None, config)
+        target = exported(model) if exported is not None else model
+        for name, tensor in target.state_dict().items():
+            if isinstance(tensor, torch.Tensor):
+                ev[f"trained/{name}"] = to_array(tensor)
+    except NotImplementedError:
+        ev["error/trained"] = np.array("NotImplementedError: not implemented yet")
+    except Exception as error:  # noqa: BLE001 (the student's code can raise anything)
+        ev["error/trained"] = np.array(f"training failed: {type(error).__name__}: {error}")
+
 
 def _record(ev: dict, key: str, compute):
     """``ev[key] = compute()`` as an array, or ``ev["error/" + key]`` with the reason."""
@@ -106,7 +161,9 @@ def _isolated(seed: int):
 
 # ----------------------------------------------------------------------------- collectors
 
-def collect_gmu(cls, seed: int = SEED) -> dict:
+def collect_gmu(cls, seed: int = SEED, train: bool = False) -> dict:
+    """Evidence on a ``GatedMultimodalUnit`` class; ``train`` adds ``trained/``: the state of
+    ``FusionClassifier(cls(), 2)`` trained on the switch task (``GMU_TRAINING``)."""
     ev: dict = {}
     x = gmu_inputs(seed)
     with _isolated(seed):
@@ -115,8 +172,6 @@ def collect_gmu(cls, seed: int = SEED) -> dict:
         if module is None:
             return ev
         ev["types"] = np.array(json.dumps(_types(module)))
-        shapes = {n: list(p.shape) for n, p in module.named_parameters()}
-        ev["shapes"] = np.array(json.dumps(shapes))
         _record(ev, "out", lambda: module(x["img"], x["txt"]))
         for B in (1, 5):
             _record(ev, f"shape{B}", lambda B=B: module(x[f"img{B}"], x[f"txt{B}"]))
@@ -139,6 +194,11 @@ def collect_gmu(cls, seed: int = SEED) -> dict:
             ev["bad_input"] = np.array(f"ValueError: {error}")
         except Exception as error:  # noqa: BLE001
             ev["bad_input"] = np.array(f"{type(error).__name__}: {error}")
+        if train:
+            from .gating import FusionClassifier
+
+            _train(ev, lambda: FusionClassifier(cls(**GMU_SIZES), 2),
+                   switch_training_data(seed), GMU_TRAINING, seed)
     return ev
 
 def collect_block(cls, seed: int = SEED) -> dict:
@@ -177,7 +237,10 @@ def collect_block(cls, seed: int = SEED) -> dict:
             _record(ev, "mask/sub", lambda: attn(y, x, mask))
     return ev
 
-def collect_dropout(fn, seed: int = SEED) -> dict:
+def collect_dropout(fn, seed: int = SEED, train: bool = False) -> dict:
+    """Evidence on a ``modality_dropout`` function; ``train`` adds ``trained/``: the state of an
+    ``EarlyFusion`` trained on the redundant task with ``fn`` dropping the text with probability
+    ``DROPOUT_TRAINING["p_txt"]``."""
     ev: dict = {"status": np.array("ok")}
     inp = dropout_inputs(seed)
     x = inp["x"].clone()
@@ -198,9 +261,7 @@ def collect_dropout(fn, seed: int = SEED) -> dict:
             except Exception as error:  # noqa: BLE001
                 ev[f"error/x{p}"] = np.array(f"{type(error).__name__}: {error}")
         ev["x_after"] = to_array(x)  # in-place changes of the input show here
-        big = _record(ev, "rate", lambda: fn(torch.ones(RATE_SAMPLES, 2), 0.3, None)[1].float())
-        if big is not None:
-            ev["rate_mean"] = np.array(float(big.mean()))
+        _record(ev, "rate", lambda: fn(torch.ones(RATE_SAMPLES, 2), 0.3, None)[1].float())
         out = _record(ev, "tok", lambda: fn(inp["tokens"].clone(), 0.5, _gen(6, seed))[0])
         if out is not None:
             ev["tok/in"], ev["tok/u"] = to_array(inp["tokens"]), to_array(inp["tok/u"])
@@ -211,13 +272,21 @@ def collect_dropout(fn, seed: int = SEED) -> dict:
             ev["bad_p"] = np.array(f"ValueError: {error}")
         except Exception as error:  # noqa: BLE001
             ev["bad_p"] = np.array(f"{type(error).__name__}: {error}")
+        if train:
+            from .models import EarlyFusion
+
+            settings = DROPOUT_TRAINING
+            _train(ev, lambda: TextDropout(EarlyFusion(32, 16, num_classes=settings["num_classes"]),
+                                           fn, settings["p_txt"]),
+                   redundant_training_data(seed), settings, seed, exported=lambda m: m.model)
     return ev
 
 
 # ----------------------------------------------------------------------------- graded cells
 
-def _export(grade_id: str, collect, obj) -> None:
-    ev = collect(obj, read_request()["seed"])
+def _export(grade_id: str, collect, obj, train: bool = False) -> None:
+    seed = read_request()["seed"]
+    ev = collect(obj, seed, train=True) if train else collect(obj, seed)
     status = ev.get("status", "ok")
     if grading():
         save(ev, Path(EVIDENCE_DIR) / f"{grade_id}.npz")
@@ -226,9 +295,10 @@ def _export(grade_id: str, collect, obj) -> None:
         print(f"{grade_id}: evidence collected ({status}); the grader decides the verdict")
 
 
-def gmu(grade_id: str, cls) -> None:
-    """Write the evidence of graded cell ``grade_id`` on a ``GatedMultimodalUnit``."""
-    _export(grade_id, collect_gmu, cls)
+def gmu(grade_id: str, cls, train: bool = False) -> None:
+    """Write the evidence of graded cell ``grade_id`` on a ``GatedMultimodalUnit``
+    (``train``: also a classifier on it trained on the switch task)."""
+    _export(grade_id, collect_gmu, cls, train)
 
 
 def tanh_gated_block(grade_id: str, cls) -> None:
@@ -236,6 +306,7 @@ def tanh_gated_block(grade_id: str, cls) -> None:
     _export(grade_id, collect_block, cls)
 
 
-def modality_dropout(grade_id: str, fn) -> None:
-    """Write the evidence of graded cell ``grade_id`` on a ``modality_dropout`` function."""
-    _export(grade_id, collect_dropout, fn)
+def modality_dropout(grade_id: str, fn, train: bool = False) -> None:
+    """Write the evidence of graded cell ``grade_id`` on a ``modality_dropout`` function
+    (``train``: also an early-fusion model trained with it on the redundant task)."""
+    _export(grade_id, collect_dropout, fn, train)

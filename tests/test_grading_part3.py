@@ -1,6 +1,6 @@
 """Part 3 graded end to end with real nbgrader (generate_assignment, autograde, the trusted
 verdicts of autograder/hidden/part3.py, generate_feedback, export), in one batch shared by the
-tests: the solution, the untouched notebook and the two wrong examples of ``make demo``. The
+tests: the solution, the untouched notebook and the three wrong examples of ``make demo``. The
 other known mistakes (``PART3_VARIANTS``) are decided through the verdict functions directly in
 tests/test_check_part3.py.
 """
@@ -10,7 +10,14 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from autograder.examples import PART3_VARIANTS, graded_cells, release, submission
+from autograder.examples import (
+    PART3_EXAMPLES,
+    PART3_VARIANTS,
+    graded_cells,
+    release,
+    submission,
+    write_examples,
+)
 from autograder.grade import grade
 
 pytestmark = pytest.mark.grading
@@ -23,6 +30,7 @@ CELL_TIMEOUT = 60  # generous on a loaded 2-core machine
 BATCH = {  # name -> (replacement cells or None for untouched, graded cells expected to fail)
     "correct": ({}, ()),
     "untouched": (None, tuple(GRADED)),
+    "gmu_gate_detached": PART3_VARIANTS["gmu_gate_detached"],  # the GMU accuracy cell
     "alpha_at_one": PART3_VARIANTS["alpha_at_one"],
     "dropout_shortcut": PART3_VARIANTS["dropout_shortcut"],
 }
@@ -65,7 +73,7 @@ def test_part3_scores(part3):
 def test_demo_examples_keep_their_scores(part3):
     report, _ = part3
     scores = {s.student: s.score for s in report.students}
-    assert [scores[n] for n in BATCH] == [50, 0, 43, 43]
+    assert [scores[n] for n in BATCH] == [50, 0, 47, 43, 44]
 
 
 def test_feedback_is_written_for_every_submission(part3):
@@ -73,3 +81,10 @@ def test_feedback_is_written_for_every_submission(part3):
     for name in BATCH:
         assert list((out / "feedback").rglob(f"*{name}*")) or list(
             (out / "feedback").rglob("*.html")), name
+
+
+def test_make_demo_writes_the_examples_of_the_table(tmp_path):
+    """`make demo` grades these examples (the batch above holds each of them)."""
+    paths = write_examples(ASSIGNMENT, tmp_path)
+    assert [p.stem for p in paths] == list(PART3_EXAMPLES)
+    assert {name.removeprefix("wrong_") for name in PART3_EXAMPLES} == set(BATCH)
