@@ -64,6 +64,12 @@ def _train(make, trains, seeds, config):
     return fit_seeds(make, trains, None, seeds, config, return_models=True)[1]
 
 
+def _junk_accuracy(models, tests) -> list[float]:
+    """Accuracy of each seed's model when its test scenes have junk in the padded slots."""
+    return [lab.accuracy_per_type([m], [lab.with_junk_in_padding(t, seed=k)])["shape"][0]
+            for k, (m, t) in enumerate(zip(models, tests))]
+
+
 def binding(seeds=SEEDS) -> dict:
     """{model: {"acc": [...], "acc_8": [...] (not for flat early fusion, whose slots are
     fixed)}} on "what shape is X", and "padding": {"with mask" / "without mask":
@@ -78,13 +84,15 @@ def binding(seeds=SEEDS) -> dict:
             entry["acc_8"] = lab.accuracy_per_type(models, eights)["shape"]
         if name == "cross-attn 1 layer":
             results["padding"] = {"with mask": lab.padding_report(models, tests)}
+            entry["acc_junk"] = _junk_accuracy(models, tests)
         results[name] = entry
     unmasked = _train(lambda: SceneCrossAttention(embed_dim=E, use_object_mask=False,
                                                   attention=MaskedMultiHeadAttention),
                       trains, seeds, lab.BINDING)
     results["padding"]["without mask"] = lab.padding_report(unmasked, tests)
     results["cross-attn 1 layer, no mask"] = {
-        "acc": lab.accuracy_per_type(unmasked, tests)["shape"]}
+        "acc": lab.accuracy_per_type(unmasked, tests)["shape"],
+        "acc_junk": _junk_accuracy(unmasked, tests)}
     return results
 
 
@@ -122,7 +130,8 @@ def report(name: str, results: dict) -> None:
             if model == "padding":
                 continue
             eight = f" | {_stats(entry['acc_8'])}" if "acc_8" in entry else ""
-            print(f"  {model:<28} {_stats(entry['acc'])}{eight}")
+            junk = f" | junk in padding {_stats(entry['acc_junk'])}" if "acc_junk" in entry else ""
+            print(f"  {model:<28} {_stats(entry['acc'])}{eight}{junk}")
         for variant, by_padding in results["padding"].items():
             print(f"  cross-attn 1 layer {variant}: by padded slots")
             for p, entry in by_padding.items():
