@@ -7,7 +7,8 @@ Each run goes the grading path: the evidence of the accuracy cell
 (``fusionlab.evidence_part2.collect_attention(..., train=True)``: ``SceneCrossAttention`` on
 the attention variant, trained with seed s on "what shape is X") and the trusted verdict
 (``autograder.hidden.part2``), which evaluates the exported trained weights on questions of its
-own (``eval_seed`` 1000 + s, more padding slots than in training). For an ablation that the
+own (``eval_seed`` 1000 + s, fewer objects and more padding than in training, junk in the
+padding). For an ablation that the
 grader cannot identify (uniform attention) the verdict fails with that reason; the table also
 gives the accuracy its trained model reaches on the same questions, to show how far below the
 threshold it would be. A threshold is sound when every reference run passes and every ablation
@@ -74,8 +75,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     start = time.perf_counter()
     print(f"training: {E.TRAINING}; evaluation: the 'what shape is X' questions of "
-          f"{R.EVAL_SCENES} scenes of the grader's seed in {R.EVAL_SLOTS} slots; threshold "
-          f"{R.ACCURACY_THRESHOLD}")
+          f"{R.EVAL_SCENES} scenes of the grader's seed, {R.EVAL_OBJECTS} objects in "
+          f"{R.EVAL_SLOTS} slots, junk in the padding; threshold {R.ACCURACY_THRESHOLD}")
     print(f"| variant | min | median | max | passes ({args.seeds} seeds) | training s (median) |")
     print("|---|---|---|---|---|---|")
     for name, source in VARIANTS.items():

@@ -111,13 +111,15 @@ def coattention_inputs(seed: int) -> dict[str, torch.Tensor]:
     return x
 
 
-def binding_data(seed: int, n_scenes: int, num_slots: int | None = None):
+def binding_data(seed: int, n_scenes: int, objects: tuple[int, int] = (3, 6),
+                 num_slots: int | None = None):
     """The "what shape is X" questions of ``n_scenes`` Sort-of-CLEVR samples drawn from
-    ``seed`` (3 to 6 objects in ``num_slots`` slots, default 6): ``(objects, question,
-    object_mask, question_mask, answer)``."""
+    ``seed``, with ``objects`` = (min, max) objects in ``num_slots`` slots (default: max):
+    ``(objects, question, object_mask, question_mask, answer)``."""
     from .scenes import QUESTION_TYPES, SortOfClevr
 
-    ds = SortOfClevr(n_samples=n_scenes, seed=seed, num_slots=num_slots)
+    ds = SortOfClevr(n_samples=n_scenes, seed=seed, min_objects=objects[0],
+                     max_objects=objects[1], num_slots=num_slots)
     return ds.subset(ds.question_type == QUESTION_TYPES.index("shape"))
 
 
