@@ -28,12 +28,12 @@ from autograder.examples import master_namespace
 from fusionlab import scene_experiments as lab
 from fusionlab.multiseed import fit_seeds
 from fusionlab.scene_models import (
+    CoAttentionFusion,
     FlatEarlyFusion,
     PooledLateFusion,
     RelationNetwork,
     SceneCrossAttention,
 )
-from fusionlab.scene_models import CoAttentionFusion
 
 ASSIGNMENT = "part2_attention_that_selects"
 _NOTEBOOK = master_namespace(ASSIGNMENT, ("attention_solution", "coattention_solution"))
