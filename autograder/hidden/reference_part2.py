@@ -6,7 +6,7 @@ shape is X" questions of the grading seed (``fusionlab.evidence_part2.TRAINING``
 the trained ``state_dict``. Here those weights are loaded into the same architecture built on
 the attention variant the student's outputs match (``fusionlab.check_part2``'s reference
 ``CrossAttentionLayer``, or a known mistake such as the ignored mask), never on the student's
-class, and evaluated on ``EVAL_SCENES`` scenes of the grader's own seed (``eval_seed``): 2 or 3
+class, and evaluated on ``EVAL_SCENES`` scenes of the grader's own seed (``eval_seed``): 2
 objects (``EVAL_OBJECTS``; the training scenes hold 3 to 6 in 6 slots) in 8 slots, and junk in
 every padded slot: the token of a random object (a colour, a position, a shape), as a stale
 buffer would hold. A layer that masks its padding does not notice; one that reads the padding
@@ -29,8 +29,8 @@ from fusionlab.train import accuracy as model_accuracy
 
 ACCURACY_THRESHOLD = 0.90
 EVAL_SCENES = 3000  # about 500 "what shape is X" questions
-EVAL_OBJECTS = (2, 3)  # objects per scene, min and max
-EVAL_SLOTS = 8  # so 5 or 6 padded slots, each holding junk
+EVAL_OBJECTS = (2, 2)  # objects per scene, min and max
+EVAL_SLOTS = 8  # so 6 padded slots, each holding junk
 
 
 def eval_data(eval_seed: int):
