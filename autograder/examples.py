@@ -322,6 +322,109 @@ PART3_EXAMPLES = {
 }
 
 
+# ----------------------------------------------------------------------------- Part 2 variants
+
+_ATTENTION = """\
+class MaskedMultiHeadAttention(nn.Module):
+    def __init__(self, dim, num_heads=4):
+        super().__init__()
+        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
+        self.last_attn_weights = None
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def forward(self, query, kv, key_padding_mask=None):
+        key_padding_mask = check_attention_inputs(query, kv, key_padding_mask, self.dim)
+        B, N_q, N_kv = query.shape[0], query.shape[1], kv.shape[1]
+        H, Dh = self.num_heads, self.head_dim
+        q = self.q_proj(query).reshape(B, N_q, H, Dh).transpose(1, 2)
+        k = self.k_proj(kv).reshape(B, N_kv, H, Dh).transpose(1, 2)
+        v = self.v_proj(kv).reshape(B, N_kv, H, Dh).transpose(1, 2)
+        scores = {scores}
+        if {use_mask}:
+            pad = {pad}
+            scores = scores.masked_fill(pad, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1)
+        if {use_mask}:
+            weights = weights.masked_fill(pad, 0.0)
+        self.last_attn_weights = weights.detach()
+        out = (weights @ v).transpose(1, 2).reshape(B, N_q, H * Dh)
+        return self.out_proj(out)
+"""
+
+
+def attention_src(scores="q @ k.transpose(-2, -1) / Dh**0.5",
+                  use_mask="key_padding_mask is not None",
+                  pad="key_padding_mask[:, None, None, :]") -> str:
+    return _ATTENTION.format(scores=scores, use_mask=use_mask, pad=pad)
+
+
+_COATTENTION = """\
+class CoAttentionBlock(nn.Module):
+    def __init__(self, dim, num_heads=4):
+        super().__init__()
+        self.words_read_objects = CrossAttentionBlock(dim, num_heads,
+                                                      attention=MaskedMultiHeadAttention)
+        self.objects_read_words = CrossAttentionBlock(dim, num_heads,
+                                                      attention=MaskedMultiHeadAttention)
+
+    def forward(self, words, objects, word_padding_mask=None, object_padding_mask=None):
+        new_words = self.words_read_objects(words, objects, {object_mask})
+        new_objects = self.objects_read_words(objects, {objects_read}, {word_mask})
+        return new_words, new_objects
+"""
+
+
+def coattention_src(objects_read="words", object_mask="object_padding_mask",
+                    word_mask="word_padding_mask") -> str:
+    return _COATTENTION.format(objects_read=objects_read, object_mask=object_mask,
+                               word_mask=word_mask)
+
+
+# name -> (class name -> replacement cell source, graded cells expected to fail); asserted
+# for the self-checks and the verdicts by tests/test_check_part2.py, for the examples of
+# `make demo` through real nbgrader by tests/test_grading_part2.py.
+PART2_VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    "no_scaling": (
+        {"MaskedMultiHeadAttention": attention_src(scores="q @ k.transpose(-2, -1)")},
+        ("attn_equivalence",),
+    ),
+    "mask_ignored": (
+        {"MaskedMultiHeadAttention": attention_src(use_mask="False")},
+        ("attn_equivalence", "attn_weights", "attn_padding", "attn_mask_polarity",
+         "attn_accuracy"),
+    ),
+    "mask_inverted": (
+        {"MaskedMultiHeadAttention": attention_src(pad="~key_padding_mask[:, None, None, :]")},
+        ("attn_equivalence", "attn_weights", "attn_padding", "attn_mask_polarity",
+         "attn_accuracy"),
+    ),
+    "coattention_sequential": (
+        {"CoAttentionBlock": coattention_src(objects_read="new_words")},
+        ("coatt_equivalence",),
+    ),
+    "coattention_no_masks": (
+        {"CoAttentionBlock": coattention_src(object_mask="None", word_mask="None")},
+        ("coatt_equivalence", "coatt_padding"),
+    ),
+}
+
+PART2_EXAMPLES = {
+    "correct": "the master's solutions: full marks",
+    "untouched": "the notebook as released: 0 points",
+    "wrong_no_scaling": "attention scores not divided by sqrt(head_dim) (variant no_scaling)",
+    "wrong_coattention_sequential": "the objects read the updated words (variant "
+                                    "coattention_sequential)",
+}
+
+
+def part2_variant(master, released, name: str):
+    replace, _ = PART2_VARIANTS[name]
+    return submission(master, released, replace=replace)
+
+
 def part3_variant(master, released, name: str):
     replace, _ = PART3_VARIANTS[name]
     return submission(master, released, replace=replace)
@@ -348,6 +451,10 @@ def write_examples(assignment: str, out: Path, source_root: Path = SOURCE_ROOT) 
     if assignment == "part1_fusion_strategies":
         notebooks["wrong_gate_at_one"] = part1_variant(master, student, "gate_at_one")
         notebooks["wrong_no_residual"] = part1_variant(master, student, "no_residual")
+    if assignment == "part2_attention_that_selects":
+        notebooks["wrong_no_scaling"] = part2_variant(master, student, "no_scaling")
+        notebooks["wrong_coattention_sequential"] = part2_variant(master, student,
+                                                                  "coattention_sequential")
     if assignment == "part3_who_gets_to_speak":
         notebooks["wrong_gmu_gate_detached"] = part3_variant(master, student, "gmu_gate_detached")
         notebooks["wrong_alpha_at_one"] = part3_variant(master, student, "alpha_at_one")

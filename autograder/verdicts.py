@@ -34,6 +34,7 @@ import nbformat
 from .course import Course
 
 SUITES = {"part1_fusion_strategies": "autograder.hidden.part1",
+          "part2_attention_that_selects": "autograder.hidden.part2",
           "part3_who_gets_to_speak": "autograder.hidden.part3"}
 MAX_EVIDENCE_BYTES = 64 * 2**20  # a Part 1 evidence file is about 0.2 MB
 

@@ -42,6 +42,21 @@ def check_padding_mask(mask: torch.Tensor | None, tokens: torch.Tensor, name: st
     return mask
 
 
+def check_attention_inputs(query, kv, key_padding_mask, dim: int):
+    """Validate the inputs of a cross-attention layer of width ``dim``: ``query`` ``(B, N_q,
+    dim)``, ``kv`` ``(B, N_kv, dim)``, ``key_padding_mask`` ``(B, N_kv)`` bool or ``None``.
+    Returns the mask; a wrong shape raises a ``ValueError`` naming the expected one."""
+    for name, x in (("query", query), ("kv", kv)):
+        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != dim:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{name} must have shape (B, N, {dim}), got {shape}")
+    if query.shape[0] != kv.shape[0]:
+        raise ValueError(
+            f"query and kv must share the batch size B, got {query.shape[0]} and {kv.shape[0]}"
+        )
+    return check_padding_mask(key_padding_mask, kv, "key_padding_mask")
+
+
 def masked_mean(x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
     """Mean over the tokens of ``x`` ``(B, N, D)`` that are not padding -> ``(B, D)``.
 
@@ -180,15 +195,7 @@ class CrossAttentionLayer(nn.Module):
 
     def forward(self, query, kv, key_padding_mask=None):
         """query: (B, N_q, dim); kv: (B, N_kv, dim); key_padding_mask: (B, N_kv), True = pad."""
-        for name, x in (("query", query), ("kv", kv)):
-            if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != self.dim:
-                shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-                raise ValueError(f"{name} must have shape (B, N, {self.dim}), got {shape}")
-        if query.shape[0] != kv.shape[0]:
-            raise ValueError(
-                f"query and kv must share the batch size B, got {query.shape[0]} and {kv.shape[0]}"
-            )
-        key_padding_mask = check_padding_mask(key_padding_mask, kv, "key_padding_mask")
+        key_padding_mask = check_attention_inputs(query, kv, key_padding_mask, self.dim)
         B, N_q, D = query.shape
         N_kv = kv.shape[1]
         H, Dh = self.num_heads, self.head_dim

@@ -287,3 +287,150 @@ def plot_missing_curves(
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- Part 2: scenes
+
+
+def _scene_objects(dataset, idx: int) -> list[dict]:
+    """The objects of sample ``idx`` of a ``SortOfClevr``: slot, colour, shape, x, y."""
+    from .scenes import COLORS, SHAPES, X_FEATURE, Y_FEATURE
+
+    objects = []
+    for slot in range(dataset.objects.shape[1]):
+        if dataset.object_mask[idx, slot]:
+            continue
+        token = dataset.objects[idx, slot]
+        objects.append({
+            "slot": slot,
+            "colour": COLORS[int(token[: len(COLORS)].argmax())],
+            "shape": SHAPES[int(token[Y_FEATURE + 1:].argmax())],
+            "x": float(token[X_FEATURE]),
+            "y": float(token[Y_FEATURE]),
+        })
+    return objects
+
+
+def _draw_scene(ax, dataset, idx: int, weights=None, size: float = 0.09):
+    """Draw sample ``idx``'s objects on ``ax``: the unit canvas, ``y`` downwards as in an image.
+    ``weights`` ``(num_slots,)``: each object's attention weight, written under it and drawn as
+    a black ring whose width grows with the weight."""
+    from matplotlib.patches import Circle, Rectangle
+
+    ax.set_xlim(0, 1)
+    ax.set_ylim(1, 0)  # the top of the canvas is y = 0
+    ax.set_aspect("equal")
+    ax.set_facecolor("#f4f4f4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for obj in _scene_objects(dataset, idx):
+        x, y, colour = obj["x"], obj["y"], obj["colour"]
+        if obj["shape"] == "square":
+            patch = Rectangle((x - size / 2, y - size / 2), size, size, facecolor=colour,
+                              edgecolor="black", linewidth=0.8)
+        else:
+            patch = Circle((x, y), size / 2, facecolor=colour, edgecolor="black", linewidth=0.8)
+        patch.set_gid(f"object-{obj['slot']}")
+        ax.add_patch(patch)
+        if weights is not None:
+            w = float(weights[obj["slot"]])
+            ring = Circle((x, y), 0.75 * size, fill=False, edgecolor="black",
+                          linewidth=0.5 + 6 * w, alpha=0.3 + 0.7 * w)
+            ring.set_gid(f"weight-{obj['slot']}")
+            ax.add_patch(ring)
+            ax.text(x, y + 0.8 * size, f"{w:.2f}", ha="center", va="top", fontsize=9)
+
+
+def plot_scene(dataset, idx: int = 0, weights=None, title: str | None = None):
+    """One Sort-of-CLEVR scene drawn as coloured squares and circles, with its question and
+    answer above it. ``weights`` ``(num_slots,)`` (optional): an attention weight per slot,
+    shown on the objects (see ``plot_scene_attention``)."""
+    from .scenes import ANSWERS, decode_question
+
+    fig, ax = plt.subplots(figsize=(4.8, 5.0))
+    _draw_scene(ax, dataset, idx, weights)
+    question = decode_question(dataset.question[idx])
+    ax.set_title(title or f"{question}?  ({ANSWERS[int(dataset.answer[idx])]})")
+    fig.tight_layout()
+    return fig
+
+
+def plot_scene_attention(dataset, idx: int, panels: Mapping[str, object],
+                         title: str | None = None):
+    """The scene of sample ``idx`` once per panel, each with its own attention weights over the
+    objects: ``panels`` maps a panel's title (e.g. ``"hop 1"``) to weights ``(num_slots,)``,
+    e.g. ``model.attention_maps[h][idx, :, word].mean(0)``: the heads' mean for one word.
+    ``title`` defaults to the question and its answer."""
+    from .scenes import ANSWERS, decode_question
+
+    names = list(panels)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        weights = torch.as_tensor(panels[name]).detach().float().cpu()
+        _draw_scene(ax, dataset, idx, weights)
+        ax.set_title(name)
+    question = decode_question(dataset.question[idx])
+    fig.suptitle(title or f"{question}?  ({ANSWERS[int(dataset.answer[idx])]})")
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_by_type(results: Mapping[str, Mapping[str, Sequence[float]]],
+                          columns: Sequence[str] | None = None,
+                          baselines: Mapping[str, float] | None = None, title: str = ""):
+    """Grouped bars: accuracy per question type (groups), one bar per model, at the mean over
+    seeds, with an error bar of one standard deviation and a dot per seed.
+
+    ``results`` maps a model to ``{question type: [accuracy per seed]}`` (as
+    ``fusionlab.scene_experiments.accuracy_per_type`` returns); ``columns`` picks and orders
+    the types (default: the first model's); ``baselines`` draws a dashed line per type (e.g.
+    the majority-class baseline)."""
+    models = list(results)
+    columns = list(columns or results[models[0]])
+    width = 0.8 / len(models)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(columns) + 2), 4.5),
+                           layout="constrained")
+    for m, model in enumerate(models):
+        values = [np.asarray(results[model][c], dtype=float) for c in columns]
+        positions = np.arange(len(columns)) - 0.4 + width * (m + 0.5)
+        means = [v.mean() for v in values]
+        spreads = [v.std(ddof=1) if len(v) > 1 else 0.0 for v in values]
+        ax.bar(positions, means, width, yerr=spreads, capsize=3, color=_color(m), label=model)
+        for x, v in zip(positions, values):
+            ax.scatter(np.full(len(v), x), v, s=10, color="black", zorder=3)
+    if baselines:
+        for i, c in enumerate(columns):
+            if c in baselines:
+                ax.hlines(baselines[c], i - 0.45, i + 0.45, colors="gray", linestyles="--")
+    ax.set_xticks(range(len(columns)), columns)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("Test accuracy")
+    fig.legend(loc="outside right upper")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_heads_layers(grid: Mapping[tuple[int, int], Sequence[float]], title: str = ""):
+    """Heatmap of the mean accuracy over seeds for each ``(heads, layers)`` of ``grid``, with
+    the mean and the standard deviation written in each cell."""
+    heads = sorted({h for h, _ in grid})
+    layers = sorted({n for _, n in grid})
+    means = np.full((len(layers), len(heads)), np.nan)
+    fig, ax = plt.subplots(figsize=(1.6 * len(heads) + 2.5, 1.0 * len(layers) + 1.8))
+    for (h, n), values in grid.items():
+        v = np.asarray(values, dtype=float)
+        r, c = layers.index(n), heads.index(h)
+        means[r, c] = v.mean()
+        spread = v.std(ddof=1) if len(v) > 1 else 0.0
+        ax.text(c, r, f"{v.mean():.2f}\n± {spread:.2f}", ha="center", va="center",
+                color="black" if v.mean() > 0.75 else "white")
+    image = ax.imshow(means, cmap="viridis", vmin=0.5, vmax=1.0)
+    fig.colorbar(image, ax=ax, label="test accuracy")
+    ax.set_xticks(range(len(heads)), [str(h) for h in heads])
+    ax.set_yticks(range(len(layers)), [str(n) for n in layers])
+    ax.set_xlabel("heads")
+    ax.set_ylabel("layers")
+    ax.set_title(title or "heads x layers")
+    fig.tight_layout()
+    return fig

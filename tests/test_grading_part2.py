@@ -1,0 +1,88 @@
+"""Part 2 graded end to end with real nbgrader (generate_assignment, autograde in the sandbox,
+the trusted verdicts of autograder/hidden/part2.py, generate_feedback, export), in one batch
+shared by the tests: the solution, the untouched notebook and the two wrong examples of
+``make demo``. The other known mistakes (``PART2_VARIANTS``) are decided through the verdict
+functions directly in tests/test_check_part2.py.
+"""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from autograder.examples import PART2_EXAMPLES, PART2_VARIANTS, graded_cells, release, submission
+from autograder.grade import grade
+
+pytestmark = [pytest.mark.grading, pytest.mark.attention, pytest.mark.coattention]
+
+ASSIGNMENT = "part2_attention_that_selects"
+GRADED = graded_cells(ASSIGNMENT)
+MAX_SCORE = 50.0
+CELL_TIMEOUT = 120  # generous on a loaded 2-core machine: the accuracy cell trains
+
+BATCH = {  # name -> (replacement cells or None for untouched, graded cells expected to fail)
+    "correct": ({}, ()),
+    "untouched": (None, tuple(GRADED)),
+    "wrong_no_scaling": PART2_VARIANTS["no_scaling"],
+    "wrong_coattention_sequential": PART2_VARIANTS["coattention_sequential"],
+}
+
+
+@pytest.fixture(scope="module")
+def part2(tmp_path_factory):
+    masters, released = release(ASSIGNMENT)
+    master, student = masters[ASSIGNMENT], released[ASSIGNMENT]
+    folder = tmp_path_factory.mktemp("part2-submissions")
+    for name, (replace, _) in BATCH.items():
+        nb = submission(master, student, replace=replace or None, solved=replace is not None)
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    out = tmp_path_factory.mktemp("part2-out")
+    report = grade(ASSIGNMENT, folder, out, workers=2, cell_timeout=CELL_TIMEOUT,
+                   submission_timeout=900, echo=lambda *_: None)
+    return report, out
+
+
+def test_rubric_totals_50():
+    assert sum(GRADED.values()) == MAX_SCORE
+
+
+def test_the_batch_is_the_demo():
+    assert set(BATCH) == set(PART2_EXAMPLES)
+
+
+def test_part2_scores(part2):
+    """Solution 50/50, untouched 0, each mistake loses exactly the points of the cells it
+    fails, with a reason for each."""
+    report, _ = part2
+    results = report.by_student()
+    assert set(results) == set(BATCH)
+    for name, (_, failing) in BATCH.items():
+        result = results[name]
+        failed = sorted(t.name for t in result.tests if not t.passed)
+        assert failed == sorted(failing), (name, [(t.name, t.reason) for t in result.tests
+                                                  if not t.passed])
+        assert result.score == MAX_SCORE - sum(GRADED[c] for c in failing), name
+        for test in result.tests:
+            assert test.passed or test.reason, (name, test.name)
+
+
+def test_demo_examples_keep_their_scores(part2):
+    report, _ = part2
+    scores = {s.student: s.score for s in report.students}
+    assert [scores[n] for n in BATCH] == [50, 0, 42, 44]
+
+
+def test_the_verdicts_say_what_is_wrong(part2):
+    report, _ = part2
+    results = report.by_student()
+    reasons = {t.name: t.reason for t in results["wrong_no_scaling"].tests if not t.passed}
+    assert "sqrt(head_dim)" in reasons["attn_equivalence"]
+    reasons = {t.name: t.reason for t in results["wrong_coattention_sequential"].tests
+               if not t.passed}
+    assert "updated" in reasons["coatt_equivalence"]
+
+
+def test_feedback_is_written_for_every_submission(part2):
+    _, out = part2
+    pages = {p.parent.name for p in (out / "feedback").rglob("*.html")}
+    assert pages >= set(BATCH)
