@@ -377,6 +377,13 @@ PART2_VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
         ("attn_equivalence", "attn_weights", "attn_padding", "attn_mask_polarity",
          "attn_accuracy"),
     ),
+    # the package's reference layer passed off as the student's own
+    "borrowed_reference": (
+        {"MaskedMultiHeadAttention": "from fusionlab.models import CrossAttentionLayer\n\n\n"
+                                     "class MaskedMultiHeadAttention(CrossAttentionLayer):\n"
+                                     "    pass\n"},
+        ("attn_attributes",),
+    ),
     "coattention_sequential": (
         {"CoAttentionBlock": coattention_src(objects_read="new_words")},
         ("coatt_equivalence",),

@@ -125,6 +125,21 @@ def test_forged_outputs_do_not_fool_the_grader():
 
 
 @pytest.mark.attention
+@pytest.mark.coattention
+def test_evidence_of_an_unexpected_form_gets_a_verdict_not_an_error():
+    ns = namespace()
+    good = {"attention": evidence_part2.collect_attention(ns["MaskedMultiHeadAttention"], SEED),
+            "coattention": evidence_part2.collect_coattention(ns["CoAttentionBlock"], SEED)}
+    for grade_id, (exercise, _) in part2.GRADED.items():
+        ev = dict(good[exercise])
+        for key in [k for k in ev if k.startswith(("state/", "out/", "weights/", "grad/"))]:
+            ev[key] = np.array("not an array of numbers")
+        ev["params"] = np.array("{not json")
+        result = part2.verdict(grade_id, ev, {"seed": SEED, "eval_seed": 1})
+        assert not result.passed and result.message, grade_id
+
+
+@pytest.mark.attention
 def test_an_untouched_notebook_gets_reasons_not_errors(tmp_path):
     class Untouched(torch.nn.Module):
         def __init__(self, dim, num_heads=4):
