@@ -330,7 +330,12 @@ def attention_weights(ev, facts) -> CheckResult:
     assert (weights[padded] == 0).all(), (
         f"padded keys get weight up to {float(np.abs(weights[padded]).max()):.3g}, not exactly "
         "0: mask the scores before the softmax (True = padding)")
-    sums = weights.sum(-1)
+    sums = weights.sum(-1)  # (B, H, N_q)
+    unpadded = ~mask.any(-1)  # samples without padding
+    if np.allclose(sums[unpadded], 1.0, atol=1e-5) and (sums[~unpadded] < 1 - 1e-5).any():
+        raise AssertionError("with padded keys the weights of a query sum to less than 1: mask "
+                             "the scores before the softmax, so that the real keys' weights "
+                             "renormalise")
     assert np.allclose(sums, 1.0, atol=1e-5), (
         f"the weights of a query should sum to 1 over the keys, found sums from "
         f"{float(sums.min()):.3f} to {float(sums.max()):.3f}: softmax over the last axis")
