@@ -394,6 +394,17 @@ PART2_VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
     ),
 }
 
+_PAIRS_ROWS_ONLY = """\
+def relation_pair_sum(relations, object_padding_mask=None):
+    if object_padding_mask is None:
+        return relations.sum(dim=(1, 2))
+    return relations.masked_fill(object_padding_mask[:, :, None, None], 0.0).sum(dim=(1, 2))
+"""
+PART2_VARIANTS["pairs_first_object_only"] = (  # pairs (i, j) with a padded j are kept
+    {"pairs_solution": _PAIRS_ROWS_ONLY},
+    ("pairs_sum", "pairs_padding"),
+)
+
 PART2_EXAMPLES = {
     "correct": "the master's solutions: full marks",
     "untouched": "the notebook as released: 0 points",

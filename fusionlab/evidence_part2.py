@@ -7,6 +7,7 @@ A graded cell of the Part 2 notebook writes it for the grader::
     evidence_part2.attention("attn_equivalence", MaskedMultiHeadAttention)
     evidence_part2.attention("attn_accuracy", MaskedMultiHeadAttention, train=True)
     evidence_part2.coattention("coatt_equivalence", CoAttentionBlock)
+    evidence_part2.pairs("pairs_sum", relation_pair_sum)
 
 and the self-checks (``fusionlab.check_part2``) collect the same evidence in the student's
 kernel. The seed is the grader's request (``grading_request.json``,
@@ -51,6 +52,8 @@ DIM, HEADS = 32, 4
 ATTENTION_SHAPE_CASES = ((DIM, HEADS, 1, 1, 1), (DIM, HEADS, 2, 3, 5), (16, 2, 2, 2, 3))
 # (B, L, N) of the co-attention shape cases
 COATTENTION_SHAPE_CASES = ((2, 7, 5), (1, 1, 1))
+# (B, N, H) of the pair-sum shape cases
+PAIRS_SHAPE_CASES = ((1, 1, 4), (2, 4, 16))
 JUNK_SCALE = 100.0  # what the padded slots are filled with in the padding tests
 # The accuracy evidence: SceneCrossAttention(attention=<the class>) trained on the "what shape
 # is X" questions of SortOfClevr (the binding task: find the object a colour word names).
@@ -108,6 +111,24 @@ def coattention_inputs(seed: int) -> dict[str, torch.Tensor]:
         x[f"shape{i}/objects"] = torch.randn(B, N, DIM, generator=g)
     x["grad/words"] = torch.randn(3, 5, DIM, generator=g)
     x["grad/objects"] = torch.randn(3, 6, DIM, generator=g)
+    return x
+
+
+def pairs_inputs(seed: int) -> dict[str, torch.Tensor]:
+    """The inputs the pair-sum evidence is collected on (the grader recomputes them): the
+    relations ``g(o_i, o_j)`` ``(3, 5, 5, 8)`` of every ordered pair of 5 slots; sample 0 has no
+    padding, sample 1 its last two slots, sample 2 slot 1."""
+    g = _gen(seed, 3)
+    x = {"relations": torch.randn(3, 5, 5, 8, generator=g)}
+    mask = torch.zeros(3, 5, dtype=torch.bool)
+    mask[1, 3:] = True
+    mask[2, 1] = True
+    x["mask"] = mask
+    pair_padding = (mask[:, :, None] | mask[:, None, :])[..., None]  # (3, 5, 5, 1)
+    x["relations_junk"] = torch.where(
+        pair_padding, JUNK_SCALE * torch.randn(3, 5, 5, 8, generator=g), x["relations"])
+    for i, (B, N, H) in enumerate(PAIRS_SHAPE_CASES):
+        x[f"shape{i}"] = torch.randn(B, N, N, H, generator=g)
     return x
 
 
@@ -320,6 +341,24 @@ def collect_coattention(cls, seed: int = SEED) -> dict:
     return ev
 
 
+def collect_pairs(fn, seed: int = SEED) -> dict:
+    """Evidence on a ``relation_pair_sum`` function; never raises."""
+    ev: dict = {"status": np.array("ok")}
+    x = pairs_inputs(seed)
+    rel, mask = x["relations"], x["mask"]
+    with _isolated(seed), torch.no_grad():
+        for i, (B, N, _) in enumerate(PAIRS_SHAPE_CASES):
+            shape_mask = torch.zeros(B, N, dtype=torch.bool)
+            shape_mask[:, N - 1:] = N > 1
+            _record(ev, f"out/shape{i}", lambda i=i, m=shape_mask: fn(x[f"shape{i}"].clone(), m))
+        _record(ev, "out/plain", lambda: fn(rel.clone(), None))
+        _record(ev, "out/mask", lambda: fn(rel.clone(), mask))
+        _record(ev, "out/junk", lambda: fn(x["relations_junk"].clone(), mask))
+        _record(ev, "out/kept", lambda: fn(rel[1:2, :3, :3].clone(), None))  # sample 1, no pads
+        _bad_input(ev, lambda: fn(torch.randn(2, 3, 4, 8), torch.zeros(2, 3, dtype=torch.bool)))
+    return ev
+
+
 # ----------------------------------------------------------------------------- graded cells
 
 def _export(grade_id: str, collect, cls, **kwargs) -> None:
@@ -335,6 +374,11 @@ def _export(grade_id: str, collect, cls, **kwargs) -> None:
 def attention(grade_id: str, cls, train: bool = False) -> None:
     """Write the evidence of graded cell ``grade_id`` on a ``MaskedMultiHeadAttention``."""
     _export(grade_id, collect_attention, cls, train=train)
+
+
+def pairs(grade_id: str, fn) -> None:
+    """Write the evidence of graded cell ``grade_id`` on a ``relation_pair_sum`` function."""
+    _export(grade_id, collect_pairs, fn)
 
 
 def coattention(grade_id: str, cls) -> None:
