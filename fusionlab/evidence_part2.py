@@ -26,25 +26,18 @@ accuracy cell only: the grader evaluates them on questions of its own); ``error/
 
 from __future__ import annotations
 
+import contextlib
 import json
+import random
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .evidence import (
-    EVIDENCE_DIR,
-    _describe,
-    _isolated,
-    _record,
-    _state,
-    build_module,
-    grading,
-    read_request,
-    save,
-    to_array,
-)
+from .evidence import EVIDENCE_DIR, build_module, grading, read_request, save, to_array
+from .utils import cpu_threads
 
 SEED = 20240601  # the self-checks' seed
 DIM, HEADS = 32, 4
@@ -150,6 +143,50 @@ def training_data(seed: int):
 
 
 # ----------------------------------------------------------------------------- helpers
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _record(ev: dict, key: str, compute) -> torch.Tensor | None:
+    """``ev[key] = compute()`` as an array, or ``ev["error/" + key]`` with the reason."""
+    try:
+        out = compute()
+        if not isinstance(out, torch.Tensor):
+            ev[f"error/{key}"] = np.array(f"returned a {type(out).__name__}, not a tensor")
+            return None
+        ev[key] = to_array(out)
+        return out
+    except NotImplementedError:
+        ev[f"error/{key}"] = np.array("NotImplementedError: not implemented yet")
+    except Exception as error:  # noqa: BLE001 (the student's code can raise anything)
+        ev[f"error/{key}"] = np.array(_describe(error))
+    return None
+
+
+def _state(ev: dict, prefix: str, module: nn.Module) -> None:
+    for name, value in module.state_dict().items():
+        if isinstance(value, torch.Tensor):
+            ev[f"{prefix}{name}"] = to_array(value)
+
+
+@contextlib.contextmanager
+def _isolated(seed: int):
+    """One thread, float32, gradients on, warnings off; the caller's random states restored."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    dtype = torch.get_default_dtype()
+    try:
+        with cpu_threads(1), warnings.catch_warnings(), torch.enable_grad(), \
+                torch.random.fork_rng(devices=[]):
+            warnings.simplefilter("ignore")
+            torch.set_default_dtype(torch.float32)
+            torch.manual_seed(seed)
+            yield
+    finally:
+        torch.set_default_dtype(dtype)
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
 
 def _structure(ev: dict, module: nn.Module) -> None:
     ev["types"] = np.array(json.dumps(
