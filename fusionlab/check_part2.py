@@ -221,7 +221,8 @@ def _recorded(ev: dict, facts: dict, key: str, what: str) -> np.ndarray:
     if key not in ev:
         error = text(ev, f"error/{key}")
         if error:
-            raise AssertionError(f"{what} raised {error}")
+            raise AssertionError(f"{what} " + (error if error.startswith("returned")
+                                               else f"raised {error}"))
         raise Skip(f"no evidence for {what}")
     identified = facts.get("identified")
     if identified is not None:
@@ -544,7 +545,7 @@ COATTENTION = {"implemented": co_implemented, "attributes": coattention_attribut
 
 # ----------------------------------------------------------------------------- pair sum
 
-pairs_implemented = implemented_check("error/out/shape0")
+pairs_implemented = implemented_check("error/out/shape0", wrong_return_is_implemented=True)
 
 
 def pairs_facts(ev: dict, seed: int) -> dict:
@@ -558,8 +559,10 @@ def pairs_shapes(ev, facts) -> CheckResult:
     for i, (B, N, H) in enumerate(E.PAIRS_SHAPE_CASES):
         key = f"out/shape{i}"
         if key not in ev:
-            raise AssertionError(f"for relations {(B, N, N, H)} it raised "
-                                 f"{text(ev, f'error/{key}', 'an error')}")
+            error = text(ev, f"error/{key}", "an error")
+            raise AssertionError(f"for relations {(B, N, N, H)} it "
+                                 + (error if error.startswith("returned") else f"raised {error}")
+                                 + ("" if "NoneType" not in error else ": did you forget return?"))
         shape = tuple(np.asarray(ev[key]).shape)
         assert shape == (B, H), (f"for relations {(B, N, N, H)} expected shape {(B, H)}, got "
                                  f"{shape}: sum over both object axes")
