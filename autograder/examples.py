@@ -401,6 +401,13 @@ PART2_VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
         ("attn_equivalence", "attn_weights", "attn_padding", "attn_mask_polarity",
          "attn_accuracy"),
     ),
+    # the package's reference layer passed off as the student's own
+    "borrowed_reference": (
+        {"MaskedMultiHeadAttention": "from fusionlab.models import CrossAttentionLayer\n\n\n"
+                                     "class MaskedMultiHeadAttention(CrossAttentionLayer):\n"
+                                     "    pass\n"},
+        ("attn_attributes",),
+    ),
     "coattention_sequential": (
         {"CoAttentionBlock": coattention_src(objects_read="new_words")},
         ("coatt_equivalence",),
@@ -410,6 +417,17 @@ PART2_VARIANTS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
         ("coatt_equivalence", "coatt_padding"),
     ),
 }
+
+_PAIRS_ROWS_ONLY = """\
+def relation_pair_sum(relations, object_padding_mask=None):
+    if object_padding_mask is None:
+        return relations.sum(dim=(1, 2))
+    return relations.masked_fill(object_padding_mask[:, :, None, None], 0.0).sum(dim=(1, 2))
+"""
+PART2_VARIANTS["pairs_first_object_only"] = (  # pairs (i, j) with a padded j are kept
+    {"pairs_solution": _PAIRS_ROWS_ONLY},
+    ("pairs_sum", "pairs_padding"),
+)
 
 PART2_EXAMPLES = {
     "correct": "the master's solutions: full marks",

@@ -7,6 +7,7 @@ self-check cells::
 
     check_part2.attention(MaskedMultiHeadAttention)
     check_part2.coattention(CoAttentionBlock)
+    check_part2.pairs(relation_pair_sum)
 
 **Facts.** The reference of TODO 1 is the package's ``fusionlab.models.CrossAttentionLayer``
 (the same formula, given since Part 1) and the reference of TODO 2 is
@@ -220,7 +221,8 @@ def _recorded(ev: dict, facts: dict, key: str, what: str) -> np.ndarray:
     if key not in ev:
         error = text(ev, f"error/{key}")
         if error:
-            raise AssertionError(f"{what} raised {error}")
+            raise AssertionError(f"{what} " + (error if error.startswith("returned")
+                                               else f"raised {error}"))
         raise Skip(f"no evidence for {what}")
     identified = facts.get("identified")
     if identified is not None:
@@ -330,7 +332,12 @@ def attention_weights(ev, facts) -> CheckResult:
     assert (weights[padded] == 0).all(), (
         f"padded keys get weight up to {float(np.abs(weights[padded]).max()):.3g}, not exactly "
         "0: mask the scores before the softmax (True = padding)")
-    sums = weights.sum(-1)
+    sums = weights.sum(-1)  # (B, H, N_q)
+    unpadded = ~mask.any(-1)  # samples without padding
+    if np.allclose(sums[unpadded], 1.0, atol=1e-5) and (sums[~unpadded] < 1 - 1e-5).any():
+        raise AssertionError("with padded keys the weights of a query sum to less than 1: mask "
+                             "the scores before the softmax, so that the real keys' weights "
+                             "renormalise")
     assert np.allclose(sums, 1.0, atol=1e-5), (
         f"the weights of a query should sum to 1 over the keys, found sums from "
         f"{float(sums.min()):.3f} to {float(sums.max()):.3f}: softmax over the last axis")
@@ -536,9 +543,72 @@ COATTENTION = {"implemented": co_implemented, "attributes": coattention_attribut
                "shapes": coattention_shapes, "equivalence": coattention_equivalence,
                "padding": coattention_padding, "gradients": coattention_gradients}
 
+# ----------------------------------------------------------------------------- pair sum
+
+pairs_implemented = implemented_check("error/out/shape0", wrong_return_is_implemented=True)
+
+
+def pairs_facts(ev: dict, seed: int) -> dict:
+    """The inputs of the pair-sum evidence, from the seed (the checks need no reference: the
+    sum over every pair, and over the real objects' pairs only, are properties)."""
+    x = E.pairs_inputs(seed)
+    return {"checked": True, "relations": x["relations"].numpy()}
+
+
+def pairs_shapes(ev, facts) -> CheckResult:
+    for i, (B, N, H) in enumerate(E.PAIRS_SHAPE_CASES):
+        key = f"out/shape{i}"
+        if key not in ev:
+            error = text(ev, f"error/{key}", "an error")
+            raise AssertionError(f"for relations {(B, N, N, H)} it "
+                                 + (error if error.startswith("returned") else f"raised {error}")
+                                 + ("" if "NoneType" not in error else ": did you forget return?"))
+        shape = tuple(np.asarray(ev[key]).shape)
+        assert shape == (B, H), (f"for relations {(B, N, N, H)} expected shape {(B, H)}, got "
+                                 f"{shape}: sum over both object axes")
+    return CheckResult("shapes", True, "(B, N, N, H) gives (B, H)")
+
+
+def pairs_sum(ev, facts) -> CheckResult:
+    if "relations" not in facts:
+        raise Skip("the inputs were not recomputed")
+    plain = _recorded(ev, {}, "out/plain", "the call without a mask")
+    assert close(plain, facts["relations"].sum(axis=(1, 2))), (
+        "without a mask the result should be the sum of relations over every pair (i, j): "
+        "relations.sum(dim=(1, 2))")
+    masked = _recorded(ev, {}, "out/mask", "the masked call")[1:2]
+    kept = _recorded(ev, {}, "out/kept", "the call on the real objects only")
+    assert close(masked, kept), (
+        "with padding the result should be the sum over the pairs of two real objects: a pair "
+        "(i, j) is padding when object i or object j is (mask[:, :, None] | mask[:, None, :])")
+    return CheckResult("sum", True, "the sum over every pair of real objects")
+
+
+def pairs_padding(ev, facts) -> CheckResult:
+    out = _recorded(ev, {}, "out/mask", "the masked call")
+    junk = _recorded(ev, {}, "out/junk", "the call with junk in the padded pairs")
+    assert close(out, junk), (
+        f"junk in the pairs with a padded object changes the result by up to "
+        f"{float(np.max(np.abs(out - junk))):.3g}: leave every such pair out of the sum")
+    return CheckResult("padding", True, "junk in the pairs with a padded object changes nothing")
+
+
+def pairs_bad_input(ev, facts) -> CheckResult:
+    outcome = text(ev, "bad_input")
+    assert outcome.startswith("ValueError"), (f"relations of shape (2, 3, 4, 8) should raise a "
+                                              f"ValueError (keep the given checks); got "
+                                              f"{outcome}")
+    return CheckResult("bad_input", True, "a wrong input shape raises a ValueError")
+
+
+PAIRS_CHECKS = ("implemented", "shapes", "sum", "padding", "bad_input")
+PAIRS = {"implemented": pairs_implemented, "shapes": pairs_shapes, "sum": pairs_sum,
+         "padding": pairs_padding, "bad_input": pairs_bad_input}
+
 # exercise -> (checks, facts)
 EXERCISES = {"attention": (ATTENTION, attention_facts),
-             "coattention": (COATTENTION, coattention_facts)}
+             "coattention": (COATTENTION, coattention_facts),
+             "pairs": (PAIRS, pairs_facts)}
 
 
 def _facts(exercise: str, ev: dict, seed: int) -> dict:
@@ -560,6 +630,16 @@ def attention_results(cls):
 def coattention_results(cls):
     ev = E.collect_coattention(cls, E.SEED)
     return run(COATTENTION, COATTENTION_CHECKS, ev, _facts("coattention", ev, E.SEED))
+
+
+def pairs_results(fn):
+    ev = E.collect_pairs(fn, E.SEED)
+    return run(PAIRS, PAIRS_CHECKS, ev, _facts("pairs", ev, E.SEED))
+
+
+def pairs(fn) -> None:
+    """Print the self-check of a ``relation_pair_sum`` function."""
+    report(getattr(fn, "__name__", repr(fn)), pairs_results(fn))
 
 
 def attention(cls) -> None:

@@ -7,6 +7,7 @@ A graded cell of the Part 2 notebook writes it for the grader::
     evidence_part2.attention("attn_equivalence", MaskedMultiHeadAttention)
     evidence_part2.attention("attn_accuracy", MaskedMultiHeadAttention, train=True)
     evidence_part2.coattention("coatt_equivalence", CoAttentionBlock)
+    evidence_part2.pairs("pairs_sum", relation_pair_sum)
 
 and the self-checks (``fusionlab.check_part2``) collect the same evidence in the student's
 kernel. The seed is the grader's request (``grading_request.json``,
@@ -25,25 +26,18 @@ accuracy cell only: the grader evaluates them on questions of its own); ``error/
 
 from __future__ import annotations
 
+import contextlib
 import json
+import random
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .evidence import (
-    EVIDENCE_DIR,
-    _describe,
-    _isolated,
-    _record,
-    _state,
-    build_module,
-    grading,
-    read_request,
-    save,
-    to_array,
-)
+from .evidence import EVIDENCE_DIR, build_module, grading, read_request, save, to_array
+from .utils import cpu_threads
 
 SEED = 20240601  # the self-checks' seed
 DIM, HEADS = 32, 4
@@ -51,6 +45,8 @@ DIM, HEADS = 32, 4
 ATTENTION_SHAPE_CASES = ((DIM, HEADS, 1, 1, 1), (DIM, HEADS, 2, 3, 5), (16, 2, 2, 2, 3))
 # (B, L, N) of the co-attention shape cases
 COATTENTION_SHAPE_CASES = ((2, 7, 5), (1, 1, 1))
+# (B, N, H) of the pair-sum shape cases
+PAIRS_SHAPE_CASES = ((1, 1, 4), (2, 4, 16))
 JUNK_SCALE = 100.0  # what the padded slots are filled with in the padding tests
 # The accuracy evidence: SceneCrossAttention(attention=<the class>) trained on the "what shape
 # is X" questions of SortOfClevr (the binding task: find the object a colour word names).
@@ -111,6 +107,24 @@ def coattention_inputs(seed: int) -> dict[str, torch.Tensor]:
     return x
 
 
+def pairs_inputs(seed: int) -> dict[str, torch.Tensor]:
+    """The inputs the pair-sum evidence is collected on (the grader recomputes them): the
+    relations ``g(o_i, o_j)`` ``(3, 5, 5, 8)`` of every ordered pair of 5 slots; sample 0 has no
+    padding, sample 1 its last two slots, sample 2 slot 1."""
+    g = _gen(seed, 3)
+    x = {"relations": torch.randn(3, 5, 5, 8, generator=g)}
+    mask = torch.zeros(3, 5, dtype=torch.bool)
+    mask[1, 3:] = True
+    mask[2, 1] = True
+    x["mask"] = mask
+    pair_padding = (mask[:, :, None] | mask[:, None, :])[..., None]  # (3, 5, 5, 1)
+    x["relations_junk"] = torch.where(
+        pair_padding, JUNK_SCALE * torch.randn(3, 5, 5, 8, generator=g), x["relations"])
+    for i, (B, N, H) in enumerate(PAIRS_SHAPE_CASES):
+        x[f"shape{i}"] = torch.randn(B, N, N, H, generator=g)
+    return x
+
+
 def binding_data(seed: int, n_scenes: int, objects: tuple[int, int] = (3, 6),
                  num_slots: int | None = None):
     """The "what shape is X" questions of ``n_scenes`` Sort-of-CLEVR samples drawn from
@@ -129,6 +143,50 @@ def training_data(seed: int):
 
 
 # ----------------------------------------------------------------------------- helpers
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _record(ev: dict, key: str, compute) -> torch.Tensor | None:
+    """``ev[key] = compute()`` as an array, or ``ev["error/" + key]`` with the reason."""
+    try:
+        out = compute()
+        if not isinstance(out, torch.Tensor):
+            ev[f"error/{key}"] = np.array(f"returned a {type(out).__name__}, not a tensor")
+            return None
+        ev[key] = to_array(out)
+        return out
+    except NotImplementedError:
+        ev[f"error/{key}"] = np.array("NotImplementedError: not implemented yet")
+    except Exception as error:  # noqa: BLE001 (the student's code can raise anything)
+        ev[f"error/{key}"] = np.array(_describe(error))
+    return None
+
+
+def _state(ev: dict, prefix: str, module: nn.Module) -> None:
+    for name, value in module.state_dict().items():
+        if isinstance(value, torch.Tensor):
+            ev[f"{prefix}{name}"] = to_array(value)
+
+
+@contextlib.contextmanager
+def _isolated(seed: int):
+    """One thread, float32, gradients on, warnings off; the caller's random states restored."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    dtype = torch.get_default_dtype()
+    try:
+        with cpu_threads(1), warnings.catch_warnings(), torch.enable_grad(), \
+                torch.random.fork_rng(devices=[]):
+            warnings.simplefilter("ignore")
+            torch.set_default_dtype(torch.float32)
+            torch.manual_seed(seed)
+            yield
+    finally:
+        torch.set_default_dtype(dtype)
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
 
 def _structure(ev: dict, module: nn.Module) -> None:
     ev["types"] = np.array(json.dumps(
@@ -320,6 +378,24 @@ def collect_coattention(cls, seed: int = SEED) -> dict:
     return ev
 
 
+def collect_pairs(fn, seed: int = SEED) -> dict:
+    """Evidence on a ``relation_pair_sum`` function; never raises."""
+    ev: dict = {"status": np.array("ok")}
+    x = pairs_inputs(seed)
+    rel, mask = x["relations"], x["mask"]
+    with _isolated(seed), torch.no_grad():
+        for i, (B, N, _) in enumerate(PAIRS_SHAPE_CASES):
+            shape_mask = torch.zeros(B, N, dtype=torch.bool)
+            shape_mask[:, N - 1:] = N > 1
+            _record(ev, f"out/shape{i}", lambda i=i, m=shape_mask: fn(x[f"shape{i}"].clone(), m))
+        _record(ev, "out/plain", lambda: fn(rel.clone(), None))
+        _record(ev, "out/mask", lambda: fn(rel.clone(), mask))
+        _record(ev, "out/junk", lambda: fn(x["relations_junk"].clone(), mask))
+        _record(ev, "out/kept", lambda: fn(rel[1:2, :3, :3].clone(), None))  # sample 1, no pads
+        _bad_input(ev, lambda: fn(torch.randn(2, 3, 4, 8), torch.zeros(2, 3, dtype=torch.bool)))
+    return ev
+
+
 # ----------------------------------------------------------------------------- graded cells
 
 def _export(grade_id: str, collect, cls, **kwargs) -> None:
@@ -335,6 +411,11 @@ def _export(grade_id: str, collect, cls, **kwargs) -> None:
 def attention(grade_id: str, cls, train: bool = False) -> None:
     """Write the evidence of graded cell ``grade_id`` on a ``MaskedMultiHeadAttention``."""
     _export(grade_id, collect_attention, cls, train=train)
+
+
+def pairs(grade_id: str, fn) -> None:
+    """Write the evidence of graded cell ``grade_id`` on a ``relation_pair_sum`` function."""
+    _export(grade_id, collect_pairs, fn)
 
 
 def coattention(grade_id: str, cls) -> None:

@@ -24,13 +24,16 @@ from autograder.hidden import reference_part2 as R
 from fusionlab import check_part2, evidence, evidence_part2
 
 ASSIGNMENT = "part2_attention_that_selects"
-SOLUTION_CELLS = ("attention_solution", "coattention_solution")
-EXERCISE_OBJECT = {"attention": "MaskedMultiHeadAttention", "coattention": "CoAttentionBlock"}
+SOLUTION_CELLS = ("attention_solution", "coattention_solution", "pairs_solution")
+EXERCISE_OBJECT = {"attention": "MaskedMultiHeadAttention", "coattention": "CoAttentionBlock",
+                   "pairs": "relation_pair_sum"}
 COLLECT = {"attention": evidence_part2.collect_attention,
-           "coattention": evidence_part2.collect_coattention}
+           "coattention": evidence_part2.collect_coattention,
+           "pairs": evidence_part2.collect_pairs}
 SELF = {"attention": check_part2.attention_results,
-        "coattention": check_part2.coattention_results}
-MARK = {"attention": pytest.mark.attention, "coattention": pytest.mark.coattention}
+        "coattention": check_part2.coattention_results, "pairs": check_part2.pairs_results}
+MARK = {"attention": pytest.mark.attention, "coattention": pytest.mark.coattention,
+        "pairs": pytest.mark.pairs}
 SEED = 4242
 FAST = {g: v for g, v in part2.GRADED.items() if v[1] != "accuracy"}
 
@@ -68,7 +71,9 @@ def self_check_failures(ns: dict) -> set[str]:
 
 
 def _exercise(variant: str) -> str:
-    return "coattention" if "CoAttentionBlock" in PART2_VARIANTS[variant][0] else "attention"
+    replaced = PART2_VARIANTS[variant][0]
+    return ("coattention" if "CoAttentionBlock" in replaced
+            else "pairs" if "pairs_solution" in replaced else "attention")
 
 
 def test_the_suite_is_registered():
@@ -78,6 +83,7 @@ def test_the_suite_is_registered():
 
 @pytest.mark.attention
 @pytest.mark.coattention
+@pytest.mark.pairs
 def test_the_master_passes_every_verdict_and_self_check(tmp_path):
     ns = namespace()
     results = grader_verdicts(ns, tmp_path)
@@ -122,6 +128,21 @@ def test_forged_outputs_do_not_fool_the_grader():
     assert check_part2.attention_padding(ev, {}).passed  # the claim alone would pass
     result = part2.verdict("attn_padding", ev, {"seed": SEED})
     assert not result.passed and "exported weights" in result.message
+
+
+@pytest.mark.attention
+@pytest.mark.coattention
+@pytest.mark.pairs
+def test_evidence_of_an_unexpected_form_gets_a_verdict_not_an_error():
+    ns = namespace()
+    good = {ex: COLLECT[ex](ns[EXERCISE_OBJECT[ex]], SEED) for ex in COLLECT}
+    for grade_id, (exercise, _) in part2.GRADED.items():
+        ev = dict(good[exercise])
+        for key in [k for k in ev if k.startswith(("state/", "out/", "weights/", "grad/"))]:
+            ev[key] = np.array("not an array of numbers")
+        ev["params"] = np.array("{not json")
+        result = part2.verdict(grade_id, ev, {"seed": SEED, "eval_seed": 1})
+        assert not result.passed and result.message, grade_id
 
 
 @pytest.mark.attention

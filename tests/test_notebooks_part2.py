@@ -20,8 +20,8 @@ HIDDEN_CELL = re.compile(
     r"\A# Hidden test: .+ \((?P<points>\d+) points?\)\n"
     r"### BEGIN HIDDEN TESTS\n"
     r"from fusionlab import evidence_part2\n\n"
-    r"evidence_part2\.(?P<exercise>attention|coattention)\(\"(?P<grade_id>\w+)\", "
-    r"(MaskedMultiHeadAttention|CoAttentionBlock)(?P<train>, train=True)?\)\n"
+    r"evidence_part2\.(?P<exercise>attention|coattention|pairs)\(\"(?P<grade_id>\w+)\", "
+    r"(MaskedMultiHeadAttention|CoAttentionBlock|relation_pair_sum)(?P<train>, train=True)?\)\n"
     r"### END HIDDEN TESTS\Z"
 )
 SECTIONS = ("## 1. Why", "## 2. The mathematics", "## 3. The data", "## 4. The models",
@@ -57,6 +57,8 @@ def test_graded_cells_are_in_the_exercise_section(nb):
                  "check_part2.attention(MaskedMultiHeadAttention)", marks=pytest.mark.attention),
     pytest.param("coattention", "coattention_solution", "coattention-self-check",
                  "check_part2.coattention(CoAttentionBlock)", marks=pytest.mark.coattention),
+    pytest.param("pairs", "pairs_solution", "pairs-self-check",
+                 "check_part2.pairs(relation_pair_sum)", marks=pytest.mark.pairs),
 ])
 def test_todo_then_self_check_then_its_graded_cells(nb, exercise, solution, self_check, call):
     ids = [c.get("id") for c in nb.cells]
@@ -64,7 +66,7 @@ def test_todo_then_self_check_then_its_graded_cells(nb, exercise, solution, self
     meta = cell.metadata.nbgrader
     assert (meta.grade_id, meta.solution, meta.grade, meta.locked) == (solution, True, False,
                                                                        False)
-    assert cell.source.count("### BEGIN SOLUTION") == cell.source.count("### END SOLUTION") >= 2
+    assert cell.source.count("### BEGIN SOLUTION") == cell.source.count("### END SOLUTION") >= 1
     assert ids.index(self_check) == ids.index(solution) + 1
     assert call in by_id(nb)[self_check].source
     graded = [g for g, (ex, _) in part2.GRADED.items() if ex == exercise]

@@ -1,7 +1,8 @@
 """The trusted verdicts of Part 2 (``source/part2_attention_that_selects``), one per graded
 cell.
 
-Each graded cell writes evidence (``fusionlab.evidence_part2.attention``, ``coattention``);
+Each graded cell writes evidence (``fusionlab.evidence_part2.attention``, ``coattention``,
+``pairs``);
 ``autograder.verdicts`` calls ``verdict`` here, in the grader's process. The checks are
 ``fusionlab.check_part2``'s, the very functions of the self-checks; the facts they compare
 against (the reference ``CrossAttentionLayer`` and ``CoAttentionBlock`` and each known mistake,
@@ -33,6 +34,9 @@ GRADED = {
     "coatt_equivalence": ("coattention", "equivalence"),
     "coatt_padding": ("coattention", "padding"),
     "coatt_gradients": ("coattention", "gradients"),
+    "pairs_visible_shape": ("pairs", "shapes"),
+    "pairs_sum": ("pairs", "sum"),
+    "pairs_padding": ("pairs", "padding"),
 }
 
 
