@@ -131,7 +131,7 @@ def xor_training_data(seed: int):
 
 # ----------------------------------------------------------------------------- helpers
 
-def _describe(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
@@ -146,7 +146,7 @@ def to_array(value) -> np.ndarray:
         return np.array(torch.Tensor.numpy(data), dtype=np.float32, copy=True)
 
 
-def _record(ev: dict, key: str, compute) -> torch.Tensor | None:
+def record(ev: dict, key: str, compute) -> torch.Tensor | None:
     """``ev[key] = compute()`` as an array, or ``ev["error/" + key]`` with the reason."""
     try:
         out = compute()
@@ -158,11 +158,11 @@ def _record(ev: dict, key: str, compute) -> torch.Tensor | None:
     except NotImplementedError:
         ev[f"error/{key}"] = np.array("NotImplementedError: not implemented yet")
     except Exception as error:  # noqa: BLE001 (the student's code can raise anything)
-        ev[f"error/{key}"] = np.array(_describe(error))
+        ev[f"error/{key}"] = np.array(describe_error(error))
     return None
 
 
-def _state(ev: dict, prefix: str, module: nn.Module) -> None:
+def record_state(ev: dict, prefix: str, module: nn.Module) -> None:
     for name, value in module.state_dict().items():
         if isinstance(value, torch.Tensor):
             ev[f"{prefix}{name}"] = to_array(value)
@@ -203,7 +203,7 @@ def _load(module: nn.Module, weights: dict[str, np.ndarray]) -> list[str]:
 
 
 @contextlib.contextmanager
-def _isolated(seed: int):
+def isolated(seed: int):
     """One thread, float32, gradients on, warnings off; the caller's random states restored."""
     python_state, numpy_state = random.getstate(), np.random.get_state()
     dtype = torch.get_default_dtype()
@@ -230,7 +230,7 @@ def build_module(ev: dict, factory, signature: str, seed: int):
         ev["status"] = np.array(f"not implemented: {signature} still raises NotImplementedError")
         return None
     except Exception as error:  # noqa: BLE001
-        ev["status"] = np.array(f"error: {signature} raised {_describe(error)}")
+        ev["status"] = np.array(f"error: {signature} raised {describe_error(error)}")
         return None
     if not isinstance(module, nn.Module):
         ev["status"] = np.array(f"error: {signature} did not give an nn.Module")
@@ -248,7 +248,7 @@ def _gradients(ev: dict, module: nn.Module, out, projection, seed: int) -> None:
             projection = projection_for(seed, tuple(out.shape))
         (out * projection).sum().backward()
     except Exception as error:  # noqa: BLE001
-        ev["error/grad"] = np.array(f"backward raised {_describe(error)}")
+        ev["error/grad"] = np.array(f"backward raised {describe_error(error)}")
         return
     for name, param in module.named_parameters():
         grad = param.grad
@@ -268,21 +268,21 @@ def collect_bidirectional(cls, seed: int = DEFAULT_SEED, weights=None, train=Fal
     ev: dict[str, np.ndarray] = {}
     name = getattr(cls, "__name__", repr(cls))
     x = bidirectional_inputs(seed)
-    with _isolated(seed):
+    with isolated(seed):
         module = build_module(ev, lambda: cls(DIM, num_heads=HEADS), f"{name}({DIM}, "
                         f"num_heads={HEADS})", seed)
         if module is None:
             return ev
         try:
-            _state(ev, "init/", module)
+            record_state(ev, "init/", module)
             if weights is not None:
                 ev["loaded"] = np.array(json.dumps(_load(module, weights)))
             else:
                 _perturb(module, seed)
-            _state(ev, "state/", module)
+            record_state(ev, "state/", module)
             _structure(ev, module)
         except Exception as error:  # noqa: BLE001 (e.g. a property that raises)
-            ev["error/state"] = np.array(_describe(error))
+            ev["error/state"] = np.array(describe_error(error))
         module.eval()
         with torch.no_grad():
             for i, (d, *_) in enumerate(BIDIR_SHAPE_CASES):
@@ -294,24 +294,24 @@ def collect_bidirectional(cls, seed: int = DEFAULT_SEED, weights=None, train=Fal
                         m = cls(d, num_heads=HEADS)
                     except Exception as error:  # noqa: BLE001
                         ev[f"error/out/shape{i}"] = np.array(
-                            f"{name}({d}, num_heads={HEADS}) raised {_describe(error)}")
+                            f"{name}({d}, num_heads={HEADS}) raised {describe_error(error)}")
                         continue
                     m.eval()
-                _record(ev, f"out/shape{i}", lambda m=m, i=i: m(x[f"shape{i}/img"],
+                record(ev, f"out/shape{i}", lambda m=m, i=i: m(x[f"shape{i}/img"],
                                                                   x[f"shape{i}/txt"]))
-            _record(ev, "out/eq", lambda: module(x["eq/img"], x["eq/txt"]))
+            record(ev, "out/eq", lambda: module(x["eq/img"], x["eq/txt"]))
             for i in range(len(NAN_PROBES)):
-                _record(ev, f"out/nan{i}", lambda i=i: module(x[f"nan{i}/img"], x[f"nan{i}/txt"]))
+                record(ev, f"out/nan{i}", lambda i=i: module(x[f"nan{i}/img"], x[f"nan{i}/txt"]))
             for attr in ("txt_to_img", "img_to_txt"):
-                _record(ev, f"sub/{attr}",
+                record(ev, f"sub/{attr}",
                         lambda attr=attr: getattr(module, attr)(x["sub/query"], x["sub/kv"]))
             for attr in ("norm_txt", "norm_img"):
-                _record(ev, f"sub/{attr}", lambda attr=attr: getattr(module, attr)(x["sub/query"]))
+                record(ev, f"sub/{attr}", lambda attr=attr: getattr(module, attr)(x["sub/query"]))
         module.train()
         try:
             out = module(x["grad/img"], x["grad/txt"])
         except Exception as error:  # noqa: BLE001
-            ev["error/grad"] = np.array(f"forward raised {_describe(error)}")
+            ev["error/grad"] = np.array(f"forward raised {describe_error(error)}")
         else:
             _gradients(ev, module, out, x["grad/projection"], seed)
         if train:
@@ -328,12 +328,12 @@ def collect_gated(cls, seed: int = DEFAULT_SEED, weights=None, train=False) -> d
     sizes = dict(GATED_SIZES)
     x = gated_inputs(seed)
     signature = f"{name}(" + ", ".join(f"{k}={v}" for k, v in sizes.items()) + ")"
-    with _isolated(seed):
+    with isolated(seed):
         model = build_module(ev, lambda: cls(**sizes), signature, seed)
         if model is None:
             return ev
         try:
-            _state(ev, "init/", model)
+            record_state(ev, "init/", model)
             gate = getattr(model, "gate", None)
             if isinstance(gate, torch.Tensor):  # its initial value, registered or not
                 ev["attr/gate"] = to_array(gate)
@@ -342,10 +342,10 @@ def collect_gated(cls, seed: int = DEFAULT_SEED, weights=None, train=False) -> d
                 ev["loaded"] = np.array(json.dumps(_load(model, weights)))
             else:
                 _perturb(model, seed)
-            _state(ev, "state/", model)
+            record_state(ev, "state/", model)
             _structure(ev, model)
         except Exception as error:  # noqa: BLE001
-            ev["error/state"] = np.array(_describe(error))
+            ev["error/state"] = np.array(describe_error(error))
         model.eval()
         with torch.no_grad():
             for i, (classes, _) in enumerate(GATED_SHAPE_CASES):
@@ -357,21 +357,21 @@ def collect_gated(cls, seed: int = DEFAULT_SEED, weights=None, train=False) -> d
                         m = cls(**{**sizes, "num_classes": classes})
                     except Exception as error:  # noqa: BLE001
                         ev[f"error/out/shape{i}"] = np.array(
-                            f"{name}(num_classes={classes}) raised {_describe(error)}")
+                            f"{name}(num_classes={classes}) raised {describe_error(error)}")
                         continue
                     m.eval()
-                _record(ev, f"out/shape{i}", lambda m=m, i=i: m(x[f"shape{i}/img"],
+                record(ev, f"out/shape{i}", lambda m=m, i=i: m(x[f"shape{i}/img"],
                                                                   x[f"shape{i}/txt"]))
-            _record(ev, "out/eq", lambda: model(x["eq/img"], x["eq/txt"]))
-            _record(ev, "sub/classifier", lambda: model.classifier(x["sub/z"]))
-            _record(ev, "sub/img_proj", lambda: model.img_proj(x["eq/img"]))
-            _record(ev, "sub/txt_proj", lambda: model.txt_proj(x["eq/txt"]))
+            record(ev, "out/eq", lambda: model(x["eq/img"], x["eq/txt"]))
+            record(ev, "sub/classifier", lambda: model.classifier(x["sub/z"]))
+            record(ev, "sub/img_proj", lambda: model.img_proj(x["eq/img"]))
+            record(ev, "sub/txt_proj", lambda: model.txt_proj(x["eq/txt"]))
             gate = getattr(model, "gate", None)
             if isinstance(gate, torch.Tensor) and tuple(gate.shape) == (1,):
                 saved = gate.detach().clone()
                 try:
                     gate.fill_(UNEVEN_GATE)
-                    _record(ev, "out/eq_uneven_gate", lambda: model(x["eq/img"], x["eq/txt"]))
+                    record(ev, "out/eq_uneven_gate", lambda: model(x["eq/img"], x["eq/txt"]))
                 finally:
                     gate.copy_(saved)
             else:
@@ -380,7 +380,7 @@ def collect_gated(cls, seed: int = DEFAULT_SEED, weights=None, train=False) -> d
         try:
             out = model(x["eq/img"], x["eq/txt"])
         except Exception as error:  # noqa: BLE001
-            ev["error/grad"] = np.array(f"forward raised {_describe(error)}")
+            ev["error/grad"] = np.array(f"forward raised {describe_error(error)}")
         else:
             _gradients(ev, model, out, x["grad/projection"], seed)
         if train:
@@ -398,11 +398,11 @@ def _train(ev: dict, make_model, seed: int) -> None:
                              batch_size=TRAINING["batch_size"], seed=seed, device="cpu",
                              progress=False, num_threads=1)
         fit(model, xor_training_data(seed), None, config)
-        _state(ev, "trained/", model)
+        record_state(ev, "trained/", model)
     except NotImplementedError:
         ev["error/trained"] = np.array("NotImplementedError: not implemented yet")
     except Exception as error:  # noqa: BLE001
-        ev["error/trained"] = np.array(f"training failed: {_describe(error)}")
+        ev["error/trained"] = np.array(f"training failed: {describe_error(error)}")
 
 
 # ----------------------------------------------------------------------------- files

@@ -26,18 +26,25 @@ accuracy cell only: the grader evaluates them on questions of its own); ``error/
 
 from __future__ import annotations
 
-import contextlib
 import json
-import random
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .evidence import EVIDENCE_DIR, build_module, grading, read_request, save, to_array
-from .utils import cpu_threads
+from .evidence import (
+    EVIDENCE_DIR,
+    build_module,
+    describe_error,
+    grading,
+    isolated,
+    read_request,
+    record,
+    record_state,
+    save,
+    to_array,
+)
 
 SEED = 20240601  # the self-checks' seed
 DIM, HEADS = 32, 4
@@ -144,50 +151,6 @@ def training_data(seed: int):
 
 # ----------------------------------------------------------------------------- helpers
 
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
-
-
-def _record(ev: dict, key: str, compute) -> torch.Tensor | None:
-    """``ev[key] = compute()`` as an array, or ``ev["error/" + key]`` with the reason."""
-    try:
-        out = compute()
-        if not isinstance(out, torch.Tensor):
-            ev[f"error/{key}"] = np.array(f"returned a {type(out).__name__}, not a tensor")
-            return None
-        ev[key] = to_array(out)
-        return out
-    except NotImplementedError:
-        ev[f"error/{key}"] = np.array("NotImplementedError: not implemented yet")
-    except Exception as error:  # noqa: BLE001 (the student's code can raise anything)
-        ev[f"error/{key}"] = np.array(_describe(error))
-    return None
-
-
-def _state(ev: dict, prefix: str, module: nn.Module) -> None:
-    for name, value in module.state_dict().items():
-        if isinstance(value, torch.Tensor):
-            ev[f"{prefix}{name}"] = to_array(value)
-
-
-@contextlib.contextmanager
-def _isolated(seed: int):
-    """One thread, float32, gradients on, warnings off; the caller's random states restored."""
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    dtype = torch.get_default_dtype()
-    try:
-        with cpu_threads(1), warnings.catch_warnings(), torch.enable_grad(), \
-                torch.random.fork_rng(devices=[]):
-            warnings.simplefilter("ignore")
-            torch.set_default_dtype(torch.float32)
-            torch.manual_seed(seed)
-            yield
-    finally:
-        torch.set_default_dtype(dtype)
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
-
-
 def _structure(ev: dict, module: nn.Module) -> None:
     ev["types"] = np.array(json.dumps(
         {name: type(child).__name__ for name, child in module.named_children()}))
@@ -210,7 +173,7 @@ def _gradients(ev: dict, module: nn.Module, loss_of) -> None:
     try:
         loss_of().backward()
     except Exception as error:  # noqa: BLE001 (the student's code can raise anything)
-        ev["error/grad"] = np.array(f"backward raised {_describe(error)}")
+        ev["error/grad"] = np.array(f"backward raised {describe_error(error)}")
         return
     for name, param in module.named_parameters():
         grad = param.grad
@@ -226,7 +189,7 @@ def _bad_input(ev: dict, call) -> None:
     except ValueError as error:
         ev["bad_input"] = np.array(f"ValueError: {error}")
     except Exception as error:  # noqa: BLE001
-        ev["bad_input"] = np.array(_describe(error))
+        ev["bad_input"] = np.array(describe_error(error))
 
 
 # ----------------------------------------------------------------------------- collection
@@ -237,7 +200,7 @@ def collect_attention(cls, seed: int = SEED, train: bool = False) -> dict:
     name = getattr(cls, "__name__", repr(cls))
     x = attention_inputs(seed)
     q, kv, mask = x["query"], x["kv"], x["mask"]
-    with _isolated(seed):
+    with isolated(seed):
         module = build_module(ev, lambda: cls(DIM, num_heads=HEADS),
                               f"{name}({DIM}, num_heads={HEADS})", seed)
         if module is None:
@@ -247,9 +210,9 @@ def collect_attention(cls, seed: int = SEED, train: bool = False) -> dict:
             ev["attrs"] = np.array(json.dumps({a: getattr(module, a, None) for a in
                                                ("num_heads", "head_dim")}, default=str))
             _perturb(module, seed)
-            _state(ev, "state/", module)
+            record_state(ev, "state/", module)
         except Exception as error:  # noqa: BLE001 (e.g. a property that raises)
-            ev["error/state"] = np.array(_describe(error))
+            ev["error/state"] = np.array(describe_error(error))
         module.eval()
         with torch.no_grad():
             for i, (d, h, *_) in enumerate(ATTENTION_SHAPE_CASES):
@@ -260,25 +223,25 @@ def collect_attention(cls, seed: int = SEED, train: bool = False) -> dict:
                         m = cls(d, num_heads=h).eval()
                     except Exception as error:  # noqa: BLE001
                         ev[f"error/out/shape{i}"] = np.array(
-                            f"{name}({d}, num_heads={h}) raised {_describe(error)}")
+                            f"{name}({d}, num_heads={h}) raised {describe_error(error)}")
                         continue
-                if _record(ev, f"out/shape{i}", lambda m=m, i=i: m(
+                if record(ev, f"out/shape{i}", lambda m=m, i=i: m(
                         x[f"shape{i}/query"], x[f"shape{i}/kv"])) is not None:
                     weights = getattr(m, "last_attn_weights", None)
                     if isinstance(weights, torch.Tensor):
                         ev[f"weights/shape{i}"] = to_array(weights)
-            _record(ev, "out/plain", lambda: module(q, kv))
-            if _record(ev, "out/mask", lambda: module(q, kv, mask)) is not None:
+            record(ev, "out/plain", lambda: module(q, kv))
+            if record(ev, "out/mask", lambda: module(q, kv, mask)) is not None:
                 weights = getattr(module, "last_attn_weights", None)
                 if isinstance(weights, torch.Tensor):
                     ev["weights/mask"] = to_array(weights)
-            _record(ev, "out/junk", lambda: module(q, x["kv_junk"], mask))
+            record(ev, "out/junk", lambda: module(q, x["kv_junk"], mask))
             perm, qperm = x["perm"], x["qperm"]
-            _record(ev, "out/perm", lambda: module(q, kv[:, perm], mask[:, perm]))
-            _record(ev, "out/qperm", lambda: module(q[:, qperm], kv, mask))
+            record(ev, "out/perm", lambda: module(q, kv[:, perm], mask[:, perm]))
+            record(ev, "out/qperm", lambda: module(q[:, qperm], kv, mask))
             # sample 1 with its padded keys left out, and with only them
-            _record(ev, "out/kept", lambda: module(q[1:2], kv[1:2, :4]))
-            _record(ev, "out/pads_only", lambda: module(q[1:2], kv[1:2, 4:]))
+            record(ev, "out/kept", lambda: module(q[1:2], kv[1:2, :4]))
+            record(ev, "out/pads_only", lambda: module(q[1:2], kv[1:2, 4:]))
         module.train()
 
         def loss():
@@ -307,11 +270,11 @@ def _train(ev: dict, cls, seed: int) -> None:
         config = TrainConfig(epochs=t["epochs"], lr=t["lr"], batch_size=t["batch_size"],
                              seed=seed, device="cpu", progress=False, num_threads=1)
         fit(model, training_data(seed), None, config)
-        _state(ev, "trained/", model)
+        record_state(ev, "trained/", model)
     except NotImplementedError:
         ev["error/trained"] = np.array("NotImplementedError: not implemented yet")
     except Exception as error:  # noqa: BLE001
-        ev["error/trained"] = np.array(f"training failed: {_describe(error)}")
+        ev["error/trained"] = np.array(f"training failed: {describe_error(error)}")
 
 
 def _pair(ev: dict, key: str, compute) -> None:
@@ -323,7 +286,7 @@ def _pair(ev: dict, key: str, compute) -> None:
         ev[f"error/{key}"] = np.array("NotImplementedError: not implemented yet")
         return
     except Exception as error:  # noqa: BLE001
-        ev[f"error/{key}"] = np.array(_describe(error))
+        ev[f"error/{key}"] = np.array(describe_error(error))
         return
     if not (isinstance(out, (tuple, list)) and len(out) == 2
             and all(isinstance(t, torch.Tensor) for t in out)):
@@ -339,7 +302,7 @@ def collect_coattention(cls, seed: int = SEED) -> dict:
     name = getattr(cls, "__name__", repr(cls))
     x = coattention_inputs(seed)
     words, objects, wm, om = x["words"], x["objects"], x["word_mask"], x["object_mask"]
-    with _isolated(seed):
+    with isolated(seed):
         module = build_module(ev, lambda: cls(DIM, num_heads=HEADS),
                               f"{name}({DIM}, num_heads={HEADS})", seed)
         if module is None:
@@ -353,9 +316,9 @@ def collect_coattention(cls, seed: int = SEED) -> dict:
                     attention[attr] = type(inner).__name__
             ev["attention_types"] = np.array(json.dumps(attention))
             _perturb(module, seed)
-            _state(ev, "state/", module)
+            record_state(ev, "state/", module)
         except Exception as error:  # noqa: BLE001
-            ev["error/state"] = np.array(_describe(error))
+            ev["error/state"] = np.array(describe_error(error))
         module.eval()
         with torch.no_grad():
             for i, _ in enumerate(COATTENTION_SHAPE_CASES):
@@ -363,7 +326,7 @@ def collect_coattention(cls, seed: int = SEED) -> dict:
                                                               x[f"shape{i}/objects"]))
             inner = getattr(getattr(module, "words_read_objects", None), "attn", None)
             if isinstance(inner, nn.Module):  # which attention the block is built on
-                _record(ev, "sub/attn", lambda: inner(words, objects, om))
+                record(ev, "sub/attn", lambda: inner(words, objects, om))
             _pair(ev, "out/plain", lambda: module(words, objects))
             _pair(ev, "out/mask", lambda: module(words, objects, wm, om))
             _pair(ev, "out/junk_objects", lambda: module(words, x["objects_junk"], wm, om))
@@ -383,15 +346,15 @@ def collect_pairs(fn, seed: int = SEED) -> dict:
     ev: dict = {"status": np.array("ok")}
     x = pairs_inputs(seed)
     rel, mask = x["relations"], x["mask"]
-    with _isolated(seed), torch.no_grad():
+    with isolated(seed), torch.no_grad():
         for i, (B, N, _) in enumerate(PAIRS_SHAPE_CASES):
             shape_mask = torch.zeros(B, N, dtype=torch.bool)
             shape_mask[:, N - 1:] = N > 1
-            _record(ev, f"out/shape{i}", lambda i=i, m=shape_mask: fn(x[f"shape{i}"].clone(), m))
-        _record(ev, "out/plain", lambda: fn(rel.clone(), None))
-        _record(ev, "out/mask", lambda: fn(rel.clone(), mask))
-        _record(ev, "out/junk", lambda: fn(x["relations_junk"].clone(), mask))
-        _record(ev, "out/kept", lambda: fn(rel[1:2, :3, :3].clone(), None))  # sample 1, no pads
+            record(ev, f"out/shape{i}", lambda i=i, m=shape_mask: fn(x[f"shape{i}"].clone(), m))
+        record(ev, "out/plain", lambda: fn(rel.clone(), None))
+        record(ev, "out/mask", lambda: fn(rel.clone(), mask))
+        record(ev, "out/junk", lambda: fn(x["relations_junk"].clone(), mask))
+        record(ev, "out/kept", lambda: fn(rel[1:2, :3, :3].clone(), None))  # sample 1, no pads
         _bad_input(ev, lambda: fn(torch.randn(2, 3, 4, 8), torch.zeros(2, 3, dtype=torch.bool)))
     return ev
 
