@@ -157,9 +157,10 @@ def _gradient_reach(ev, facts, groups: dict[str, str]) -> dict[str, bool]:
                         for k, g in grads.items()) for prefix in groups}
 
 
-def accuracy(ev, facts) -> CheckResult:
-    """The grader's accuracy verdict (``facts["accuracy"]``: (accuracy, threshold, what) or
-    the reason it could not be measured)."""
+def accuracy_on(facts, data: str) -> CheckResult:
+    """The grader's accuracy verdict on its own ``data`` (words for the feedback):
+    ``facts["accuracy"]`` is (accuracy, threshold, what) or the reason it could not be
+    measured. Every part's accuracy check is this one."""
     result = facts.get("accuracy")
     if result is None:
         raise Skip("the accuracy is measured by the grader only")
@@ -167,10 +168,15 @@ def accuracy(ev, facts) -> CheckResult:
         return CheckResult("accuracy", False, result)
     acc, threshold, what = result
     if not acc >= threshold:  # also catches NaN
-        return CheckResult("accuracy", False, f"{what} reached {acc:.3f} on the grader's XOR "
-                           f"test data, below the required {threshold:.2f}")
-    return CheckResult("accuracy", True, f"{what} reached {acc:.3f} on the grader's XOR test "
-                       f"data (required {threshold:.2f})")
+        return CheckResult("accuracy", False, f"{what} reached {acc:.3f} on the grader's {data}, "
+                           f"below the required {threshold:.2f}")
+    return CheckResult("accuracy", True, f"{what} reached {acc:.3f} on the grader's {data} "
+                       f"(required {threshold:.2f})")
+
+
+def accuracy(ev, facts) -> CheckResult:
+    """The grader's accuracy verdict on its XOR test data (see ``accuracy_on``)."""
+    return accuracy_on(facts, "XOR test data")
 
 
 # ----------------------------------------------------------------------------- bidirectional

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from . import evidence_part2 as E
-from .check import CheckResult, Skip, close, implemented_check, report, run, text
+from .check import CheckResult, Skip, accuracy_on, close, implemented_check, report, run, text
 from .models import CrossAttentionLayer
 from .scene_models import CoAttentionBlock as ReferenceCoAttentionBlock
 
@@ -409,19 +409,8 @@ def attention_bad_input(ev, facts) -> CheckResult:
 
 
 def accuracy(ev, facts) -> CheckResult:
-    """The grader's accuracy verdict (``facts["accuracy"]``: (accuracy, threshold, what) or
-    the reason it could not be measured)."""
-    result = facts.get("accuracy")
-    if result is None:
-        raise Skip("the accuracy is measured by the grader only")
-    if isinstance(result, str):
-        return CheckResult("accuracy", False, result)
-    acc, threshold, what = result
-    if not acc >= threshold:  # also catches NaN
-        return CheckResult("accuracy", False, f"{what} reached {acc:.3f} on the grader's "
-                           f"\"what shape is X\" questions, below the required {threshold:.2f}")
-    return CheckResult("accuracy", True, f"{what} reached {acc:.3f} on the grader's \"what "
-                       f"shape is X\" questions (required {threshold:.2f})")
+    """The grader's accuracy verdict on its "what shape is X" questions (``check.accuracy_on``)."""
+    return accuracy_on(facts, '"what shape is X" questions')
 
 
 ATTENTION = {"implemented": implemented, "attributes": attention_attributes,
