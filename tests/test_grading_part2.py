@@ -7,11 +7,10 @@ functions directly in tests/test_check_part2.py.
 
 from __future__ import annotations
 
-import nbformat
 import pytest
 
-from autograder.examples import PART2_EXAMPLES, PART2_VARIANTS, graded_cells, release, submission
-from autograder.grade import grade
+from autograder.examples import PART2_EXAMPLES, PART2_VARIANTS, graded_cells
+from tests.grading_batch import grade_batch
 
 pytestmark = [pytest.mark.grading, pytest.mark.attention, pytest.mark.coattention,
               pytest.mark.pairs]
@@ -31,16 +30,8 @@ BATCH = {  # name -> (replacement cells or None for untouched, graded cells expe
 
 @pytest.fixture(scope="module")
 def part2(tmp_path_factory):
-    masters, released = release(ASSIGNMENT)
-    master, student = masters[ASSIGNMENT], released[ASSIGNMENT]
-    folder = tmp_path_factory.mktemp("part2-submissions")
-    for name, (replace, _) in BATCH.items():
-        nb = submission(master, student, replace=replace or None, solved=replace is not None)
-        nbformat.write(nb, folder / f"{name}.ipynb")
-    out = tmp_path_factory.mktemp("part2-out")
-    report = grade(ASSIGNMENT, folder, out, workers=2, cell_timeout=CELL_TIMEOUT,
-                   submission_timeout=900, echo=lambda *_: None)
-    return report, out
+    return grade_batch(ASSIGNMENT, BATCH, tmp_path_factory, cell_timeout=CELL_TIMEOUT,
+                       submission_timeout=900)
 
 
 def test_rubric_totals_50():

@@ -7,18 +7,15 @@ tests/test_check_part3.py.
 
 from __future__ import annotations
 
-import nbformat
 import pytest
 
 from autograder.examples import (
     PART3_EXAMPLES,
     PART3_VARIANTS,
     graded_cells,
-    release,
-    submission,
     write_examples,
 )
-from autograder.grade import grade
+from tests.grading_batch import grade_batch
 
 pytestmark = pytest.mark.grading
 
@@ -38,16 +35,8 @@ BATCH = {  # name -> (replacement cells or None for untouched, graded cells expe
 
 @pytest.fixture(scope="module")
 def part3(tmp_path_factory):
-    masters, released = release(ASSIGNMENT)
-    master, student = masters[ASSIGNMENT], released[ASSIGNMENT]
-    folder = tmp_path_factory.mktemp("part3-submissions")
-    for name, (replace, _) in BATCH.items():
-        nb = submission(master, student, replace=replace or None, solved=replace is not None)
-        nbformat.write(nb, folder / f"{name}.ipynb")
-    out = tmp_path_factory.mktemp("part3-out")
-    report = grade(ASSIGNMENT, folder, out, workers=2, cell_timeout=CELL_TIMEOUT,
-                   submission_timeout=600, echo=lambda *_: None)
-    return report, out
+    return grade_batch(ASSIGNMENT, BATCH, tmp_path_factory, cell_timeout=CELL_TIMEOUT,
+                       submission_timeout=600)
 
 
 def test_rubric_totals_50():

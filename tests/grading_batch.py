@@ -1,0 +1,25 @@
+"""One grading batch on real nbgrader, shared by the end-to-end tests of each assignment."""
+
+from __future__ import annotations
+
+import nbformat
+
+from autograder.examples import release, submission
+from autograder.grade import grade
+
+
+def grade_batch(assignment: str, batch: dict, tmp_path_factory, *, cell_timeout: int,
+                submission_timeout: int):
+    """Write one submission per entry of ``batch`` (name -> (replacement cells, or None for the
+    untouched notebook; the graded cells expected to fail)) and grade them all in one batch,
+    with two workers. Returns (the grading report, its output folder)."""
+    masters, released = release(assignment)
+    master, student = masters[assignment], released[assignment]
+    folder = tmp_path_factory.mktemp(f"{assignment}-submissions")
+    for name, (replace, _) in batch.items():
+        nb = submission(master, student, replace=replace or None, solved=replace is not None)
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    out = tmp_path_factory.mktemp(f"{assignment}-out")
+    report = grade(assignment, folder, out, workers=2, cell_timeout=cell_timeout,
+                   submission_timeout=submission_timeout, echo=lambda *_: None)
+    return report, out
