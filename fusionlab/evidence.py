@@ -427,9 +427,10 @@ def grading() -> bool:
     return Path(REQUEST_FILE).exists()
 
 
-def _export(grade_id: str, collect, cls, train: bool) -> None:
-    seed = read_request()["seed"]
-    ev = collect(cls, seed, train=train)
+def export(grade_id: str, collect, obj, **kwargs) -> None:
+    """What every graded cell does: ``collect(obj, seed, **kwargs)`` on the grader's seed, then,
+    while grading, save the evidence as ``evidence/<grade_id>.npz``. Every part's cells call it."""
+    ev = collect(obj, read_request()["seed"], **kwargs)
     status = str(ev.get("status", "ok"))
     if grading():
         save(ev, Path(EVIDENCE_DIR) / f"{grade_id}.npz")
@@ -440,10 +441,10 @@ def _export(grade_id: str, collect, cls, train: bool) -> None:
 
 def bidirectional(grade_id: str, cls, train: bool = False) -> None:
     """Write the evidence of graded cell ``grade_id`` on a ``BidirectionalCrossAttention``."""
-    _export(grade_id, collect_bidirectional, cls, train)
+    export(grade_id, collect_bidirectional, cls, train=train)
 
 
 def gated(grade_id: str, cls, train: bool = False) -> None:
     """Write the evidence of graded cell ``grade_id`` on a ``GatedFusionModel``."""
-    _export(grade_id, collect_gated, cls, train)
+    export(grade_id, collect_gated, cls, train=train)
 

@@ -27,22 +27,18 @@ accuracy cell only: the grader evaluates them on questions of its own); ``error/
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from .evidence import (
-    EVIDENCE_DIR,
     build_module,
     describe_error,
-    grading,
+    export,
     isolated,
-    read_request,
     record,
     record_state,
-    save,
     to_array,
 )
 
@@ -361,26 +357,16 @@ def collect_pairs(fn, seed: int = SEED) -> dict:
 
 # ----------------------------------------------------------------------------- graded cells
 
-def _export(grade_id: str, collect, cls, **kwargs) -> None:
-    ev = collect(cls, read_request()["seed"], **kwargs)
-    status = str(ev.get("status", "ok"))
-    if grading():
-        save(ev, Path(EVIDENCE_DIR) / f"{grade_id}.npz")
-        print(f"{grade_id}: evidence recorded ({status}); the grader decides the verdict")
-    else:  # outside grading: nothing is written next to the student's notebook
-        print(f"{grade_id}: evidence collected ({status}); the grader decides the verdict")
-
-
 def attention(grade_id: str, cls, train: bool = False) -> None:
     """Write the evidence of graded cell ``grade_id`` on a ``MaskedMultiHeadAttention``."""
-    _export(grade_id, collect_attention, cls, train=train)
+    export(grade_id, collect_attention, cls, train=train)
 
 
 def pairs(grade_id: str, fn) -> None:
     """Write the evidence of graded cell ``grade_id`` on a ``relation_pair_sum`` function."""
-    _export(grade_id, collect_pairs, fn)
+    export(grade_id, collect_pairs, fn)
 
 
 def coattention(grade_id: str, cls) -> None:
     """Write the evidence of graded cell ``grade_id`` on a ``CoAttentionBlock``."""
-    _export(grade_id, collect_coattention, cls)
+    export(grade_id, collect_coattention, cls)

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .evidence import EVIDENCE_DIR, build_module, grading, read_request, save, to_array
+from .evidence import build_module, export, to_array
 from .utils import cpu_threads
 
 SEED = 20240601
@@ -284,29 +283,18 @@ def collect_dropout(fn, seed: int = SEED, train: bool = False) -> dict:
 
 # ----------------------------------------------------------------------------- graded cells
 
-def _export(grade_id: str, collect, obj, train: bool = False) -> None:
-    seed = read_request()["seed"]
-    ev = collect(obj, seed, train=True) if train else collect(obj, seed)
-    status = ev.get("status", "ok")
-    if grading():
-        save(ev, Path(EVIDENCE_DIR) / f"{grade_id}.npz")
-        print(f"{grade_id}: evidence recorded ({status}); the grader decides the verdict")
-    else:  # outside grading: nothing is written next to the student's notebook
-        print(f"{grade_id}: evidence collected ({status}); the grader decides the verdict")
-
-
 def gmu(grade_id: str, cls, train: bool = False) -> None:
     """Write the evidence of graded cell ``grade_id`` on a ``GatedMultimodalUnit``
     (``train``: also a classifier on it trained on the switch task)."""
-    _export(grade_id, collect_gmu, cls, train)
+    export(grade_id, collect_gmu, cls, train=train)
 
 
 def tanh_gated_block(grade_id: str, cls) -> None:
     """Write the evidence of graded cell ``grade_id`` on a ``TanhGatedCrossAttention``."""
-    _export(grade_id, collect_block, cls)
+    export(grade_id, collect_block, cls)
 
 
 def modality_dropout(grade_id: str, fn, train: bool = False) -> None:
     """Write the evidence of graded cell ``grade_id`` on a ``modality_dropout`` function
     (``train``: also an early-fusion model trained with it on the redundant task)."""
-    _export(grade_id, collect_dropout, fn, train)
+    export(grade_id, collect_dropout, fn, train=train)
