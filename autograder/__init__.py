@@ -12,8 +12,8 @@ Modules: ``nbgrader_config`` (course settings), ``course`` (course directories, 
 (results, reasons, feedback pages, summary), ``verdicts`` and ``hidden`` (the trusted verdicts,
 decided outside the student's kernel from the evidence the graded cells export), ``scan``
 (static tamper scan, advisory), ``feedback`` (feedback preprocessors), ``examples`` (example
-submissions), ``known_answers``, ``measure_thresholds`` and ``measure_thresholds_part3`` (the
-self-checks' stored answers, the accuracy thresholds of Parts 1 and 3), ``notebooks``
+submissions), ``known_answers`` and ``thresholds`` (the self-checks' stored answers, the
+accuracy cells' thresholds), ``notebooks``
 (``make notebooks``), ``release``. See autograder/README.md.
 """
 

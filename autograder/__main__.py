@@ -31,6 +31,9 @@ def _add_grading_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-limit", type=parse_bytes, default=DEFAULT_MEMORY_LIMIT,
                         help="memory of one submission's kernel, e.g. 4G or 512M "
                              f"(default {format_bytes(DEFAULT_MEMORY_LIMIT)})")
+    parser.add_argument("--reseed", action="store_true",
+                        help="draw new grading seeds (a new course secret in --out); by "
+                             "default a re-grade uses the same seeds and gives the same grades")
     parser.add_argument("--no-sandbox", dest="sandbox", action="store_false",
                         help="run the submissions' kernels WITHOUT the sandbox (bubblewrap), "
                              "with the grader's permissions; the summary and results.json say so")
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
         options = dict(source_root=source, workers=args.workers, cell_timeout=args.cell_timeout,
                        submission_timeout=args.submission_timeout, use_sandbox=args.sandbox,
-                       memory_limit=args.memory_limit)
+                       memory_limit=args.memory_limit, reseed=args.reseed)
         if args.command == "demo":
             from .examples import write_examples
 

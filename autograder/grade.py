@@ -32,7 +32,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import sandbox, scan
+from . import cleanroom, sandbox, scan, verdicts
 from .course import (
     SOURCE_ROOT,
     Course,
@@ -93,6 +93,7 @@ class Run:
     limits: dict | None  # the sandbox's limits, None: --no-sandbox
     echo: Callable[[str], None]
     start: float = field(default_factory=time.perf_counter)
+    reseed: bool = False
 
     @property
     def logs(self) -> Path:
@@ -110,19 +111,21 @@ def grade(
     submission_timeout: float = DEFAULT_SUBMISSION_TIMEOUT_S,
     use_sandbox: bool = True,
     memory_limit: int = sandbox.DEFAULT_MEMORY_LIMIT,
+    reseed: bool = False,
     echo=print,
 ) -> GradingReport:
     """Grade every submission of ``assignment``; write the results under ``out``.
 
     Each kernel runs in ``autograder.sandbox`` under ``memory_limit`` bytes; without the
-    sandbox on this machine the command refuses, unless ``use_sandbox=False``."""
+    sandbox on this machine the command refuses, unless ``use_sandbox=False``. The grading
+    seeds come from the course secret in ``out`` (``reseed``: a new one)."""
     if use_sandbox and sandbox.missing():
         raise CourseError(f"cannot build the sandbox for the submissions' kernels: "
                           f"{sandbox.missing()}. Grade without it only with --no-sandbox.")
     limits = ({"memory_limit": int(memory_limit), "pids_limit": sandbox.DEFAULT_PIDS_LIMIT}
               if use_sandbox else None)
     run = Run(assignment, Path(out).resolve(), Path(source_root), cell_timeout,
-              submission_timeout, limits, echo)
+              submission_timeout, limits, echo, reseed=reseed)
     if not any((run.source_root / assignment).glob("*.ipynb")):
         raise CourseError(f"no instructor notebook found in {run.source_root / assignment}")
     _clear_outputs(run.out)
@@ -154,7 +157,13 @@ def _grade(run: Run, submissions: Path, pool: list[Worker]) -> GradingReport:
     run.echo(f"Releasing {run.assignment} from {run.source_root / run.assignment} ...")
     course = create_course(run.out / "course", run.assignment, run.source_root, run.cell_timeout)
     release_nb = course.root / "release" / run.assignment / f"{course.notebooks[0]}.ipynb"
-    cells = list(graded_cells(nbformat.read(release_nb, as_version=4)).items())
+    release = nbformat.read(release_nb, as_version=4)
+    try:  # fail closed: every graded cell has a trusted verdict, or nothing is graded
+        cleanroom.exercises_of(release, course.root / "source" / run.assignment)
+    except cleanroom.SuiteError as exc:
+        raise CourseError(str(exc)) from None
+    cells = list(graded_cells(release).items())
+    secret = verdicts.course_secret(run.out, reseed=run.reseed)
 
     run.echo(f"Collecting submissions from {submissions} ...")
     batch = collect_batch(course, submissions)
@@ -167,7 +176,8 @@ def _grade(run: Run, submissions: Path, pool: list[Worker]) -> GradingReport:
     jobs = [
         {"root": str(make_shard(course, student, work / student).root),
          "assignment": run.assignment, "student": student,
-         "cell_timeout": run.cell_timeout, "sandbox": run.limits}
+         "cell_timeout": run.cell_timeout, "sandbox": run.limits,
+         "seeds": verdicts.seeds_for(secret, run.assignment, student).as_dict()}
         for student, result in results.items() if result.status == "graded"
     ]
 

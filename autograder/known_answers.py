@@ -1,74 +1,54 @@
-"""Write the self-checks' known answers from the trusted reference formulas.
+"""Write the self-checks' known answers from the trusted references.
 
-    python -m autograder.known_answers        # rewrites fusionlab/known_answers/part1.npz
+    python -m autograder.known_answers        # rewrites fusionlab/part<N>/known_answers.npz
 
-The self-checks (``fusionlab.check``) load known weights into the student's module, run it on
-known inputs (seed ``fusionlab.check.KNOWN_SEED``) and compare with the outputs stored here:
-the reference's, and each known mistake's (for the hints). So the package needs no
-implementation of a TODO. ``tests/test_check.py`` proves that the stored vectors equal a
-fresh computation.
+A self-check cannot compute the reference solution's outputs: the package holds no answer. For
+every exercise whose reference declares ``known_weights``, this tool loads those weights into
+the reference formulas (``autograder.hidden``), computes the facts the grader would compute on
+the self-check's inputs (``fusionlab.grading.seeds.SELF_CHECK_SEED``) and stores them with the
+weights in the part's ``known_answers.npz`` (``fusionlab.grading.known``). The self-check loads
+the same weights into the student's module and runs the same checks against those facts.
+A test proves that the stored files equal a fresh computation.
 """
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from fusionlab import check
-from fusionlab import evidence as E
-from fusionlab.models import CrossAttentionLayer
+from fusionlab.grading import known, registry
+from fusionlab.grading.seeds import SELF_CHECK_SEED
+from fusionlab.grading.toolkit import save
 
-from .hidden import part1
-
-PATH = Path(check.__file__).with_name("known_answers") / check.KNOWN_ANSWERS
+from .hidden import references
 
 
-def known_weights() -> dict[str, dict[str, np.ndarray]]:
-    """Weights of each exercise's interface, drawn from KNOWN_SEED; the LayerNorms' and the
-    gate's values are not their defaults, so that swapped norms and a swapped alpha show."""
-    g = torch.Generator().manual_seed(check.KNOWN_SEED)
-    torch.manual_seed(check.KNOWN_SEED)
-    bidir = {}
-    for attr in ("txt_to_img", "img_to_txt"):
-        for key, value in CrossAttentionLayer(E.DIM, E.HEADS).state_dict().items():
-            bidir[f"{attr}.{key}"] = value.numpy()
-    for attr in ("norm_txt", "norm_img"):
-        bidir[f"{attr}.weight"] = (1 + 0.3 * torch.randn(E.DIM, generator=g)).numpy()
-        bidir[f"{attr}.bias"] = (0.3 * torch.randn(E.DIM, generator=g)).numpy()
-    s = E.GATED_SIZES
-    e, c = s["embed_dim"], s["num_classes"]
-    gated = {"gate": np.array([0.7], dtype=np.float32)}
-    for name, shape in (("img_proj", (e, s["img_dim"])), ("txt_proj", (e, s["txt_dim"])),
-                        ("classifier.0", (e, e)), ("classifier.2", (c, e))):
-        gated[f"{name}.weight"] = (0.3 * torch.randn(*shape, generator=g)).numpy()
-        gated[f"{name}.bias"] = (0.3 * torch.randn(shape[0], generator=g)).numpy()
-    return {"bidir": bidir, "gated": gated}
+def compute() -> dict[str, dict[str, np.ndarray]]:
+    """``{package: arrays of its known_answers.npz}`` for every part with known answers."""
+    per_package: dict[str, dict] = {}
+    for exercise in registry.exercises():
+        ref = references.reference(exercise.name)
+        if ref is None or ref.known_weights is None:
+            continue
+        weights = ref.known_weights()
+        ev = {f"state/{k}": np.asarray(v) for k, v in weights.items()}
+        facts = ref.facts(ev, SELF_CHECK_SEED)
+        assert "unavailable" not in facts, (exercise.name, facts.get("unavailable"))
+        package = exercise.collect.__module__.rsplit(".", 1)[0]
+        per_package.setdefault(package, {})[exercise.name] = (weights, facts)
+    return {package: known.store(answers) for package, answers in per_package.items()}
 
 
-def compute() -> dict[str, np.ndarray]:
-    """The known answers: ``<exercise>/weights/...``, ``<exercise>/expected/<key>`` and
-    ``<exercise>/mistake/<name>/<key>``."""
-    answers = {}
-    for exercise, weights in known_weights().items():
-        ev = {f"state/{k}": v for k, v in weights.items()}
-        if exercise == "gated":
-            ev["attr/gate"] = weights["gate"]
-        facts = (part1.bidirectional_facts if exercise == "bidir" else part1.gated_facts)(
-            ev, check.KNOWN_SEED)
-        assert "unavailable" not in facts, facts.get("unavailable")
-        answers.update({f"{exercise}/weights/{k}": v for k, v in weights.items()})
-        answers.update({f"{exercise}/expected/{k}": v for k, v in facts["expected"].items()})
-        for mistake, outputs in facts["mistakes"].items():
-            answers.update({f"{exercise}/mistake/{mistake}/{k}": v for k, v in outputs.items()})
-    return {k: np.asarray(v, dtype=np.float32) for k, v in answers.items()}
+def path_of(package: str) -> Path:
+    return Path(str(resources.files(package))) / known.KnownAnswers.FILE
 
 
 def main() -> None:
-    answers = compute()
-    E.save(answers, PATH)
-    print(f"wrote {len(answers)} arrays to {PATH}")
+    for package, arrays in compute().items():
+        path = save(arrays, path_of(package))
+        print(f"wrote {len(arrays)} arrays to {path}")
 
 
 if __name__ == "__main__":

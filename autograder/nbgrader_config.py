@@ -22,7 +22,7 @@ COURSE_ID = "fusion-from-first-principles"
 
 # Assignments of the course: the folder names under source/ (one notebook each, same name).
 ASSIGNMENTS = ("part1_fusion_strategies", "part2_attention_that_selects",
-               "part3_who_gets_to_speak")
+               "part3_who_gets_to_speak", "part4_align_before_fuse")
 
 # Per-cell wall clock limit while autograding (nbgrader's Execute.timeout). The slowest graded
 # cell (an accuracy check) takes a few seconds on a 2-core CPU and the notebook shortens its

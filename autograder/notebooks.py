@@ -317,6 +317,19 @@ def solution_version(master_path: Path, execute_cells: bool = True,
 
 # ----------------------------------------------------------------------------- driver
 
+def stamp_rubric(master: Path, log=print) -> None:
+    """Write the exercise registry's rubric into ``master`` (points, graded cells' header
+    comments, the rubric table: ``autograder.rubric``) when it differs."""
+    from . import rubric
+
+    nb = read(master)
+    changes = rubric.stamped(nb, master.stem)
+    if changes:
+        master.write_text(dumps(nb))
+        log(f"{master.name}: stamped from the exercise registry: {', '.join(changes)}")
+
+
+
 def generate(masters: Iterable[Path] | None = None, out_root: Path = REPO_ROOT,
              execute_cells: bool = True, log=print) -> list[Path]:
     """Write the student and solution versions of ``masters`` (default: all) under
@@ -326,6 +339,7 @@ def generate(masters: Iterable[Path] | None = None, out_root: Path = REPO_ROOT,
         raise GenerationError(f"no master notebook found under {REPO_ROOT / SOURCE_DIR}")
     written = []
     for master in masters:
+        stamp_rubric(master, log)
         check_master_badge(read(master), master.stem)
         student_path, solution_path = output_paths(master, out_root)
         log(f"{master.relative_to(REPO_ROOT) if master.is_relative_to(REPO_ROOT) else master}:")

@@ -590,3 +590,51 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ----------------------------------------------------------------------------- plain commands
+
+class ConfinedCommand:
+    """The sandbox around a plain command (the clean room), not a kernel::
+
+        with ConfinedCommand(workdir, memory_limit=..., pids_limit=...) as box:
+            subprocess.run(box.argv(command), ...)
+            box.results                    # the folder where the command's writes landed
+
+    The command sees ``workdir`` (a copy of it: nothing it writes reaches the real folder)
+    under the same limits, mounts and namespaces as a graded kernel; what it wrote is read from
+    ``box.results`` afterwards, as plain files.
+    """
+
+    def __init__(self, workdir: Path, *, memory_limit: int = DEFAULT_MEMORY_LIMIT,
+                 pids_limit: int = DEFAULT_PIDS_LIMIT):
+        self.workdir = Path(workdir).resolve()
+        self.memory_limit, self.pids_limit = int(memory_limit), int(pids_limit)
+        self.cgroups: Cgroups | None = None
+
+    def __enter__(self) -> ConfinedCommand:
+        import tempfile
+
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"agsb-{os.getpid()}-", dir="/tmp"))
+        self.results = self.tmp / "scratch"
+        (self.tmp / "ipc").mkdir()
+        if Cgroups.available():
+            self.cgroups = Cgroups(self.tmp.name, self.memory_limit, self.pids_limit)
+        return self
+
+    def argv(self, command: list[str]) -> list[str]:
+        argv = [sys.executable, "-m", "autograder.sandbox", "--workdir", str(self.workdir),
+                "--scratch", str(self.results), "--ipc-dir", str(self.tmp / "ipc"),
+                "--memory-limit", str(self.memory_limit), "--pids-limit", str(self.pids_limit)]
+        for procs in self.cgroups.procs_files() if self.cgroups else []:
+            argv += ["--cgroup-procs", procs]
+        return argv + ["--", *command]
+
+    def out_of_memory(self) -> bool:
+        return bool(self.cgroups and self.cgroups.oom_kills())
+
+    def __exit__(self, *exc) -> None:
+        if self.cgroups:
+            self.cgroups.kill_all()
+            self.cgroups.remove()
+        shutil.rmtree(self.tmp, ignore_errors=True)

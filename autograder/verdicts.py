@@ -1,117 +1,135 @@
-"""Trusted verdicts: every graded cell's points are decided here, outside the student's kernel.
+"""Trusted verdicts: every graded cell's points are decided here, in the grader's process.
 
-The grading worker (``autograder.worker``) calls, for each submission::
+For each submission the worker (``autograder.worker``)
 
-    request = verdicts.prepare(root, assignment, student)   # before nbgrader autograde
-    verdicts.apply(root, assignment, student, request)       # after it, before the feedback
+1. derives the grading seeds from the course secret (``seeds_for``: an HMAC of the assignment
+   and the student id; the secret lives with the grading output, never in a sandbox, so a
+   re-grade gives the same seeds and the same grade; ``--reseed`` draws a new secret);
+2. runs nbgrader's autograde, whose kernel runs the student's notebook for the feedback only;
+3. measures the submission in the clean room (``autograder.cleanroom.measure``);
+4. ``decide``s every graded cell from that measurement: the exercise's checks (the same
+   functions as the self-checks, ``fusionlab.grading``) on the clean room's evidence, against
+   the facts its trusted reference computes from the exported weights (``autograder.hidden``);
+5. ``apply``s the verdicts: each score into the shard's gradebook and each graded cell's
+   outputs replaced by the verdict (``PASS: ...`` or an ``AssertionError`` with the reason),
+   before the feedback is generated, so that the feedback, ``results.json``, ``grades.csv``
+   and the summary all show the trusted verdict.
 
-``prepare`` draws the grading seeds with ``secrets`` and writes the public one
-(``grading_request.json``: inputs, initial weights, training data) into the submission folder,
-which nbgrader copies next to the notebook it runs; the evaluation seed of the accuracy tests
-stays in this process. ``apply`` reads ``evidence/<grade_id>.npz`` that each graded cell wrote
-(``allow_pickle=False``: data, never objects), computes each verdict with the assignment's suite
-(``SUITES``), writes the score into the shard's gradebook and replaces the cell's outputs in the
-autograded notebook by the verdict (a stream ``PASS: ...`` or an ``AssertionError`` with the
-reason), so that the feedback, ``results.json``, ``grades.csv`` and the summary all show it.
-
-Missing or unreadable evidence scores 0, with the error the cell raised when there is one.
-An assignment without a suite (e.g. the toy course of the tests) keeps nbgrader's own scores.
-(``fusionlab`` and torch are imported only for an assignment with a suite.)
+Grading fails closed: a graded cell without a declaration and a reference refuses the whole
+run (``autograder.cleanroom.SuiteError``), and a cell whose evidence is missing scores 0 with
+the reason.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
+import hashlib
+import hmac
 import secrets
-import shutil
 import warnings
-import zipfile
 from pathlib import Path
 
 import nbformat
 
+from fusionlab.grading.results import CheckResult, run_one, text
+from fusionlab.grading.seeds import Seeds
+
+from .cleanroom import Measurement, exercises_of, graded_ids
 from .course import Course
+from .hidden import references
 
-SUITES = {"part1_fusion_strategies": "autograder.hidden.part1",
-          "part2_attention_that_selects": "autograder.hidden.part2",
-          "part3_who_gets_to_speak": "autograder.hidden.part3"}
-MAX_EVIDENCE_BYTES = 64 * 2**20  # a Part 1 evidence file is about 0.2 MB
+SECRET_FILE = "grading-secret"  # in the grading output folder: created once, kept across runs
 
 
-def suite(assignment: str):
-    """The verdict suite of ``assignment`` (a module with ``GRADED`` and ``verdict``), or None."""
-    name = SUITES.get(assignment)
-    return importlib.import_module(name) if name else None
+def course_secret(out: Path, reseed: bool = False) -> bytes:
+    """The course secret of the grading output ``out``: created at the first run (0600),
+    reused by every later run so that a re-grade gives the same seeds; ``reseed`` replaces it
+    (the next grades are drawn afresh, deliberately)."""
+    path = Path(out) / SECRET_FILE
+    if reseed or not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(secrets.token_hex(32).encode())
+        path.chmod(0o600)
+    return path.read_bytes().strip()
 
 
-def new_request() -> dict:
-    return {"seed": secrets.randbelow(2**31), "eval_seed": secrets.randbelow(2**31)}
+def seeds_for(secret: bytes, assignment: str, student: str) -> Seeds:
+    """The grading seeds of one submission: nothing public determines them."""
+
+    def draw(purpose: str) -> int:
+        digest = hmac.new(secret, f"{purpose}/{assignment}/{student}".encode(), hashlib.sha256)
+        return int.from_bytes(digest.digest()[:4], "big") % 2**31
+
+    return Seeds(inputs=draw("inputs"), evaluation=draw("evaluation"))
 
 
-def prepare(root, assignment: str, student: str, request: dict | None = None) -> dict | None:
-    """Write the public part of a fresh request into the submission folder; return it all."""
-    if suite(assignment) is None:
-        return None
-    from fusionlab import evidence
+# ----------------------------------------------------------------------------- deciding
 
-    request = request or new_request()
-    folder = Course(Path(root), assignment).submitted(student)
-    shutil.rmtree(folder / evidence.EVIDENCE_DIR, ignore_errors=True)
-    (folder / evidence.REQUEST_FILE).write_text(json.dumps({"seed": request["seed"]}) + "\n")
-    return request
-
-
-def _cell_error(cell) -> str:
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "error":
-            value = str(output.get("evalue", "")).strip().splitlines()
-            return f"{output.get('ename', 'Error')}: {value[0]}" if value else output.get("ename")
-    return ""
-
-
-def load_evidence(folder: Path, grade_id: str, cell):
-    """The evidence of ``grade_id`` as a dict, or a failed CheckResult saying why not."""
-    from fusionlab import evidence
-    from fusionlab.check import CheckResult
-
-    path = folder / evidence.EVIDENCE_DIR / f"{grade_id}.npz"
-    if not path.is_file():
-        error = _cell_error(cell)
-        return CheckResult(grade_id, False, f"the cell raised {error} before its evidence was "
-                           "recorded" if error else "the cell recorded no evidence")
-    try:
-        if path.is_symlink():
-            raise ValueError("a symbolic link")
-        with zipfile.ZipFile(path) as archive:  # refuse a decompression bomb before loading
-            if sum(info.file_size for info in archive.infolist()) > MAX_EVIDENCE_BYTES:
-                raise ValueError("too large")
-        return evidence.load(path)
-    except Exception as error:  # noqa: BLE001 (a file the kernel could have written anything to)
-        return CheckResult(grade_id, False, f"its evidence file could not be read "
-                           f"({type(error).__name__}): no credit")
+def _facts(exercise, ev: dict, measurement: Measurement, seeds: Seeds) -> dict:
+    """The trusted facts of one exercise's evidence, the accuracy measurement included."""
+    ref = references.reference(exercise.name)
+    facts: dict = {}
+    if text(ev, "status") == "ok":
+        try:
+            facts = ref.facts(ev, seeds.inputs)
+        except Exception as error:  # noqa: BLE001 (evidence of an unexpected form)
+            facts = {"unavailable": f"the evidence could not be read: "
+                                    f"{type(error).__name__}: {error}"}
+    if exercise.trains:
+        if "error/trained" in ev:
+            facts["accuracy"] = f"the model could not be trained: {text(ev, 'error/trained')}"
+        elif ref.evaluation is not None and exercise.name in measurement.labels:
+            trained = {k[len("trained/"):]: v for k, v in ev.items()
+                       if k.startswith("trained/")}
+            facts["accuracy"] = ref.evaluation.score(trained, measurement.labels[exercise.name])
+    return facts
 
 
-def decide(assignment: str, folder: Path, cells: dict, request: dict) -> dict:
-    """grade_id -> verdict (a ``fusionlab.check.CheckResult``) for the graded cells ``cells``
-    (grade_id -> cell) of a notebook run in ``folder``. Used by ``apply`` and, without nbgrader,
-    by the tests."""
-    from fusionlab.check import CheckResult
+def _with_todo_error(ev: dict, exercise, cells: dict) -> dict:
+    """When the TODO cell itself raised, that is the reason nothing could be built."""
+    import numpy as np
 
-    part = suite(assignment)
+    error = cells.get("todo", {}).get(exercise.solution) if isinstance(cells, dict) else None
+    if error and text(ev, "status") != "ok":
+        return {**ev, "status": np.array(f"error: your TODO cell raised {error}")}
+    if exercise.solution not in cells.get("todo", {exercise.solution: ""}):
+        return {**ev, "status": np.array(f"error: the notebook has no TODO cell "
+                                         f"{exercise.solution} (deleted?)")}
+    return ev
+
+
+def decide_exercise(exercise, measurement: Measurement, seeds: Seeds) -> dict[str, CheckResult]:
+    """grade_id -> verdict for every graded cell of ``exercise``, from ``measurement``."""
+    if measurement.error:
+        return {cell.grade_id: CheckResult(cell.check, False, f"not graded: {measurement.error}")
+                for cell in exercise.cells}
+    cells = measurement.cells if isinstance(measurement.cells, dict) else {}
+    ev = _with_todo_error(measurement.evidence.get(exercise.name, {}), exercise, cells)
+    facts = _facts(exercise, ev, measurement, seeds)
+    visible = cells.get("visible", {})
     results = {}
-    for grade_id, cell in cells.items():
-        if grade_id not in part.GRADED:
-            results[grade_id] = CheckResult(grade_id, False, "no trusted verdict for this cell "
-                                            "(grader error)")
-            continue
-        ev = load_evidence(folder, grade_id, cell)
-        results[grade_id] = ev if not isinstance(ev, dict) else part.verdict(
-            grade_id, ev, request)
+    for cell in exercise.cells:
+        error = visible.get(cell.grade_id) if cell.visible else None
+        if error:
+            results[cell.grade_id] = CheckResult(cell.check, False,
+                                                 f"the visible test failed: {error}")
+        else:
+            results[cell.grade_id] = run_one(exercise.checks, cell.check, ev, facts)
     return results
 
 
-def _outputs(result) -> list:
+def decide(release, measurement: Measurement, seeds: Seeds,
+           module_dir=None) -> dict[str, CheckResult]:
+    """grade_id -> verdict for every graded cell of ``release`` (an nbformat notebook)."""
+    results = {}
+    for exercise in exercises_of(release, module_dir):
+        results.update(decide_exercise(exercise, measurement, seeds))
+    return {grade_id: results[grade_id] for grade_id in graded_ids(release)}
+
+
+# ----------------------------------------------------------------------------- applying
+
+def outputs(result: CheckResult) -> list:
+    """A graded cell's outputs in the autograded notebook: the verdict."""
     if result.passed:
         return [nbformat.v4.new_output("stream", name="stdout", text=f"PASS: {result.message}\n")]
     reason = " ".join(result.message.split())
@@ -119,34 +137,31 @@ def _outputs(result) -> list:
                                    traceback=[f"AssertionError: {reason}"])]
 
 
-def apply(root, assignment: str, student: str, request: dict | None) -> dict | None:
-    """Decide every graded cell of ``student``'s autograded submission; see the module
-    docstring. Returns grade_id -> CheckResult, or None for an assignment without a suite."""
-    if request is None or suite(assignment) is None:
-        return None
+def apply(root, assignment: str, student: str, decided: dict[str, CheckResult]) -> None:
+    """Write ``decided`` into the shard's gradebook and its autograded notebook (each graded
+    cell's outputs become the verdict)."""
     from nbgrader.api import Gradebook
     from sqlalchemy.exc import SAWarning
 
     course = Course(Path(root), assignment)
     folder = course.autograded(student)
-    decided = {}
     for name in course.notebooks:
         path = folder / f"{name}.ipynb"
         if not path.exists():
             continue
         nb = nbformat.read(path, as_version=4)
-        cells = {cell.metadata["nbgrader"]["grade_id"]: cell for cell in nb.cells
-                 if cell.metadata.get("nbgrader", {}).get("grade")}
-        results = decide(assignment, folder, cells, request)
-        for grade_id, result in results.items():
-            cells[grade_id].outputs = _outputs(result)
+        seen = set()
+        for cell in nb.cells:
+            grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            if grade_id in decided and cell.metadata["nbgrader"].get("grade") and \
+                    grade_id not in seen:
+                cell.outputs = outputs(decided[grade_id])
+                seen.add(grade_id)
         nbformat.write(nb, path)
         with warnings.catch_warnings(), Gradebook(course.db_url) as gb:
             warnings.simplefilter("ignore", SAWarning)
-            for grade_id, result in results.items():
+            for grade_id, result in decided.items():
                 grade = gb.find_grade(grade_id, name, assignment, student)
                 grade.auto_score = grade.max_score if result.passed else 0.0
                 grade.needs_manual_grade = False
             gb.db.commit()
-        decided.update(results)
-    return decided

@@ -2,10 +2,12 @@
 
 ``python -m autograder.worker`` reads one JSON job per line on stdin::
 
-    {"root": "<shard course dir>", "assignment": "...", "student": "...", "cell_timeout": 60}
+    {"root": "<shard course dir>", "assignment": "...", "student": "...", "cell_timeout": 60,
+     "seeds": {"inputs": int, "evaluation": int}, "sandbox": {...} or null}
 
-runs nbgrader ``autograde``, the trusted verdicts (``autograder.verdicts``) and
-``generate_feedback`` in that shard and answers one JSON line
+runs nbgrader ``autograde`` (the student's notebook, for the feedback), the clean room and the
+trusted verdicts (``autograder.cleanroom``, ``autograder.verdicts``) and ``generate_feedback``
+in that shard, and answers one JSON line
 on stdout: ``{"student", "autograde_ok", "feedback_ok", "error", "log", "seconds",
 "autograde_seconds"}`` (the rest of ``seconds`` is the feedback).
 
@@ -25,20 +27,15 @@ import time
 
 
 def grade_job(job: dict) -> dict:
-    from autograder import sandbox, verdicts
-    from autograder.course import make_api
+    from autograder import sandbox
 
     start = time.perf_counter()
     with sandbox.for_job(job) as box:
-        api = make_api(job["root"], job.get("cell_timeout"),
-                       configure=box.configure if box else None)
-        # the grading inputs go next to the notebook before it runs (verdicts.prepare)
-        request = verdicts.prepare(job["root"], job["assignment"], job["student"])
+        api = make_api_for(job, box)
+        # the student's notebook in its kernel: for the feedback only, it decides no point
         autograded = api.autograde(job["assignment"], job["student"], force=True, create=True)
-        # every process of the kernel is gone, its evidence/ copied out of its scratch folder
+        # every process of the kernel is gone
         limits = box.finish().as_dict() if box else None
-        if autograded["success"]:  # the trusted verdicts replace nbgrader's scores
-            verdicts.apply(job["root"], job["assignment"], job["student"], request)
         result = {
             "student": job["student"],
             "autograde_ok": bool(autograded["success"]),
@@ -47,6 +44,8 @@ def grade_job(job: dict) -> dict:
             "log": autograded.get("log") or "",
             **({"sandbox": limits} if limits else {}),
         }
+        if autograded["success"]:  # the trusted verdicts replace nbgrader's scores
+            result["cleanroom_seconds"] = decide(job)
         result["autograde_seconds"] = round(time.perf_counter() - start, 3)
         if autograded["success"]:
             feedback = api.generate_feedback(job["assignment"], job["student"], force=True)
@@ -56,6 +55,42 @@ def grade_job(job: dict) -> dict:
                 result["log"] += feedback.get("log") or ""
     result["seconds"] = round(time.perf_counter() - start, 3)
     return result
+
+
+def make_api_for(job: dict, box):
+    from autograder.course import make_api
+
+    return make_api(job["root"], job.get("cell_timeout"), configure=box.configure if box else None)
+
+
+def decide(job: dict) -> float:
+    """Measure the submission in the clean room and write the trusted verdicts into the shard
+    (gradebook and autograded notebook); the clean room's seconds."""
+    from pathlib import Path
+
+    import nbformat
+
+    from autograder import cleanroom, verdicts
+    from autograder.course import Course
+    from fusionlab.grading.seeds import Seeds
+
+    course = Course(Path(job["root"]), job["assignment"])
+    seeds = Seeds(**job["seeds"])
+    seconds = 0.0
+    for name in course.notebooks:
+        release = nbformat.read(course.root / "release" / course.assignment / f"{name}.ipynb",
+                                as_version=4)
+        submitted = nbformat.read(course.submitted(job["student"]) / f"{name}.ipynb",
+                                  as_version=4)
+        measurement = cleanroom.measure(
+            release, submitted, seeds, limits=job.get("sandbox"),
+            cell_timeout=job.get("cell_timeout") or cleanroom.DEFAULT_CELL_TIMEOUT_S,
+            workdir=course.root, module_dir=course.root / "source" / course.assignment)
+        seconds += measurement.seconds
+        verdicts.apply(course.root, course.assignment, job["student"],
+                       verdicts.decide(release, measurement, seeds,
+                                       course.root / "source" / course.assignment))
+    return round(seconds, 3)
 
 
 def main() -> None:

@@ -15,7 +15,8 @@ The models, from least to most structure:
 - ``FlatEarlyFusion``: every slot's features side by side plus the bag of words, one MLP;
 - ``PooledLateFusion``: the scene and the question are each pooled into one vector first;
 - ``SceneCrossAttention``: the question's words read the objects in 1 or more attention hops;
-- ``CoAttentionFusion``: ViLBERT-style co-attention blocks, each stream reads the other;
+- ``CoAttentionFusion``: ViLBERT-style co-attention blocks (given as ``block``), each stream
+  reads the other;
 - ``RelationNetwork``: a question-conditioned ``g`` on every pair of objects, summed, then ``f``.
 
 ``use_object_mask=False`` makes a model treat the padded slots as objects (the ablation of the
@@ -165,13 +166,17 @@ class CrossAttentionBlock(nn.Module):
 
         x = LayerNorm(x + CrossAttn(x, kv));  x = LayerNorm(x + FFN(x))
 
-    ``attention(dim, num_heads)`` builds the attention layer: ``CrossAttentionLayer`` by default,
-    or any module with its call ``(query, kv, key_padding_mask) -> (B, N_q, dim)`` and its
-    ``last_attn_weights`` (the notebook passes the student's own).
+    ``attention(dim, num_heads)`` builds the attention layer: any module with the call
+    ``(query, kv, key_padding_mask) -> (B, N_q, dim)`` and its ``last_attn_weights`` (the
+    notebook passes the student's own). It has no default: say which attention the block uses.
     """
 
-    def __init__(self, dim, num_heads=4, ff_mult=2, attention=CrossAttentionLayer):
+    def __init__(self, dim, num_heads=4, ff_mult=2, attention=None):
         super().__init__()
+        if attention is None:
+            raise TypeError("CrossAttentionBlock needs attention=...: the class of its attention "
+                            "layer, called as attention(dim, num_heads) (in the notebook: your "
+                            "MaskedMultiHeadAttention)")
         self.attn = attention(dim, num_heads)
         self.norm_attn = nn.LayerNorm(dim)
         self.ff = mlp(dim, ff_mult * dim, dim)
@@ -222,43 +227,23 @@ class SceneCrossAttention(SceneModel):
         return self.head(masked_mean(text, question_mask))
 
 
-class CoAttentionBlock(nn.Module):
-    """ViLBERT's co-attention: each stream's queries read the *other* stream's keys and
-    values, in both directions at once, each followed by a residual, a LayerNorm and a
-    feed-forward network (a ``CrossAttentionBlock`` per direction).
-
-        words'   = Block_w(words,   objects)   # the words read the objects
-        objects' = Block_o(objects, words)     # the objects read the words
-
-    Both directions read the block's *inputs*, so neither waits for the other. ``attention``
-    builds the attention layers (see ``CrossAttentionBlock``).
-    """
-
-    def __init__(self, dim, num_heads=4, attention=CrossAttentionLayer):
-        super().__init__()
-        self.words_read_objects = CrossAttentionBlock(dim, num_heads, attention=attention)
-        self.objects_read_words = CrossAttentionBlock(dim, num_heads, attention=attention)
-
-    def forward(self, words, objects, word_padding_mask=None, object_padding_mask=None):
-        """words: (B, L, dim); objects: (B, N, dim) -> (words', objects'), same shapes."""
-        new_words = self.words_read_objects(words, objects, object_padding_mask)
-        new_objects = self.objects_read_words(objects, words, word_padding_mask)
-        return new_words, new_objects
-
-
 class CoAttentionFusion(SceneModel):
     """Word tokens and object tokens through ``num_layers`` co-attention blocks; the two
     streams are then mean-pooled (over their non-padding tokens) and an MLP answers.
 
-    ``block(dim, num_heads)`` builds each block: ``CoAttentionBlock`` by default, or any module
-    with its call ``(words, objects, word_padding_mask, object_padding_mask) -> (words',
-    objects')`` (the notebook passes the student's own).
+    ``block(dim, num_heads)`` builds each block: a ViLBERT co-attention block, each stream's
+    queries reading the other stream's keys and values (``CrossAttentionBlock`` per direction),
+    with the call ``(words, objects, word_padding_mask, object_padding_mask) -> (words',
+    objects')``. It has no default: the notebook passes the student's own ``CoAttentionBlock``.
     """
 
     def __init__(self, obj_dim=OBJECT_DIM, vocab_size=VOCAB_SIZE, embed_dim=64, num_heads=4,
-                 num_layers=1, num_answers=NUM_ANSWERS, use_object_mask=True,
-                 block=CoAttentionBlock):
+                 num_layers=1, num_answers=NUM_ANSWERS, use_object_mask=True, block=None):
         super().__init__(obj_dim, vocab_size, use_object_mask)
+        if block is None:
+            raise TypeError("CoAttentionFusion needs block=...: the class of its co-attention "
+                            "block, called as block(dim, num_heads) (in the notebook: your "
+                            "CoAttentionBlock)")
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.obj_encoder = mlp(obj_dim, embed_dim, embed_dim)

@@ -114,47 +114,6 @@ def test_scan_ignores_ordinary_code_and_released_cells():
     assert scan.scan_notebook(student, released) == []
 
 
-# ----------------------------------------------------------------------------- verdicts
-
-def test_assignments_without_a_verdict_suite_keep_nbgraders_scores(tmp_path):
-    from autograder import verdicts
-
-    assert verdicts.suite("part1_fusion_strategies") is not None
-    assert verdicts.suite("toy") is None
-    assert verdicts.prepare(tmp_path, "toy", "alice") is None
-    assert verdicts.apply(tmp_path, "toy", "alice", None) is None
-
-
-def test_missing_or_corrupt_evidence_scores_zero_with_the_reason(tmp_path):
-    from autograder import verdicts
-
-    (tmp_path / "evidence").mkdir()
-    (tmp_path / "evidence" / "bidir_shapes.npz").write_bytes(b"not a zip file")
-    crashed = new_code_cell("x", outputs=[new_output("error", ename="ValueError",
-                                                     evalue="bad input\nmore", traceback=[])])
-    results = verdicts.decide("part1_fusion_strategies", tmp_path,
-                              {"bidir_attributes": crashed, "bidir_shapes": new_code_cell("y"),
-                               "bidir_no_nan": new_code_cell("z")}, {"seed": 1, "eval_seed": 2})
-    assert not any(r.passed for r in results.values())
-    assert "raised ValueError: bad input before its evidence" in results["bidir_attributes"].message
-    assert "could not be read" in results["bidir_shapes"].message
-    assert "recorded no evidence" in results["bidir_no_nan"].message
-
-
-def test_prepare_writes_only_the_public_seed(tmp_path):
-    from autograder import verdicts
-    from autograder.course import Course
-    from fusionlab import evidence
-
-    folder = Course(tmp_path, "part1_fusion_strategies").submitted("alice")
-    folder.mkdir(parents=True)
-    request = verdicts.prepare(tmp_path, "part1_fusion_strategies", "alice")
-    written = (folder / evidence.REQUEST_FILE).read_text()
-    assert str(request["seed"]) in written and "eval" not in written
-    assert evidence.read_request(folder)["seed"] == request["seed"]
-    assert evidence.read_request(tmp_path)["seed"] == evidence.DEFAULT_SEED
-
-
 # ----------------------------------------------------------------------------- feedback
 
 def test_feedback_keeps_the_verdict_not_the_traceback():

@@ -1,221 +1,195 @@
-"""Part 2's self-checks and trusted verdicts agree on every known mistake (one design: the same
-check functions on evidence; the facts from the exported weights, recomputed by the grader on
-its own seed). Each variant of ``autograder.examples.PART2_VARIANTS`` fails exactly its cells;
-the accuracy cell, which trains, is decided in the slow tests at the end."""
+"""Part 2's exercises, beyond what tests/test_exercises.py asserts for every exercise (the
+solution passes; each known mistake of ``autograder.hidden.part2`` loses exactly its cells;
+the self-check and the verdicts agree):
+
+- TODO 2 is judged on the student's own TODO 1: two mistakes, one in each, cost each its own
+  cells;
+- the accuracy cell measures an attention that nobody recognises, with a true reason;
+- the grader's questions keep their answers in the trusted process and hold junk in the padding;
+- evidence is plain data, and evidence of an unexpected form gets a verdict, not an error;
+- the untouched notebook gets "not implemented" reasons;
+- the master's solution names the expected shape in its ValueErrors;
+- the attention self-check's stored known answers are what the trusted references compute;
+- no public class of ``fusionlab`` computes the answer to TODO 1 or TODO 2;
+- the old import paths (``check_part2``, ``evidence_part2``) still work for one release.
+"""
 
 from __future__ import annotations
 
-import json
+import importlib
+import pkgutil
 
-import nbformat
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
-from autograder import REPO_ROOT, verdicts
-from autograder.examples import (
-    PART2_VARIANTS,
-    graded_cells,
-    master_namespace,
-    strip_solution_markers,
-)
-from autograder.hidden import part2
-from autograder.hidden import reference_part2 as R
-from fusionlab import check_part2, evidence, evidence_part2
+import fusionlab
+from autograder import known_answers, trial, verdicts
+from autograder.cleanroom import Measurement
+from autograder.hidden import references
+from autograder.hidden.part2.mistakes import attention_src
+from fusionlab import check, check_part2, evidence_part2
+from fusionlab.grading import registry
+from fusionlab.grading.known import KnownAnswers
+from fusionlab.grading.toolkit import load, save
+from fusionlab.part2.exercises import CONFIG, training_data
 
 ASSIGNMENT = "part2_attention_that_selects"
-SOLUTION_CELLS = ("attention_solution", "coattention_solution", "pairs_solution")
-EXERCISE_OBJECT = {"attention": "MaskedMultiHeadAttention", "coattention": "CoAttentionBlock",
-                   "pairs": "relation_pair_sum"}
-COLLECT = {"attention": evidence_part2.collect_attention,
-           "coattention": evidence_part2.collect_coattention,
-           "pairs": evidence_part2.collect_pairs}
-SELF = {"attention": check_part2.attention_results,
-        "coattention": check_part2.coattention_results, "pairs": check_part2.pairs_results}
-MARK = {"attention": pytest.mark.attention, "coattention": pytest.mark.coattention,
-        "pairs": pytest.mark.pairs}
-SEED = 4242
-FAST = {g: v for g, v in part2.GRADED.items() if v[1] != "accuracy"}
+EXERCISES = registry.exercises(ASSIGNMENT)
+MISTAKES = {v.name: v for v in references.variants() if v.exercise in
+            {e.name for e in EXERCISES}}
 
 
-def namespace(variant: str | None = None) -> dict:
-    """The master's solution cells as plain Python, with ``variant``'s cells replacing them."""
-    ns = master_namespace(ASSIGNMENT, SOLUTION_CELLS)
-    if variant is not None:
-        for source in PART2_VARIANTS[variant][0].values():
-            exec(compile(strip_solution_markers(source), variant, "exec"), ns)
-    return ns
+def _lost(results) -> set[str]:
+    return {g for g, r in results.items() if not r.passed}
 
 
-def grader_verdicts(ns: dict, tmp_path, graded=FAST) -> dict:
-    (tmp_path / evidence.REQUEST_FILE).write_text(json.dumps({"seed": SEED}))
-    cache, results = {}, {}
-    for grade_id, (exercise, name) in graded.items():
-        train = name == "accuracy"
-        if (exercise, train) not in cache:
-            cache[exercise, train] = COLLECT[exercise](ns[EXERCISE_OBJECT[exercise]], SEED,
-                                                       **({"train": True} if train else {}))
-        results[grade_id] = part2.verdict(grade_id, cache[exercise, train],
-                                          {"seed": SEED, "eval_seed": 7})
-    return results
-
-
-def self_check_failures(ns: dict) -> set[str]:
-    names = {(ex, name): gid for gid, (ex, name) in part2.GRADED.items()}
-    failed = set()
-    for exercise, check in SELF.items():
-        for result in check(ns[EXERCISE_OBJECT[exercise]]):
-            if not result.passed and (exercise, result.name) in names:
-                failed.add(names[(exercise, result.name)])
-    return failed
-
-
-def _exercise(variant: str) -> str:
-    replaced = PART2_VARIANTS[variant][0]
-    return ("coattention" if "CoAttentionBlock" in replaced
-            else "pairs" if "pairs_solution" in replaced else "attention")
-
-
-def test_the_suite_is_registered():
-    assert verdicts.SUITES[ASSIGNMENT] == "autograder.hidden.part2"
-    assert verdicts.suite(ASSIGNMENT) is part2
-
-
-@pytest.mark.attention
-@pytest.mark.coattention
-@pytest.mark.pairs
-def test_the_master_passes_every_verdict_and_self_check(tmp_path):
-    ns = namespace()
-    results = grader_verdicts(ns, tmp_path)
-    assert all(r.passed for r in results.values()), {g: r.message for g, r in results.items()
-                                                     if not r.passed}
-    assert self_check_failures(ns) == set()
-
-
-@pytest.mark.parametrize("variant", [pytest.param(v, marks=MARK[_exercise(v)])
-                                     for v in sorted(PART2_VARIANTS)])
-def test_each_mistake_fails_its_cells_in_the_grader_and_the_self_check(variant, tmp_path):
-    ns = namespace(variant)
-    expected = set(PART2_VARIANTS[variant][1]) - {"attn_accuracy"}
-    results = grader_verdicts(ns, tmp_path)
-    assert {g for g, r in results.items() if not r.passed} == expected, {
+@pytest.mark.exercise("attention", "coattention")
+@pytest.mark.parametrize("attention_mistake", ["mask_ignored", "heads_not_transposed"])
+def test_the_co_attention_is_judged_on_the_students_own_attention(attention_mistake):
+    """A wrong attention under a co-attention block with its own mistake: each TODO loses its
+    own cells, and nothing more."""
+    attention, block = MISTAKES[attention_mistake], MISTAKES["coattention_sequential"]
+    results = trial.verdicts(ASSIGNMENT, {**attention.replace, **block.replace})
+    assert _lost(results) == set(attention.loses) | set(block.loses), {
         g: r.message for g, r in results.items() if not r.passed}
-    assert self_check_failures(ns) == expected
+    assert "objects read the updated words" in results["coatt_equivalence"].message
 
 
-@pytest.mark.attention
-def test_verdicts_name_the_mistake(tmp_path):
-    ns = namespace("no_scaling")
-    message = grader_verdicts(ns, tmp_path)["attn_equivalence"].message
-    assert "sqrt(head_dim)" in message
-    ns = namespace("mask_inverted")
-    results = grader_verdicts(ns, tmp_path)
-    assert "inverted" in results["attn_mask_polarity"].message
-    assert "exactly 0" in results["attn_weights"].message
+@pytest.mark.exercise("attention")
+def test_an_attention_nobody_recognises_is_still_trained_and_scored():
+    """Scores divided by 3 sqrt(head_dim): no known mistake, yet an attention that learns. The
+    equivalence says what differs without naming a mistake it is not; the accuracy is measured
+    on the student's own class."""
+    source = attention_src(scores="q @ k.transpose(-2, -1) / (3 * Dh**0.5)")
+    results = trial.verdicts(ASSIGNMENT, {"MaskedMultiHeadAttention": source})
+    assert _lost(results) == {"attn_equivalence"}, {g: r.message for g, r in results.items()}
+    assert "looks like" not in results["attn_equivalence"].message
+    accuracy = results["attn_accuracy"].message
+    assert accuracy.startswith("SceneCrossAttention trained on your attention reached")
+    assert all("cannot" not in r.message for r in results.values())
 
 
-@pytest.mark.attention
-def test_forged_outputs_do_not_fool_the_grader():
-    """The grader recomputes every expected output from the exported weights on the inputs of
-    its own seed: outputs recorded on other inputs, or reported as invariant by a layer whose
-    weights compute one that is not, fail."""
-    honest = evidence_part2.collect_attention(namespace()["MaskedMultiHeadAttention"], SEED)
-    assert part2.verdict("attn_equivalence", honest, {"seed": SEED}).passed
-    assert not part2.verdict("attn_equivalence", honest, {"seed": SEED + 1}).passed
-    ns = namespace("mask_ignored")
-    ev = evidence_part2.collect_attention(ns["MaskedMultiHeadAttention"], SEED)
-    ev["out/junk"] = ev["out/mask"]  # claims that junk in the padding changes nothing
-    assert check_part2.attention_padding(ev, {}).passed  # the claim alone would pass
-    result = part2.verdict("attn_padding", ev, {"seed": SEED})
-    assert not result.passed and "exported weights" in result.message
+@pytest.mark.exercise("attention")
+def test_the_grader_asks_its_own_questions_with_junk_in_the_padding():
+    evaluation = references.reference("attention").evaluation
+    inputs, answers = evaluation.data(3)
+    assert set(inputs) == {"objects", "question", "object_mask", "question_mask"}
+    objects, mask = inputs["objects"], inputs["object_mask"]
+    assert mask.shape[1] == CONFIG.eval_slots and mask.any()
+    assert (np.abs(objects[mask]).sum(-1) > 0).all()  # junk, not zeros
+    assert answers.shape == (objects.shape[0],)
+    again, _ = evaluation.data(3)
+    assert all(np.array_equal(inputs[k], again[k]) for k in inputs)  # a re-grade asks the same
+    train_objects = training_data(3)[0]
+    assert train_objects.shape[1] != objects.shape[1]  # other scenes: 6 slots, not 8
 
 
-@pytest.mark.attention
-@pytest.mark.coattention
-@pytest.mark.pairs
-def test_evidence_of_an_unexpected_form_gets_a_verdict_not_an_error():
-    ns = namespace()
-    good = {ex: COLLECT[ex](ns[EXERCISE_OBJECT[ex]], SEED) for ex in COLLECT}
-    for grade_id, (exercise, _) in part2.GRADED.items():
-        ev = dict(good[exercise])
-        for key in [k for k in ev if k.startswith(("state/", "out/", "weights/", "grad/"))]:
-            ev[key] = np.array("not an array of numbers")
-        ev["params"] = np.array("{not json")
-        result = part2.verdict(grade_id, ev, {"seed": SEED, "eval_seed": 1})
-        assert not result.passed and result.message, grade_id
+@pytest.mark.parametrize("exercise", [pytest.param(e, id=e.name) for e in EXERCISES])
+def test_the_evidence_holds_plain_arrays_only(exercise, tmp_path):
+    target = trial.namespace(exercise)[exercise.target]
+    ev = exercise.collect(target, 4242)
+    loaded = load(save(ev, tmp_path / "e.npz"))  # allow_pickle=False
+    assert set(loaded) == set(ev) and "status" in loaded
+    assert all(isinstance(v, np.ndarray) and v.dtype != object for v in loaded.values())
 
 
-@pytest.mark.attention
-def test_an_untouched_notebook_gets_reasons_not_errors(tmp_path):
-    class Untouched(torch.nn.Module):
-        def __init__(self, dim, num_heads=4):
-            super().__init__()
-            raise NotImplementedError()
+@pytest.mark.parametrize("exercise", [pytest.param(e, id=e.name) for e in EXERCISES])
+def test_evidence_of_an_unexpected_form_gets_a_verdict_not_an_error(exercise):
+    target = trial.namespace(exercise)[exercise.target]
+    ev = exercise.collect(target, trial.SEEDS.inputs)
+    for key in [k for k in ev if k.startswith(("state/", "out/", "weights/", "grad", "sub/"))]:
+        ev[key] = np.array("not an array of numbers")
+    for key in ("params", "types", "blocks", "shared", "attrs"):
+        ev[key] = np.array("{not json")
+    measurement = Measurement(evidence={exercise.name: ev},
+                              cells={"todo": {exercise.solution: ""}, "visible": {}})
+    results = verdicts.decide_exercise(exercise, measurement, trial.SEEDS)
+    assert set(results) == {c.grade_id for c in exercise.cells}
+    failed = [c.grade_id for c in exercise.cells if not c.visible]
+    assert all(not results[g].passed and results[g].message for g in failed), results
 
-    ev = evidence_part2.collect_attention(Untouched, SEED)
-    for grade_id, (exercise, _) in part2.GRADED.items():
-        if exercise == "attention":
-            result = part2.verdict(grade_id, ev, {"seed": SEED, "eval_seed": 1})
-            assert not result.passed and "not implemented" in result.message, grade_id
+
+@pytest.mark.exercise("attention", "coattention", "pairs")
+def test_the_untouched_notebook_is_told_what_is_not_implemented():
+    results = trial.verdicts(ASSIGNMENT, solved=False)
+    for exercise in EXERCISES:
+        for cell in exercise.cells:
+            verdict = results[cell.grade_id]
+            assert not verdict.passed, cell.grade_id
+            expected = "NotImplementedError" if cell.visible else "not implemented"
+            assert expected in verdict.message, (cell.grade_id, verdict.message)
 
 
-@pytest.mark.attention
+@pytest.mark.exercise("attention")
 def test_wrong_shapes_raise_value_errors_naming_the_expected_shape():
-    cls = namespace()["MaskedMultiHeadAttention"]
+    cls = trial.namespace(registry.exercise("attention"))["MaskedMultiHeadAttention"]
     layer = cls(32, num_heads=4)
     with pytest.raises(ValueError, match=r"query must have shape \(B, N, 32\), got \(2, 3, 31\)"):
         layer(torch.randn(2, 3, 31), torch.randn(2, 4, 32))
     with pytest.raises(ValueError, match=r"key_padding_mask must have shape \(B, N\) = \(2, 4\)"):
         layer(torch.randn(2, 3, 32), torch.randn(2, 4, 32), torch.zeros(2, 5, dtype=torch.bool))
+    pairs = trial.namespace(registry.exercise("pairs"))["relation_pair_sum"]
+    with pytest.raises(ValueError, match=r"relations must have shape \(B, N, N, H\)"):
+        pairs(torch.randn(2, 3, 4, 8))
 
 
-@pytest.mark.attention
-def test_the_evidence_holds_plain_arrays_only(tmp_path):
-    ev = evidence_part2.collect_attention(namespace()["MaskedMultiHeadAttention"], SEED)
-    path = evidence.save(ev, tmp_path / "e.npz")
-    loaded = evidence.load(path)  # allow_pickle=False
-    assert set(loaded) == set(ev)
-    assert all(isinstance(v, np.ndarray) and v.dtype != object for v in loaded.values())
+@pytest.mark.exercise("attention", "coattention", "pairs")
+def test_the_old_import_paths_still_work(capsys, tmp_path, monkeypatch):
+    """Students' copies of earlier releases call ``check_part2.<exercise>`` in their self-check
+    cells and ``evidence_part2.<exercise>`` in their graded cells: the first prints the
+    registry's self-check, the second says that grading happens outside the notebook and
+    writes nothing."""
+    monkeypatch.chdir(tmp_path)
+    for exercise in EXERCISES:
+        target = trial.namespace(exercise)[exercise.target]
+        getattr(check_part2, exercise.name)(target)
+        old = capsys.readouterr().out
+        getattr(check, exercise.name)(target)
+        assert old == capsys.readouterr().out and f"All {len(exercise.self_checks)}" in old
+        recorded = getattr(evidence_part2, exercise.name)(exercise.cells[0].grade_id, target)
+        assert recorded is None and "outside this notebook" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_graded_cells_follow_the_contract():
-    """50 points; every graded cell of the master exports its own evidence and has a verdict;
-    exactly the accuracy cell trains."""
-    graded = graded_cells(ASSIGNMENT)
-    assert list(graded) == list(part2.GRADED)
-    assert sum(graded.values()) == 50
-    master = nbformat.read(REPO_ROOT / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb",
-                           as_version=4)
-    for cell in master.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id in part2.GRADED:
-            exercise, name = part2.GRADED[grade_id]
-            train = ", train=True" if name == "accuracy" else ""
-            call = f'evidence_part2.{exercise}("{grade_id}", {EXERCISE_OBJECT[exercise]}{train})'
-            assert call in cell.source, grade_id
-            assert ("HIDDEN" in cell.source) != ("visible" in grade_id), grade_id
+@pytest.mark.exercise("attention")
+def test_the_stored_known_answers_are_what_the_references_compute():
+    """``fusionlab/part2/known_answers.npz`` (written by ``python -m autograder.known_answers``)
+    equals a fresh computation, to the float tolerance of another CPU."""
+    fresh = known_answers.compute()["fusionlab.part2"]
+    stored = KnownAnswers("fusionlab.part2").arrays
+    assert set(stored) == set(fresh)
+    for key, value in fresh.items():
+        if value.dtype.kind in "fc":
+            assert np.allclose(stored[key], value, atol=1e-5, rtol=1e-5), key
+        else:
+            assert np.array_equal(stored[key], value), key
 
 
-# ----------------------------------------------------------------------------- accuracy (slow)
+def _public_modules() -> list[type]:
+    """Every public ``nn.Module`` class defined in ``fusionlab``."""
+    found = []
+    for info in pkgutil.walk_packages(fusionlab.__path__, "fusionlab."):
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:  # a module of another part under construction: its own tests fail
+            continue
+        found += [obj for name, obj in vars(module).items()
+                  if not name.startswith("_") and isinstance(obj, type)
+                  and issubclass(obj, nn.Module) and obj.__module__ == module.__name__]
+    return found
 
-@pytest.mark.slow
-@pytest.mark.attention
-@pytest.mark.parametrize("variant, passes", [(None, True), ("mask_ignored", False),
-                                             ("mask_inverted", False)])
-def test_accuracy_verdict(variant, passes, tmp_path):
-    """One grading seed of the 20 that autograder/measure_part2_thresholds.py measures."""
-    ns = namespace(variant)
-    result = grader_verdicts(ns, tmp_path, {"attn_accuracy": ("attention", "accuracy")})
-    verdict = result["attn_accuracy"]
-    assert verdict.passed == passes, verdict.message
 
-
-@pytest.mark.slow
-@pytest.mark.attention
-def test_the_grader_evaluates_its_own_questions_with_junk_in_the_padding():
-    objects, question, object_mask, question_mask, answer = R.eval_data(3)
-    assert object_mask.shape[1] == R.EVAL_SLOTS and object_mask.any()
-    assert (objects[object_mask].abs().sum(-1) > 0).all()  # junk, not zeros
-    training = evidence_part2.training_data(3)
-    assert not torch.equal(training[1][:5], question[:5]) or not torch.equal(
-        training[0][:5, :6], objects[:5, :6])
+@pytest.mark.parametrize("exercise", [
+    pytest.param(registry.exercise("attention"), id="attention", marks=pytest.mark.xfail(
+        strict=True, raises=AssertionError,
+        reason="fusionlab.models.CrossAttentionLayer is still a masked multi-head attention: its "
+               "mask leaves the package once the other branches have landed")),
+    pytest.param(registry.exercise("coattention"), id="coattention")])
+def test_no_public_fusionlab_class_computes_the_answer(exercise):
+    """A TODO cell could subclass or call any of them: none may pass the exercise's equivalence
+    check (what it computes, not its name)."""
+    answers = [cls.__qualname__ for cls in _public_modules()
+               if {r.name: r for r in exercise.results(cls)}["equivalence"].passed]
+    assert answers == []

@@ -1,19 +1,21 @@
-"""End-to-end tests of the autograder: real nbgrader, real sqlite gradebooks, temporary course
-directories.
+"""End-to-end tests of the autograder: real nbgrader, real sqlite gradebooks, the sandbox,
+temporary course directories.
 
-Grading is the slow part, so the submissions are graded in three batches shared by the tests
-(module-scoped fixtures): Part 1 (the real master: what needs real nbgrader and the trusted
-verdicts end to end, i.e. the solution, the untouched notebook, the two wrong examples of
-``make demo`` and the hostile submissions that tamper at run time or forge their evidence), the
-toy course of tests/grading/toy_course.py (hangs, crashes, edited cells: fast because its
-kernel needs no torch) and a small toy batch graded twice, from a folder and from an LMS zip
-(idempotence). Every other Part 1 mistake is graded through the verdict functions directly in
-tests/test_check.py.
+Grading is the slow part, so the submissions are graded in batches shared by the tests
+(module-scoped fixtures): Part 1 (the real master: the solution, the untouched notebook, the
+demo examples and the hostile submissions of issue 19, each of which tampers at run time with
+what used to be evidence; every one must get exactly the honest grade of what its TODO cells
+implement, since the verdicts come from the clean room), the toy course of
+tests/grading/toy_course.py (hangs, crashes, edited cells: fast because its kernel needs no
+torch) and a small toy batch graded twice, from a folder and from an LMS zip (idempotence).
+Every other Part 1 mistake goes through the self-checks and the trusted verdicts directly, in
+tests/test_exercises.py.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -24,8 +26,10 @@ import pytest
 from nbformat.v4 import new_code_cell
 
 from autograder import REPO_ROOT
-from autograder.examples import PART1_VARIANTS, graded_cells, release, submission, write_examples
+from autograder.examples import examples, graded_cells, release, submission, write_examples
 from autograder.grade import grade
+from autograder.hidden import references
+from autograder.verdicts import course_secret
 
 sys.path.insert(0, str(Path(__file__).parent / "grading"))
 import toy_course  # noqa: E402
@@ -37,27 +41,20 @@ MASTER = REPO_ROOT / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
 GRADED = graded_cells(ASSIGNMENT)  # grade_id -> points, from the master's metadata
 MAX_SCORE = 50.0
 CELL_TIMEOUT = 30  # generous for the slowest graded cell on a loaded 2-core machine
-# text that only the hidden test cells or the grader's code contain
-HIDDEN_SOURCE_MARKERS = ("BEGIN HIDDEN TESTS", 'evidence.bidirectional("bidir_attributes"',
-                         'evidence.gated("gated_gate_init"', "reference_part1",
-                         "bidirectional_facts")
+# text that only the grader's own code contains: it must never reach a feedback page
+GRADER_SOURCE_MARKERS = ("bidirectional_facts", "autograder.hidden", "BIDIR_VARIANTS",
+                         "BEGIN HIDDEN TESTS")
 
 
 def _quiet(*_args):
     pass
 
 
+def _variant(name):
+    return next(v for v in references.variants() if v.name == name).replace
+
+
 # ----------------------------------------------------------------------------- Part 1 batch
-
-def _setup_index(nb):
-    return next(i for i, c in enumerate(nb.cells) if "seed_everything(SEED)" in c.source)
-
-
-def _insert_after_setup(source):
-    def edit(nb):
-        nb.cells.insert(_setup_index(nb) + 1, new_code_cell(source))
-    return edit
-
 
 def _append(source):
     def edit(nb):
@@ -65,66 +62,41 @@ def _append(source):
     return edit
 
 
-NO_RESIDUAL = PART1_VARIANTS["no_residual"][0]
-GATE_AT_ONE = PART1_VARIANTS["gate_at_one"][0]
-
-# Runtime tampering, all at once: torch.allclose and builtins.abs (for floats) patched with
-# classes defined in the notebook, fakes of fusionlab.evidence and autograder.hidden in
-# sys.modules, and an IPython input transformer that rewrites the equivalence test cell to call
-# the fake, which forges that cell's evidence (the others go to the real exporter).
-RUNTIME_TAMPERING = """\
-import builtins
-import sys
-import types
-
-import fusionlab.evidence as _real
+def _after_setup(source):
+    def edit(nb):
+        at = next(i for i, c in enumerate(nb.cells) if "seed_everything(SEED)" in c.source)
+        nb.cells.insert(at + 1, new_code_cell(source))
+    return edit
 
 
-class _AlwaysTrue:
-    def __call__(self, *args, **kwargs):
-        return True
+# The hostile submissions of issue 19 (Part 1): each pairs a real mistake with a trick that
+# used to rewrite what the kernel reported. Now the kernel reports nothing that counts.
 
-
-class _FloatsAreClose:  # abs(alpha - 0.5) <= 1e-6 always holds
-    def __init__(self, real):
-        self.real = real
-
-    def __call__(self, x):
-        return 0.0 if isinstance(x, float) else self.real(x)
-
-
-torch.allclose = _AlwaysTrue()
-builtins.abs = _FloatsAreClose(builtins.abs)
-
-_fake = types.ModuleType("fusionlab.evidence")
-_fake.__dict__.update(_real.__dict__)
-
-
-def _forging(grade_id, cls, train=False):
-    if grade_id != "bidir_equivalence":
-        return _real.bidirectional(grade_id, cls, train)
-    ev = _real.collect_bidirectional(cls, _real.read_request()["seed"])
-    ev["out/eq"] = ev["out/eq"] * 0.9 + 0.1
-    _real.save(ev, "evidence/bidir_equivalence.npz")
-    print("PASS")
-
-
-_fake.bidirectional = _forging
-sys.modules["fusionlab.evidence"] = _fake
-fusionlab.evidence = _fake
-sys.modules["autograder.hidden"] = types.ModuleType("autograder.hidden")
-
-
-def _rewrite_tests(lines):
-    if any('"bidir_equivalence"' in line for line in lines):
-        return ["_forging('bidir_equivalence', BidirectionalCrossAttention)\\n"]
-    return lines
-
-
-get_ipython().input_transformers_cleanup.append(_rewrite_tests)
+_GATED = """\
+class GatedFusionModel(nn.Module):
+    def __init__(self, img_dim=32, txt_dim=16, embed_dim=32, num_classes=3):
+        super().__init__()
+        self.img_proj = nn.Linear(img_dim, embed_dim)
+        self.txt_proj = nn.Linear(txt_dim, embed_dim)
+        self.gate = {gate}
+        self.classifier = nn.Sequential(
+            nn.Linear(embed_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, num_classes))
+{extra}
+    def forward(self, img_feat, txt_feat):
+        alpha = torch.sigmoid(self.gate)
+        z = alpha * self.img_proj(img_feat) + (1 - alpha) * self.txt_proj(txt_feat)
+        return self.classifier(z)
 """
 
-# An nn.Parameter subclass that reports 0 while its data (what forward uses) is 1.
+# gate at 1.0, and a state_dict() that reports 0 (inside the TODO cell itself)
+GATE_LIES_IN_STATE_DICT = _GATED.format(gate="nn.Parameter(torch.ones(1))", extra="""
+    def state_dict(self, *args, **kwargs):
+        state = super().state_dict(*args, **kwargs)
+        state["gate"] = torch.zeros(1)
+        return state
+""")
+
+# an nn.Parameter subclass that reports 0 while its data (what forward uses) is 1
 LYING_GATE = """\
 class LyingParameter(nn.Parameter):
     def item(self):
@@ -133,91 +105,128 @@ class LyingParameter(nn.Parameter):
     def tolist(self):
         return [0.0]
 
-    def __repr__(self):
-        return "Parameter containing:\\ntensor([0.], requires_grad=True)"
 
+""" + _GATED.format(gate="LyingParameter(torch.ones(1))", extra="")
 
-class GatedFusionModel(nn.Module):
-    def __init__(self, img_dim=32, txt_dim=16, embed_dim=32, num_classes=3):
-        super().__init__()
-        self.img_proj = nn.Linear(img_dim, embed_dim)
-        self.txt_proj = nn.Linear(txt_dim, embed_dim)
-        self.gate = LyingParameter(torch.ones(1))
-        self.classifier = nn.Sequential(
-            nn.Linear(embed_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, num_classes))
+# an IPython hook (a later cell) that rewrites every evidence file the kernel writes: the
+# attributes reported as distinct, the parameters as complete, the outputs reshaped
+EVIDENCE_HOOK = """\
+import glob
 
-    def forward(self, img_feat, txt_feat):
-        alpha = torch.sigmoid(self.gate)
-        z = alpha * self.img_proj(img_feat) + (1 - alpha) * self.txt_proj(txt_feat)
-        return self.classifier(z)
-"""
-
-# CrossAttentionLayer subclasses whose forward does nothing: the layer is a residual + norm.
-FAKE_TYPES = """\
-class QuietAttention(CrossAttentionLayer):
-    def forward(self, query, kv, key_padding_mask=None):
-        return torch.zeros_like(query)
-
-
-class BidirectionalCrossAttention(nn.Module):
-    def __init__(self, dim, num_heads=4):
-        super().__init__()
-        self.txt_to_img = QuietAttention(dim, num_heads)
-        self.img_to_txt = QuietAttention(dim, num_heads)
-        self.norm_txt = nn.LayerNorm(dim)
-        self.norm_img = nn.LayerNorm(dim)
-
-    def forward(self, img_embed, txt_embed):
-        txt_upd = self.norm_txt(txt_embed + self.txt_to_img(txt_embed, img_embed))
-        img_upd = self.norm_img(img_embed + self.img_to_txt(img_embed, txt_embed))
-        return torch.cat([txt_upd, img_upd], dim=1).mean(dim=1)
-"""
-
-# Evidence files rewritten after the graded cells, from the known answers shipped in fusionlab
-# (the reference's outputs for the self-checks' weights and inputs).
-FORGED_EVIDENCE = """\
 import numpy as np
 
-from fusionlab import check
-from fusionlab import evidence as _evidence
 
-_answers = check.known_answers()
-_ev = _evidence.load("evidence/bidir_equivalence.npz")
-for _key, _value in _answers.items():
-    if _key.startswith("bidir/weights/"):
-        _ev["state/" + _key[len("bidir/weights/"):]] = _value
-_ev["out/eq"] = _answers["bidir/expected/out/eq"]
-_evidence.save(_ev, "evidence/bidir_equivalence.npz")
+def _rewrite_evidence(result):
+    for path in glob.glob("evidence/*.npz"):
+        ev = dict(np.load(path))
+        ev["shared"] = np.array("[]")
+        ev["params"] = np.array('["gate", "img_proj.weight"]')
+        for key in [k for k in ev if k.startswith("out/shape")]:
+            ev[key] = ev[key].reshape(ev[key].shape[0], -1)[:, :32]
+        np.savez(path, **ev)
+
+
+get_ipython().events.register("post_run_cell", _rewrite_evidence)
+"""
+
+# a thread (started right after the setup) that keeps cleaning NaN out of what is recorded
+NAN_CLEANER = """\
+import glob
+import threading
+import time
+
+import numpy as np
+
+
+def _clean():
+    while True:
+        for path in glob.glob("evidence/*.npz"):
+            ev = dict(np.load(path))
+            np.savez(path, **{k: np.nan_to_num(v) if v.dtype.kind == "f" else v
+                              for k, v in ev.items()})
+        time.sleep(0.05)
+
+
+threading.Thread(target=_clean, daemon=True).start()
+"""
+
+# runtime tampering, all at once, right after the setup: torch.allclose and builtins.abs
+# patched, fusionlab's grading modules replaced in sys.modules, an input transformer that
+# rewrites every later cell
+RUNTIME_TAMPERING = """\
+import builtins
+import sys
+import types
+
+
+class _AlwaysTrue:
+    def __call__(self, *args, **kwargs):
+        return True
+
+
+torch.allclose = _AlwaysTrue()
+builtins.abs = lambda x: 0.0
+sys.modules["fusionlab.grading"] = types.ModuleType("fusionlab.grading")
+sys.modules["autograder.hidden"] = types.ModuleType("autograder.hidden")
+get_ipython().input_transformers_cleanup.append(lambda lines: ["print('PASS')\\n"])
+"""
+
+# a file that looks like evidence, written next to the notebook from the known answers
+FORGED_EVIDENCE = """\
+import os
+
+import numpy as np
+
+from fusionlab.part1 import exercises
+
+os.makedirs("evidence", exist_ok=True)
+np.savez("evidence/bidir_equivalence.npz",
+         **{f"state/{k}": v for k, v in exercises.KNOWN.weights("bidirectional").items()})
 """
 
 # name -> (replacements, edit, graded cells expected to fail): each graded as the honest grade
-# of what it implements
+# of what its TODO cells implement
 PART1 = {
     "correct": ({}, None, ()),
     "untouched": (None, None, tuple(GRADED)),
-    "no_residual": (NO_RESIDUAL, None, ("bidir_equivalence",)),
-    "gate_at_one": (GATE_AT_ONE, None, ("gated_gate_init",)),
-    "runtime_tampering": (NO_RESIDUAL, _insert_after_setup(RUNTIME_TAMPERING),
-                          ("bidir_equivalence",)),
+    "no_residual": (_variant("no_residual"), None, ("bidir_equivalence",)),
+    "gate_at_one": (_variant("gate_at_one"), None, ("gated_gate_init",)),
+    "gate_lies_in_state_dict": ({"GatedFusionModel": GATE_LIES_IN_STATE_DICT}, None,
+                                ("gated_gate_init",)),
     "lying_parameter": ({"GatedFusionModel": LYING_GATE}, None, ("gated_gate_init",)),
-    "fake_types": ({"BidirectionalCrossAttention": FAKE_TYPES}, None,
-                   ("bidir_attributes", "bidir_equivalence", "bidir_gradients",
-                    "bidir_accuracy")),
-    "forged_evidence": (NO_RESIDUAL, _append(FORGED_EVIDENCE), ("bidir_equivalence",)),
+    "shared_layer_hooked": (_variant("shared_layer"), _append(EVIDENCE_HOOK),
+                            ("bidir_attributes", "bidir_equivalence", "bidir_gradients")),
+    "concat_axis_hooked": (_variant("concat_feature_axis"), _append(EVIDENCE_HOOK),
+                           ("bidir_visible_shape", "bidir_shapes", "bidir_equivalence",
+                            "bidir_accuracy")),
+    "gate_tensor_hooked": (_variant("gate_not_parameter"), _append(EVIDENCE_HOOK),
+                           ("gated_gate_init", "gated_gate_gradient")),
+    "nan_cleaned_by_a_thread": (_variant("nan_for_zero_input"), _after_setup(NAN_CLEANER),
+                                ("bidir_no_nan",)),
+    "runtime_tampering": (_variant("no_residual"), _after_setup(RUNTIME_TAMPERING),
+                          ("bidir_equivalence",)),
+    "forged_evidence": (_variant("no_residual"), _append(FORGED_EVIDENCE),
+                        ("bidir_equivalence",)),
 }
+DEMO = ("correct", "untouched", "no_residual", "gate_at_one")
+
+
+def _write(folder: Path, names) -> dict:
+    masters, released = release(ASSIGNMENT)
+    master, student = masters[ASSIGNMENT], released[ASSIGNMENT]
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        replace, edit, _ = PART1[name]
+        nb = submission(master, student, replace=replace, edit=edit, solved=replace is not None)
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    return {name: PART1[name][2] for name in names}
 
 
 @pytest.fixture(scope="module")
 def part1(tmp_path_factory):
     """Grade the Part 1 submissions in one batch; (report, expected failures, out dir)."""
-    masters, released = release(ASSIGNMENT)
-    master, student = masters[ASSIGNMENT], released[ASSIGNMENT]
     folder = tmp_path_factory.mktemp("part1-submissions")
-    expected = {}
-    for name, (replace, edit, failing) in PART1.items():
-        nb = submission(master, student, replace=replace, edit=edit, solved=replace is not None)
-        nbformat.write(nb, folder / f"{name}.ipynb")
-        expected[name] = failing
+    expected = _write(folder, PART1)
     out = tmp_path_factory.mktemp("part1-out")
     report = grade(ASSIGNMENT, folder, out, workers=2, cell_timeout=CELL_TIMEOUT,
                    submission_timeout=600, echo=_quiet)
@@ -226,10 +235,6 @@ def part1(tmp_path_factory):
 
 def _lost(cells):
     return sum(GRADED[c] for c in cells)
-
-
-def test_rubric_totals_50():
-    assert sum(GRADED.values()) == MAX_SCORE
 
 
 def test_part1_scores(part1):
@@ -250,10 +255,33 @@ def test_part1_scores(part1):
 
 
 def test_demo_examples_keep_their_scores(part1):
+    """The names and scores ``make demo`` documents, derived from the known mistakes marked as
+    examples."""
     report, _, _ = part1
     scores = {s.student: s.score for s in report.students}
-    assert [scores[n] for n in ("correct", "untouched", "gate_at_one", "no_residual")] == \
-        [50, 0, 45, 42]
+    declared = examples(ASSIGNMENT)
+    assert sorted(declared) == sorted(["correct", "untouched", "wrong_gate_at_one",
+                                       "wrong_no_residual"])
+    for name, (_, loses) in declared.items():
+        assert scores[name.removeprefix("wrong_")] == MAX_SCORE - _lost(loses)
+    assert [scores[n] for n in DEMO] == [50, 0, 42, 45]
+
+
+def test_a_regrade_gives_the_same_verdicts(part1, tmp_path):
+    """Grading the demo examples again into the same folder: the same seeds (the course secret
+    is kept), so the same verdicts, accuracy cells included; --reseed draws a new secret."""
+    report, _, out = part1
+    secret = (out / "grading-secret").read_bytes()
+    folder = tmp_path / "again"
+    _write(folder, DEMO)
+    again = grade(ASSIGNMENT, folder, out, workers=2, cell_timeout=CELL_TIMEOUT,
+                  submission_timeout=600, echo=_quiet)
+    first, second = report.by_student(), again.by_student()
+    for name in DEMO:
+        assert [(t.name, t.score, t.reason) for t in second[name].tests] == \
+            [(t.name, t.score, t.reason) for t in first[name].tests], name
+    assert (out / "grading-secret").read_bytes() == secret
+    assert course_secret(out, reseed=True) != secret
 
 
 def test_part1_grades_csv(part1):
@@ -261,10 +289,11 @@ def test_part1_grades_csv(part1):
     lines = (out / "grades.csv").read_text().splitlines()
     assert lines[0].startswith("assignment,duedate,timestamp,student_id")
     rows = {line.split(",")[3]: line.split(",") for line in lines[1:]}
-    assert set(rows) == set(expected)
     for student, result in report.by_student().items():
-        assert float(rows[student][-2]) == result.score
-        assert float(rows[student][-1]) == MAX_SCORE
+        if student in rows:  # the re-grade test writes a smaller batch into the same folder
+            assert float(rows[student][-2]) == result.score
+            assert float(rows[student][-1]) == MAX_SCORE
+    assert set(rows) >= set(DEMO)
 
 
 def test_every_failed_test_has_a_reason(part1):
@@ -281,16 +310,15 @@ def _reason(report, student, cell):
 def test_trusted_verdicts_name_the_cause(part1):
     report, _, _ = part1
     assert "residual connection is missing" in _reason(report, "no_residual", "bidir_equivalence")
-    assert "sigmoid(gate) = 0.731" in _reason(report, "gate_at_one", "gated_gate_init")
-    assert "sigmoid(gate) = 0.731" in _reason(report, "lying_parameter", "gated_gate_init")
-    assert "does not compute what CrossAttentionLayer" in _reason(report, "fake_types",
-                                                                  "bidir_attributes")
-    assert "txt_to_img" in _reason(report, "fake_types", "bidir_gradients")
-    # the forged state does not produce the outputs its own submodules recorded
-    assert "cannot compare with the reference" in _reason(report, "forged_evidence",
-                                                          "bidir_equivalence")
-    assert "differs from the reference" in _reason(report, "runtime_tampering",
-                                                   "bidir_equivalence")
+    for name in ("gate_at_one", "gate_lies_in_state_dict", "lying_parameter"):
+        assert "sigmoid(gate) = 0.731" in _reason(report, name, "gated_gate_init"), name
+    assert "the same layer" in _reason(report, "shared_layer_hooked", "bidir_attributes")
+    assert "all-zero inputs" in _reason(report, "nan_cleaned_by_a_thread", "bidir_no_nan")
+    assert "not an nn.Parameter" in _reason(report, "gate_tensor_hooked", "gated_gate_init")
+    assert "concatenate along the token axis" in _reason(report, "concat_axis_hooked",
+                                                         "bidir_shapes")
+    assert "residual connection is missing" in _reason(report, "runtime_tampering",
+                                                       "bidir_equivalence")
 
 
 def test_untouched_notebook_raises_only_in_graded_cells(part1):
@@ -334,13 +362,13 @@ def test_scan_flags_the_tampering_and_not_the_honest(part1):
     assert by["untouched"].flags == []
 
 
-def test_feedback_has_no_hidden_test_source(part1):
+def test_feedback_has_no_grader_source(part1):
     report, expected, out = part1
     pages = sorted((out / "feedback").glob("*/*.html"))
-    assert {p.parent.name for p in pages} == set(expected)
+    assert {p.parent.name for p in pages} >= set(DEMO)
     for page in pages:
         text = page.read_text()
-        leaks = [marker for marker in HIDDEN_SOURCE_MARKERS if marker in text]
+        leaks = [marker for marker in GRADER_SOURCE_MARKERS if marker in text]
         assert not leaks, f"{page} contains {leaks}"
     wrong = (out / "feedback" / "gate_at_one" / f"{ASSIGNMENT}.html").read_text()
     assert "0.731" in wrong  # the verdict of the failed hidden test is kept
@@ -351,10 +379,56 @@ def test_results_json(part1):
     report, _, out = part1
     data = json.loads((out / "results.json").read_text())
     assert data["max_score"] == MAX_SCORE
-    assert {s["student"] for s in data["students"]} == {s.student for s in report.students}
     gate = next(s for s in data["students"] if s["student"] == "gate_at_one")
     failed = [t for t in gate["tests"] if t["score"] < t["max_score"]]
     assert [t["name"] for t in failed] == ["gated_gate_init"] and "0.731" in failed[0]["reason"]
+
+
+# ----------------------------------------------------------------------------- fail closed
+
+def _copy_master(tmp_path: Path, name: str, edit=None) -> Path:
+    root = tmp_path / "source"
+    (root / name).mkdir(parents=True)
+    nb = nbformat.read(MASTER, as_version=4)
+    if edit:
+        edit(nb)
+    nbformat.write(nb, root / name / f"{name}.ipynb")
+    return root
+
+
+def test_a_graded_cell_without_a_trusted_verdict_refuses_the_whole_run(tmp_path):
+    """A master with a graded cell that no exercise declares: grading refuses before anything
+    is graded, and names the cell (nbgrader's own, in-kernel scores are never kept)."""
+    def add_cell(nb):
+        nb.cells.append(new_code_cell("assert True", metadata={"nbgrader": {
+            "grade": True, "grade_id": "mystery_cell", "locked": True, "points": 5,
+            "schema_version": 3, "solution": False, "task": False}}))
+
+    source = _copy_master(tmp_path, "part1_mystery", add_cell)
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    shutil.copy(REPO_ROOT / "notebooks" / f"{ASSIGNMENT}.ipynb", folder / "alice.ipynb")
+    completed = subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", "part1_mystery", str(folder), "--out",
+         str(tmp_path / "out"), "--source", str(source), "--no-sandbox"],
+        cwd=REPO_ROOT, capture_output=True, text=True)
+    assert completed.returncode == 2, completed.stderr
+    assert "mystery_cell" in completed.stderr and "no trusted verdict" in completed.stderr
+    assert not (tmp_path / "out" / "grades.csv").exists()
+
+
+def test_a_copied_master_is_graded_by_its_exercises_not_by_the_kernel(tmp_path):
+    """Part 1's master copied under another name: its cells are still declared, so the
+    untouched notebook gets 0 (it used to keep nbgrader's in-kernel scores: 42/50)."""
+    source = _copy_master(tmp_path, "part1_copy")
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    masters, released = release("part1_copy", source)
+    nbformat.write(submission(masters["part1_copy"], released["part1_copy"], solved=False),
+                   folder / "alice.ipynb")
+    report = grade("part1_copy", folder, tmp_path / "out", source_root=source, workers=1,
+                   cell_timeout=CELL_TIMEOUT, use_sandbox=False, echo=_quiet)
+    assert report.by_student()["alice"].score == 0
 
 
 # ----------------------------------------------------------------------------- toy batches
@@ -392,10 +466,10 @@ def test_submission_wall_clock_limit(tmp_path):
     folder = tmp_path / "subs"
     toy_course.write_submissions(folder, source, names=("correct", "hang"))
     report = grade(toy_course.ASSIGNMENT, folder, tmp_path / "out", source_root=source,
-                   workers=1, cell_timeout=30, submission_timeout=8, echo=_quiet)
+                   workers=1, cell_timeout=30, submission_timeout=20, echo=_quiet)
     by = report.by_student()
     assert by["correct"].score == toy_course.MAX_SCORE
-    assert by["hang"].score == 0 and "longer than 8 s" in by["hang"].reason
+    assert by["hang"].score == 0 and "longer than 20 s" in by["hang"].reason
 
 
 def test_rerun_and_zip_give_the_same_grades(tmp_path):
@@ -424,8 +498,7 @@ def test_rerun_and_zip_give_the_same_grades(tmp_path):
 
 def test_examples_command_writes_the_examples(tmp_path):
     paths = write_examples(ASSIGNMENT, tmp_path)
-    assert sorted(p.stem for p in paths) == sorted(
-        ["correct", "untouched", "wrong_gate_at_one", "wrong_no_residual"])
+    assert sorted(p.stem for p in paths) == sorted(examples(ASSIGNMENT))
     for path in paths:
         nbformat.validate(nbformat.read(path, as_version=4))
 

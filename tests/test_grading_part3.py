@@ -1,20 +1,18 @@
-"""Part 3 graded end to end with real nbgrader (generate_assignment, autograde, the trusted
-verdicts of autograder/hidden/part3.py, generate_feedback, export), in one batch shared by the
-tests: the solution, the untouched notebook and the three wrong examples of ``make demo``. The
-other known mistakes (``PART3_VARIANTS``) are decided through the verdict functions directly in
-tests/test_check_part3.py.
+"""Part 3 graded end to end with real nbgrader (generate_assignment, autograde in the sandbox,
+the clean room, the trusted verdicts of autograder/hidden/part3, generate_feedback, export), in
+one batch shared by the tests: the solution, the untouched notebook and the demo examples of
+``make demo`` (the known mistakes that ``autograder.hidden.part3`` marks ``example``). Every
+other known mistake is decided through the same clean room, in-process, by
+tests/test_exercises.py.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from autograder.examples import (
-    PART3_EXAMPLES,
-    PART3_VARIANTS,
-    graded_cells,
-    write_examples,
-)
+from autograder.examples import examples, graded_cells, write_examples
+from autograder.hidden import references
+from fusionlab.grading import registry
 from tests.grading_batch import grade_batch
 
 pytestmark = pytest.mark.grading
@@ -23,14 +21,9 @@ ASSIGNMENT = "part3_who_gets_to_speak"
 GRADED = graded_cells(ASSIGNMENT)
 MAX_SCORE = 50.0
 CELL_TIMEOUT = 60  # generous on a loaded 2-core machine
-
-BATCH = {  # name -> (replacement cells or None for untouched, graded cells expected to fail)
-    "correct": ({}, ()),
-    "untouched": (None, tuple(GRADED)),
-    "gmu_gate_detached": PART3_VARIANTS["gmu_gate_detached"],  # the GMU accuracy cell
-    "alpha_at_one": PART3_VARIANTS["alpha_at_one"],
-    "dropout_shortcut": PART3_VARIANTS["dropout_shortcut"],
-}
+# name -> (replacement cells or None for untouched, graded cells expected to fail)
+BATCH = examples(ASSIGNMENT)
+EXAMPLES = [name for name in BATCH if name not in ("correct", "untouched")]
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +36,14 @@ def test_rubric_totals_50():
     assert sum(GRADED.values()) == MAX_SCORE
 
 
+def test_every_exercise_has_a_demo_example():
+    shown = {v.exercise for v in references.variants() if f"wrong_{v.name}" in EXAMPLES}
+    assert shown == {e.name for e in registry.exercises(ASSIGNMENT)}
+
+
 def test_part3_scores(part3):
-    """Solution 50/50, untouched 0, each mistake loses exactly the points of the cells it
-    fails, with a reason for each."""
+    """Solution 50/50, untouched 0, each example loses exactly the points of the cells it
+    declares, each with a reason that is not "cannot evaluate"."""
     report, _ = part3
     results = report.by_student()
     assert set(results) == set(BATCH)
@@ -57,12 +55,15 @@ def test_part3_scores(part3):
         assert result.score == MAX_SCORE - sum(GRADED[c] for c in failing), name
         for test in result.tests:
             assert test.passed or test.reason, (name, test.name)
+            assert "cannot evaluate" not in (test.reason or ""), (name, test.name)
 
 
-def test_demo_examples_keep_their_scores(part3):
+def test_demo_examples_lose_some_points_but_not_all(part3):
     report, _ = part3
     scores = {s.student: s.score for s in report.students}
-    assert [scores[n] for n in BATCH] == [50, 0, 47, 43, 44]
+    assert scores["correct"] == MAX_SCORE and scores["untouched"] == 0
+    for name in EXAMPLES:
+        assert 0 < scores[name] < MAX_SCORE, name
 
 
 def test_feedback_is_written_for_every_submission(part3):
@@ -72,8 +73,7 @@ def test_feedback_is_written_for_every_submission(part3):
             (out / "feedback").rglob("*.html")), name
 
 
-def test_make_demo_writes_the_examples_of_the_table(tmp_path):
+def test_make_demo_writes_the_examples_of_the_batch(tmp_path):
     """`make demo` grades these examples (the batch above holds each of them)."""
     paths = write_examples(ASSIGNMENT, tmp_path)
-    assert [p.stem for p in paths] == list(PART3_EXAMPLES)
-    assert {name.removeprefix("wrong_") for name in PART3_EXAMPLES} == set(BATCH)
+    assert [p.stem for p in paths] == list(BATCH)

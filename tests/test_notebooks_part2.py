@@ -1,29 +1,21 @@
 """The Part 2 master follows the course's notebook contract: its sections in order (P2-LAB's
 experiments between "## 6. Experiments" and "## 7. Reflection"), each TODO followed by its
-self-check and its graded cells, visible tests that assert and export evidence, hidden tests
-that only export evidence. (Freshness of the generated versions and nbval run for every master
-in tests/test_notebooks.py.)"""
+self-check (``check.<exercise>``) and its graded cells, the graded cells and the rubric table
+as the exercise registry declares them (visible tests keep their asserts, hidden tests are
+comments only: nothing of them runs in the student's notebook). (Freshness of the generated
+versions and nbval run for every master in tests/test_notebooks.py.)"""
 
 import re
 
 import nbformat
 import pytest
 
-from autograder import REPO_ROOT
-from autograder.examples import graded_cells
-from autograder.hidden import part2
+from autograder import REPO_ROOT, rubric
+from fusionlab.grading import registry
 
 ASSIGNMENT = "part2_attention_that_selects"
 MASTER = REPO_ROOT / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-GRADED = graded_cells(ASSIGNMENT)
-HIDDEN_CELL = re.compile(
-    r"\A# Hidden test: .+ \((?P<points>\d+) points?\)\n"
-    r"### BEGIN HIDDEN TESTS\n"
-    r"from fusionlab import evidence_part2\n\n"
-    r"evidence_part2\.(?P<exercise>attention|coattention|pairs)\(\"(?P<grade_id>\w+)\", "
-    r"(MaskedMultiHeadAttention|CoAttentionBlock|relation_pair_sum)(?P<train>, train=True)?\)\n"
-    r"### END HIDDEN TESTS\Z"
-)
+EXERCISES = registry.exercises(ASSIGNMENT)
 SECTIONS = ("## 1. Why", "## 2. The mathematics", "## 3. The data", "## 4. The models",
             "## 5. Your turn", "## 6. Experiments", "## 7. Reflection")
 
@@ -43,57 +35,51 @@ def test_sections_in_order_and_the_reflection_last(nb):
     found = [next(h for h in headings if h.startswith(s)) for s in SECTIONS]
     assert [headings.index(h) for h in found] == sorted(headings.index(h) for h in found)
     assert nb.cells[-1].source.startswith("## 7. Reflection")
-    assert 'GRADING = "NBGRADER_EXECUTION" in os.environ' in by_id(nb)["setup"].source
+    setup = by_id(nb)["setup"].source
+    assert 'GRADING = "NBGRADER_EXECUTION" in os.environ' in setup
+    assert re.search(r"^from fusionlab import check\b", setup, re.MULTILINE)
+
+
+def test_the_master_agrees_with_the_exercise_registry(nb):
+    """Points, graded cells' header comments and the rubric table: as declared (``make
+    notebooks`` stamps them), no graded cell undeclared, none declared missing."""
+    assert rubric.differences(nb, ASSIGNMENT) == []
+    assert sum(e.points for e in EXERCISES) == 50
 
 
 def test_graded_cells_are_in_the_exercise_section(nb):
     ids = [c.get("id") for c in nb.cells]
     experiments = next(i for i, c in enumerate(nb.cells) if c.source.startswith("## 6."))
-    assert all(ids.index(g) < experiments for g in GRADED)
+    assert all(ids.index(c.grade_id) < experiments for e in EXERCISES for c in e.cells)
 
 
-@pytest.mark.parametrize("exercise, solution, self_check, call", [
-    pytest.param("attention", "attention_solution", "attention-self-check",
-                 "check_part2.attention(MaskedMultiHeadAttention)", marks=pytest.mark.attention),
-    pytest.param("coattention", "coattention_solution", "coattention-self-check",
-                 "check_part2.coattention(CoAttentionBlock)", marks=pytest.mark.coattention),
-    pytest.param("pairs", "pairs_solution", "pairs-self-check",
-                 "check_part2.pairs(relation_pair_sum)", marks=pytest.mark.pairs),
-])
-def test_todo_then_self_check_then_its_graded_cells(nb, exercise, solution, self_check, call):
+@pytest.mark.parametrize("exercise", [pytest.param(e, id=e.name) for e in EXERCISES])
+def test_todo_then_self_check_then_its_graded_cells(nb, exercise):
     ids = [c.get("id") for c in nb.cells]
-    cell = by_id(nb)[solution]
+    cell = by_id(nb)[exercise.solution]
     meta = cell.metadata.nbgrader
-    assert (meta.grade_id, meta.solution, meta.grade, meta.locked) == (solution, True, False,
-                                                                       False)
+    assert (meta.grade_id, meta.solution, meta.grade, meta.locked) == (exercise.solution, True,
+                                                                       False, False)
     assert cell.source.count("### BEGIN SOLUTION") == cell.source.count("### END SOLUTION") >= 1
-    assert ids.index(self_check) == ids.index(solution) + 1
-    assert call in by_id(nb)[self_check].source
-    graded = [g for g, (ex, _) in part2.GRADED.items() if ex == exercise]
-    start = ids.index(self_check) + 1
+    self_check = nb.cells[ids.index(exercise.solution) + 1]
+    assert f"check.{exercise.name}({exercise.target})" in self_check.source
+    start = ids.index(exercise.solution) + 2
+    graded = [c.grade_id for c in exercise.cells]
     assert ids[start:start + len(graded)] == graded
 
 
 def test_graded_cells_follow_the_contract(nb):
+    """Each graded cell is locked and named by its grade_id; a visible one asserts, a hidden one
+    is the registry's comment and nothing else; none records evidence in the notebook."""
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
         if not meta.get("grade"):
             continue
-        exercise, name = part2.GRADED[meta["grade_id"]]
+        _, declared = registry.graded_cell(meta["grade_id"])
         assert cell.id == meta["grade_id"]
         assert (meta["solution"], meta["locked"], meta["schema_version"]) == (False, True, 3)
-        if "HIDDEN" not in cell.source:  # visible: its asserts are a hint, the evidence counts
-            assert "assert " in cell.source and f'evidence_part2.{exercise}("{cell.id}", ' \
-                in cell.source
-            continue
-        match = HIDDEN_CELL.match(cell.source)
-        assert match, f"{cell.id} is not in the hidden-test form:\n{cell.source}"
-        assert int(match["points"]) == meta["points"] and match["grade_id"] == cell.id
-        assert match["exercise"] == exercise and bool(match["train"]) == (name == "accuracy")
-
-
-def test_the_rubric_table_lists_every_graded_cell_with_its_points(nb):
-    rubric = by_id(nb)["your-turn"].source
-    for grade_id, points in GRADED.items():
-        assert re.search(rf"\| `{grade_id}` \| {points:g} \|", rubric), grade_id
-    assert "| **total** | **50** |" in rubric
+        assert "evidence" not in cell.source and "HIDDEN TESTS" not in cell.source, cell.id
+        if declared.visible:
+            assert "assert " in cell.source, cell.id
+        else:
+            assert cell.source == rubric.hidden_source(declared), cell.id

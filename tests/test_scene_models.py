@@ -1,13 +1,17 @@
 """fusionlab.scene_models: shapes, errors, padding and order invariance, mask polarity,
-gradient flow, stacking in fusionlab.multiseed, and a short training run."""
+gradient flow, stacking in fusionlab.multiseed, and a short training run.
+
+The co-attention model is built on the grader's trusted co-attention block
+(``autograder.hidden.part2.formulas.CoAttention``): the package holds no answer to a TODO."""
 
 import pytest
 import torch
 
+from autograder.hidden.part2.formulas import CoAttention, MaskedAttention
 from fusionlab.multiseed import stack_models
 from fusionlab.scene_models import (
-    CoAttentionBlock,
     CoAttentionFusion,
+    CrossAttentionBlock,
     FlatEarlyFusion,
     PooledLateFusion,
     RelationNetwork,
@@ -20,7 +24,8 @@ MODELS = {
     "pooled": lambda **kw: PooledLateFusion(**kw),
     "cross1": lambda **kw: SceneCrossAttention(num_layers=1, num_heads=1, **kw),
     "cross2": lambda **kw: SceneCrossAttention(num_layers=2, num_heads=4, **kw),
-    "coattention": lambda **kw: CoAttentionFusion(num_layers=2, num_heads=2, **kw),
+    "coattention": lambda **kw: CoAttentionFusion(num_layers=2, num_heads=2, block=CoAttention,
+                                                  **kw),
     "rn": lambda **kw: RelationNetwork(**kw),
 }
 ORDER_INVARIANT = ("pooled", "cross1", "cross2", "coattention", "rn")
@@ -161,9 +166,9 @@ def test_attention_maps_are_distributions_over_the_real_objects(scenes):
     assert on_padding.sum() > 0
 
 
-def test_co_attention_reads_the_inputs_in_both_directions():
+def test_the_trusted_co_attention_reads_the_inputs_in_both_directions():
     torch.manual_seed(0)
-    block = CoAttentionBlock(8, num_heads=2).eval()
+    block = CoAttention(8, num_heads=2).eval()
     words, objects = torch.randn(2, 3, 8), torch.randn(2, 5, 8)
     new_words, new_objects = block(words, objects)
     assert new_words.shape == (2, 3, 8) and new_objects.shape == (2, 5, 8)
@@ -177,16 +182,15 @@ def test_co_attention_reads_the_inputs_in_both_directions():
 def test_the_attention_and_block_factories_are_the_ones_used():
     """The notebook runs its models with the student's own attention and co-attention block:
     the factories must build every hop and every block, not just be accepted."""
-    from fusionlab.models import CrossAttentionLayer
 
-    class CountingAttention(CrossAttentionLayer):
+    class CountingAttention(MaskedAttention):
         calls = 0
 
         def forward(self, query, kv, key_padding_mask=None):
             CountingAttention.calls += 1
             return super().forward(query, kv, key_padding_mask)
 
-    class TaggedBlock(CoAttentionBlock):
+    class TaggedBlock(CoAttention):
         pass
 
     objects, question = torch.randn(2, 4, OBJECT_DIM), torch.zeros(2, 3, dtype=torch.long)
@@ -195,9 +199,19 @@ def test_the_attention_and_block_factories_are_the_ones_used():
     model = CoAttentionFusion(num_layers=2, block=TaggedBlock)
     assert [type(b) for b in model.blocks] == [TaggedBlock, TaggedBlock]
     CountingAttention.calls = 0
-    CoAttentionFusion(num_layers=1, block=lambda d, h: CoAttentionBlock(
+    CoAttentionFusion(num_layers=1, block=lambda d, h: CoAttention(
         d, h, attention=CountingAttention))(objects, question)
     assert CountingAttention.calls == 2  # words read objects, objects read words
+
+
+def test_the_blocks_say_which_attention_they_need():
+    """No default answer: a block without its attention, or a co-attention model without its
+    block, is a TypeError that names the missing argument."""
+    with pytest.raises(TypeError, match=r"CrossAttentionBlock needs attention="):
+        CrossAttentionBlock(16, 2)
+    with pytest.raises(TypeError, match=r"CoAttentionFusion needs block="):
+        CoAttentionFusion()
+    assert isinstance(CrossAttentionBlock(16, 2, attention=MaskedAttention).attn, MaskedAttention)
 
 
 @pytest.mark.parametrize("bad", [0, -1])
@@ -205,7 +219,7 @@ def test_layer_counts_must_be_positive(bad):
     with pytest.raises(ValueError, match="num_layers"):
         SceneCrossAttention(num_layers=bad)
     with pytest.raises(ValueError, match="num_layers"):
-        CoAttentionFusion(num_layers=bad)
+        CoAttentionFusion(num_layers=bad, block=CoAttention)
 
 
 def test_every_model_stacks_for_multiseed(name, scenes):

@@ -41,7 +41,11 @@ def _meta(grade_id, *, grade=False, solution=False, locked=False, points=0):
 
 def master() -> nbformat.NotebookNode:
     nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                               "language": "python"}})
+                                               "language": "python"},
+                                # the course's own exercise declaration and trusted reference
+                                # (the reference stays with the tests: never released)
+                                "fusionlab": {"exercises": "toy_exercises",
+                                              "references": "tests.grading.toy_references"}})
     nb.cells = [
         new_markdown_cell("# Toy assignment\nImplement `add`."),
         new_code_cell("import os\nprint('ready')"),
@@ -54,9 +58,13 @@ def master() -> nbformat.NotebookNode:
 
 
 def write_source(root: Path) -> Path:
-    """Write ``root/toy/toy.ipynb``; return ``root`` (a ``--source`` folder)."""
+    """Write ``root/toy/toy.ipynb`` and its exercise declaration beside it; return ``root`` (a
+    ``--source`` folder)."""
+    import shutil
+
     (root / ASSIGNMENT).mkdir(parents=True, exist_ok=True)
     nbformat.write(master(), root / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    shutil.copy(Path(__file__).with_name("toy_exercises.py"), root / ASSIGNMENT)
     return root
 
 

@@ -1,0 +1,181 @@
+"""The exercise registry: every graded TODO of the course, declared once.
+
+An ``Exercise`` says what the student writes (``target``, defined in the TODO cell
+``solution``), how its behaviour is recorded (``collect``, and ``train`` for an accuracy cell),
+the checks that judge that record and the order the self-check runs them in, and its graded
+cells (``GradedCell``: grade_id, check, points, visible or hidden, whether it trains). The
+self-check (``fusionlab.check.<name>``), the grader's verdict tables (``autograder.verdicts``),
+the pytest markers, the parametrised contract, parity and forged-report tests, the demo
+examples and the threshold tool all read these declarations; nothing repeats them.
+
+The trusted side of an exercise (its reference formulas, the grader's evaluation data, the
+known mistakes) lives in ``autograder.hidden``, never in this package: no answer to a TODO is
+importable from ``fusionlab``.
+
+Each part declares its exercises in ``fusionlab.part<N>.exercises``; ``discover`` imports them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from .results import CheckResult, report, run
+from .seeds import SELF_CHECK_SEED
+from .toolkit import target_name
+
+Check = Callable[[dict, dict], CheckResult]
+
+
+@dataclass(frozen=True)
+class GradedCell:
+    """One graded cell of a notebook: its ``grade_id``, the ``check`` that decides it, its
+    ``points``, what it checks in words (``description``: the rubric's text and the cell's
+    comment), whether its test is ``visible`` in the notebook (the assert the student sees,
+    rerun by the grader) and whether it ``trains`` (decided on the clean room's training run)."""
+
+    grade_id: str
+    check: str
+    points: int
+    description: str
+    visible: bool = False
+    trains: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "visible" if self.visible else "hidden"
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One graded TODO (see the module docstring).
+
+    ``collect(target, seed, weights=None)`` returns the evidence dict of ``target`` (never
+    raising): with ``weights`` the module is loaded with them (the self-check's known weights),
+    otherwise every parameter is moved off its initial value. ``train(target, seed, inputs)``
+    trains a model built on ``target`` as the notebook does and returns its predictions on
+    ``inputs``, the grader's evaluation inputs (labels stay with the grader). ``self_check_facts
+    (ev, seed)`` gives the facts of the self-check (stored known answers or properties);
+    ``self_check_weights()`` the known weights it loads, if any. ``borrowed`` names the
+    implementations of the same computation, in the package or in torch, that a TODO cell must
+    not use; the static scan flags them.
+    """
+
+    name: str
+    assignment: str
+    target: str
+    solution: str
+    title: str
+    collect: Callable[..., dict]
+    checks: Mapping[str, Check]
+    self_checks: tuple[str, ...]
+    cells: tuple[GradedCell, ...]
+    self_check_facts: Callable[[dict, int], dict] = lambda ev, seed: {}
+    self_check_weights: Callable[[], dict] | None = None
+    train: Callable[..., dict] | None = None
+    borrowed: tuple[str, ...] = ()
+    notes: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        unknown = [c.check for c in self.cells if c.check not in self.checks] + [
+            name for name in self.self_checks if name not in self.checks]
+        if unknown:
+            raise ValueError(f"exercise {self.name}: no check named {', '.join(unknown)}")
+        if any(c.trains for c in self.cells) and self.train is None:
+            raise ValueError(f"exercise {self.name}: a cell trains but there is no train()")
+
+    @property
+    def points(self) -> int:
+        return sum(cell.points for cell in self.cells)
+
+    def cell(self, grade_id: str) -> GradedCell:
+        for cell in self.cells:
+            if cell.grade_id == grade_id:
+                return cell
+        raise KeyError(grade_id)
+
+    @property
+    def trains(self) -> bool:
+        return any(cell.trains for cell in self.cells)
+
+    def results(self, target, seed: int = SELF_CHECK_SEED) -> list[CheckResult]:
+        """The self-check verdicts on ``target``; never raises."""
+        weights = self.self_check_weights() if self.self_check_weights else None
+        ev = self.collect(target, seed, weights=weights)
+        try:
+            facts = self.self_check_facts(ev, seed)
+        except Exception as error:  # noqa: BLE001 (evidence of an unexpected form)
+            facts = {"unavailable": f"{type(error).__name__}: {error}"}
+        return run(self.checks, self.self_checks, ev, facts)
+
+    def self_check(self, target) -> None:
+        """Print the self-check of ``target`` (what the notebook's self-check cell calls)."""
+        report(target_name(target), self.results(target))
+
+
+# ----------------------------------------------------------------------------- the table
+
+_EXERCISES: dict[str, Exercise] = {}
+_CELLS: dict[str, tuple[Exercise, GradedCell]] = {}
+_DISCOVERED = False
+
+
+def register(exercise: Exercise) -> Exercise:
+    """Add ``exercise`` to the registry (once: a second exercise or graded cell of the same
+    name is a ValueError)."""
+    known = _EXERCISES.get(exercise.name)
+    if known is not None and known is not exercise:
+        raise ValueError(f"two exercises are named {exercise.name!r}")
+    taken = [c.grade_id for c in exercise.cells
+             if c.grade_id in _CELLS and _CELLS[c.grade_id][0] is not exercise]
+    if taken:
+        raise ValueError(f"graded cells {', '.join(taken)} are declared twice")
+    _EXERCISES[exercise.name] = exercise
+    for cell in exercise.cells:
+        _CELLS[cell.grade_id] = (exercise, cell)
+    return exercise
+
+
+def discover() -> None:
+    """Import every ``fusionlab.part<N>.exercises`` module (they register their exercises)."""
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    import fusionlab
+
+    for module in sorted(pkgutil.iter_modules(fusionlab.__path__), key=lambda m: m.name):
+        if module.ispkg and module.name.startswith("part"):
+            try:
+                importlib.import_module(f"fusionlab.{module.name}.exercises")
+            except ModuleNotFoundError as error:
+                if error.name != f"fusionlab.{module.name}.exercises":
+                    raise
+    _DISCOVERED = True
+
+
+def load(module: str) -> None:
+    """Import a module that registers exercises outside ``fusionlab`` (a course of its own)."""
+    importlib.import_module(module)
+
+
+def exercise(name: str) -> Exercise:
+    discover()
+    try:
+        return _EXERCISES[name]
+    except KeyError:
+        raise KeyError(f"no exercise named {name!r}; known: {', '.join(sorted(_EXERCISES))}") \
+            from None
+
+
+def exercises(assignment: str | None = None) -> list[Exercise]:
+    """Every registered exercise, or those of ``assignment``, in declaration order."""
+    discover()
+    return [e for e in _EXERCISES.values() if assignment is None or e.assignment == assignment]
+
+
+def graded_cell(grade_id: str) -> tuple[Exercise, GradedCell] | None:
+    """The exercise and declaration of graded cell ``grade_id``, or None."""
+    discover()
+    return _CELLS.get(grade_id)

@@ -1,0 +1,99 @@
+"""The Part 4 master follows the course's notebook contract: its sections in order, each TODO
+preceded by a worked example and followed by its self-check and its graded cells (in the order
+its exercise declares them), the rubric and every graded cell's header as the registry stamps
+them, what is real and what is synthetic said plainly. (Freshness of the generated versions and
+nbval run for every master in tests/test_notebooks.py.)"""
+
+import re
+
+import nbformat
+import pytest
+
+from autograder import REPO_ROOT, rubric
+from autograder.examples import graded_cells
+from fusionlab.grading import registry
+
+pytestmark = pytest.mark.notebooks
+
+ASSIGNMENT = "part4_align_before_fuse"
+MASTER = REPO_ROOT / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+SECTIONS = ("## 1. Why", "## 2. The data", "## 3. The encoders", "## 4. Your turn",
+            "## 5. Experiments", "## 6. Reflection")
+EXERCISES = registry.exercises(ASSIGNMENT)
+# exercise -> (the worked example before its TODO, the self-check cell after it)
+CELLS = {"clip_loss": ("worked-clip", "clip-selfcheck"),
+         "recall_at_k": ("worked-recall", "recall-selfcheck"),
+         "zero_shot_scores": ("worked-zeroshot", "zeroshot-selfcheck"),
+         "siglip_loss": ("worked-siglip", "siglip-selfcheck")}
+
+
+@pytest.fixture(scope="module")
+def nb():
+    return nbformat.read(MASTER, as_version=4)
+
+
+def ids(nb):
+    return [cell.get("id") for cell in nb.cells]
+
+
+def by_id(nb):
+    return {cell.get("id"): cell for cell in nb.cells}
+
+
+def test_sections_in_order_and_the_reflection_last(nb):
+    headings = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "markdown"
+                and c.source.startswith("## ")]
+    found = [next(h for h in headings if h.startswith(s)) for s in SECTIONS]
+    assert [headings.index(h) for h in found] == sorted(headings.index(h) for h in found)
+    assert nb.cells[-1].source.startswith("## 6. Reflection")
+    assert 'GRADING = "NBGRADER_EXECUTION" in os.environ' in by_id(nb)["setup"].source
+
+
+def test_the_notebook_says_what_is_real_and_what_is_synthetic(nb):
+    title = by_id(nb)["title"].source
+    assert "**images are real**" in title and "**captions are synthetic**" in title
+
+
+def test_every_exercise_of_the_assignment_has_its_cells():
+    assert set(CELLS) == {e.name for e in EXERCISES}
+    assert sum(e.points for e in EXERCISES) == 50
+
+
+@pytest.mark.parametrize("exercise", [pytest.param(e, id=e.name) for e in EXERCISES])
+def test_worked_example_then_todo_then_self_check_then_its_graded_cells(nb, exercise):
+    order = ids(nb)
+    worked, self_check = CELLS[exercise.name]
+    cell = by_id(nb)[exercise.solution]
+    meta = cell.metadata.nbgrader
+    assert (meta.grade_id, meta.solution, meta.grade, meta.locked) == (exercise.solution, True,
+                                                                       False, False)
+    assert cell.source.count("### BEGIN SOLUTION") == cell.source.count("### END SOLUTION") == 1
+    assert order.index(worked) < order.index(exercise.solution)
+    assert order.index(self_check) == order.index(exercise.solution) + 1
+    assert f"check.{exercise.name}({exercise.target})" in by_id(nb)[self_check].source
+    start = order.index(self_check) + 1
+    assert order[start:start + len(exercise.cells)] == [c.grade_id for c in exercise.cells]
+
+
+def test_the_master_agrees_with_the_registry(nb):
+    """Points, the graded cells' headers and the rubric table are stamped from the exercise
+    declarations (`make notebooks` stamps them; here nothing is left to stamp)."""
+    assert rubric.differences(nb, ASSIGNMENT) == []
+    table = by_id(nb)["your-turn"].source
+    for grade_id, points in graded_cells(ASSIGNMENT).items():
+        assert re.search(rf"\| `{grade_id}` \| {points:g} \|", table), grade_id
+    assert "| **total** | **50** |" in table
+
+
+def test_graded_cells_come_before_the_experiments(nb):
+    order = ids(nb)
+    experiments = order.index("experiments")
+    assert all(order.index(g) < experiments for g in graded_cells(ASSIGNMENT))
+
+
+def test_every_todo_cell_uses_only_the_setup_imports(nb):
+    """The clean room runs a TODO cell after the setup cell's imports only: a TODO must not
+    rely on a name another cell defines."""
+    for exercise in EXERCISES:
+        source = by_id(nb)[exercise.solution].source
+        assert "import " not in source, exercise.solution
