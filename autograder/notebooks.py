@@ -83,6 +83,11 @@ def find_masters(repo_root: Path = REPO_ROOT) -> list[Path]:
     )
 
 
+def master_path(assignment: str, repo_root: Path = REPO_ROOT) -> Path:
+    """The master of ``assignment``: ``source/<assignment>/<assignment>.ipynb``."""
+    return Path(repo_root) / SOURCE_DIR / assignment / f"{assignment}.ipynb"
+
+
 def output_paths(master: Path, out_root: Path = REPO_ROOT) -> tuple[Path, Path]:
     """Where the student and the solution version of ``master`` go."""
     name = f"{master.stem}.ipynb"

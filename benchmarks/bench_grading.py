@@ -24,12 +24,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from autograder.notebooks import master_path
+
 from .timing import Samples, Timer, usable_cores
 
 REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "part1_fusion_strategies"
 SOLUTION = REPO / "solutions" / f"{ASSIGNMENT}.ipynb"
-MASTER = REPO / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+MASTER = master_path(ASSIGNMENT)
 
 
 # ----------------------------------------------------------------------------- the notebook
@@ -90,7 +92,7 @@ def _tail(proc: subprocess.CompletedProcess) -> str:
 
 
 def _grading_missing(assignment: str = ASSIGNMENT) -> str | None:
-    master = REPO / "source" / assignment / f"{assignment}.ipynb"
+    master = master_path(assignment)
     if not master.exists():
         return f"{master.relative_to(REPO)} is missing"
     return None

@@ -1,7 +1,7 @@
 """Synthetic two-modality datasets and a fast batch iterator.
 
-Part 2's scenes and questions (Sort-of-CLEVR) live in ``fusionlab.scenes``; its dataset and
-reports are re-exported here.
+Part 2's scenes and questions (Sort-of-CLEVR) live in ``fusionlab.part2.scenes``, Part 3's tasks
+in ``fusionlab.part3.data``, Part 4's digits in ``fusionlab.part4.data``.
 
 Every dataset is generated in one vectorised pass from an explicit seed (or a
 ``torch.Generator``), never from the global RNG, so the same seed gives the same tensors on
@@ -19,14 +19,6 @@ from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import Dataset
-
-from .scenes import (  # noqa: F401 (re-exported: Part 2's dataset)
-    SortOfClevr,
-    accuracy_by_type,
-    answer_balance,
-    format_answer_balance,
-    make_scene_splits,
-)
 
 INTERACTIONS = ("original", "xor")
 

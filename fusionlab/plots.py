@@ -231,9 +231,9 @@ def plot_gate_vs_switch(gate, switch, title: str = ""):
     ``gate`` is ``(n,)`` or ``(n, H)`` (averaged over the features), e.g. a GMU's ``z`` on the
     test set; ``switch`` ``(n,)`` holds ``M`` (1: the image carries the class). One histogram
     per value of ``M``; the title gives their Pearson correlation
-    (``fusionlab.gating.gate_switch_correlation``).
+    (``fusionlab.part3.models.gate_switch_correlation``).
     """
-    from .gating import gate_switch_correlation
+    from .part3.models import gate_switch_correlation
 
     gate_t = torch.as_tensor(gate).detach().float().cpu()
     corr = gate_switch_correlation(gate_t, switch)
@@ -294,7 +294,7 @@ def plot_missing_curves(
 
 def _scene_objects(dataset, idx: int) -> list[dict]:
     """The objects of sample ``idx`` of a ``SortOfClevr``: slot, colour, shape, x, y."""
-    from .scenes import COLORS, SHAPES, X_FEATURE, Y_FEATURE
+    from .part2.scenes import COLORS, SHAPES, X_FEATURE, Y_FEATURE
 
     objects = []
     for slot in range(dataset.objects.shape[1]):
@@ -345,7 +345,7 @@ def plot_scene(dataset, idx: int = 0, weights=None, title: str | None = None):
     """One Sort-of-CLEVR scene drawn as coloured squares and circles, with its question and
     answer above it. ``weights`` ``(num_slots,)`` (optional): an attention weight per slot,
     shown on the objects (see ``plot_scene_attention``)."""
-    from .scenes import ANSWERS, decode_question
+    from .part2.scenes import ANSWERS, decode_question
 
     fig, ax = plt.subplots(figsize=(4.8, 5.0))
     _draw_scene(ax, dataset, idx, weights)
@@ -361,7 +361,7 @@ def plot_scene_attention(dataset, idx: int, panels: Mapping[str, object],
     objects: ``panels`` maps a panel's title (e.g. ``"hop 1"``) to weights ``(num_slots,)``,
     e.g. ``model.attention_maps[h][idx, :, word].mean(0)``: the heads' mean for one word.
     ``title`` defaults to the question and its answer."""
-    from .scenes import ANSWERS, decode_question
+    from .part2.scenes import ANSWERS, decode_question
 
     names = list(panels)
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4.6), squeeze=False)
@@ -382,7 +382,7 @@ def plot_accuracy_by_type(results: Mapping[str, Mapping[str, Sequence[float]]],
     seeds, with an error bar of one standard deviation and a dot per seed.
 
     ``results`` maps a model to ``{question type: [accuracy per seed]}`` (as
-    ``fusionlab.scene_experiments.accuracy_per_type`` returns); ``columns`` picks and orders
+    ``fusionlab.part2.experiments.accuracy_per_type`` returns); ``columns`` picks and orders
     the types (default: the first model's); ``baselines`` draws a dashed line per type (e.g.
     the majority-class baseline)."""
     models = list(results)

@@ -166,8 +166,7 @@ def lab(tmp_path_factory, grading, part):
     root = tmp_path_factory.mktemp("lab")
     work = root / "work"
     work.mkdir()
-    student, _ = generator.output_paths(generator.REPO_ROOT / "source" / part.name /
-                                        f"{part.name}.ipynb")
+    student, _ = generator.output_paths(generator.master_path(part.name))
     notebook = work / student.name
     shutil.copy(student, notebook)
     student_config(root / "config", root / "settings")
@@ -355,7 +354,7 @@ def test_solved_notebook_runs_without_error_and_every_self_check_passes(page, la
     if not part.solved_run:
         pytest.skip(f"{part.name}: its solution runs in full under nbval (tests/test_notebooks.py)")
     _, notebook = lab
-    master = nbformat.read(str(REPO / "source" / part.name / f"{part.name}.ipynb"), as_version=4)
+    master = nbformat.read(str(generator.master_path(part.name)), as_version=4)
     solutions = {c.metadata.nbgrader.grade_id: strip_solution_markers(c.source)
                  for c in master.cells if c.metadata.get("nbgrader", {}).get("solution")}
     typed = page.evaluate("""(solutions) => {
@@ -395,7 +394,7 @@ def test_feedback_html_shows_the_score_and_every_graded_cell(browser, grading, p
         (row,) = [r for r in csv.DictReader(f) if r["student_id"] == part.graded_example]
     score, max_score = float(row["score"]), float(row["max_score"])
     assert max_score == 50 and 0 < score < 50, row  # the example loses some points
-    master = nbformat.read(str(REPO / "source" / part.name / f"{part.name}.ipynb"), as_version=4)
+    master = nbformat.read(str(generator.master_path(part.name)), as_version=4)
     graded = [(c.metadata.nbgrader.grade_id, c.metadata.nbgrader.points) for c in master.cells
               if c.metadata.get("nbgrader", {}).get("grade")]
 

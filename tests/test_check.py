@@ -126,12 +126,3 @@ def test_printed_verdict_has_a_word_per_check_and_no_return_value(capsys):
     assert "FAIL ❌ implemented" in out and "SKIP ➖ shapes" in out and "Traceback" not in out
 
 
-def test_old_notebooks_graded_cells_get_a_note_instead_of_a_crash(capsys):
-    """A student's copy of the previous release still calls the evidence functions in its
-    visible test cells: they print a note and record nothing."""
-    from fusionlab import evidence
-
-    evidence.bidirectional("bidir_visible_shape", SOLUTIONS["bidirectional"])
-    evidence.gated("gated_accuracy", SOLUTIONS["gated"], train=True)
-    out = capsys.readouterr().out
-    assert out.count("the grader runs your TODO cell itself") == 2

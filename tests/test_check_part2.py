@@ -10,8 +10,7 @@ the self-check and the verdicts agree):
 - the untouched notebook gets "not implemented" reasons;
 - the master's solution names the expected shape in its ValueErrors;
 - the attention self-check's stored known answers are what the trusted references compute;
-- no public class of ``fusionlab`` computes the answer to TODO 1 or TODO 2;
-- the old import paths (``check_part2``, ``evidence_part2``) still work for one release.
+- no public class of ``fusionlab`` computes the answer to TODO 1 or TODO 2.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from autograder import known_answers, trial, verdicts
 from autograder.cleanroom import Measurement
 from autograder.hidden import references
 from autograder.hidden.part2.mistakes import attention_src
-from fusionlab import check, check_part2, evidence_part2
 from fusionlab.grading import registry
 from fusionlab.grading.known import KnownAnswers
 from fusionlab.grading.toolkit import load, save
@@ -133,24 +131,6 @@ def test_wrong_shapes_raise_value_errors_naming_the_expected_shape():
     pairs = trial.namespace(registry.exercise("pairs"))["relation_pair_sum"]
     with pytest.raises(ValueError, match=r"relations must have shape \(B, N, N, H\)"):
         pairs(torch.randn(2, 3, 4, 8))
-
-
-@pytest.mark.exercise("attention", "coattention", "pairs")
-def test_the_old_import_paths_still_work(capsys, tmp_path, monkeypatch):
-    """Students' copies of earlier releases call ``check_part2.<exercise>`` in their self-check
-    cells and ``evidence_part2.<exercise>`` in their graded cells: the first prints the
-    registry's self-check, the second says that grading happens outside the notebook and
-    writes nothing."""
-    monkeypatch.chdir(tmp_path)
-    for exercise in EXERCISES:
-        target = trial.namespace(exercise)[exercise.target]
-        getattr(check_part2, exercise.name)(target)
-        old = capsys.readouterr().out
-        getattr(check, exercise.name)(target)
-        assert old == capsys.readouterr().out and f"All {len(exercise.self_checks)}" in old
-        recorded = getattr(evidence_part2, exercise.name)(exercise.cells[0].grade_id, target)
-        assert recorded is None and "outside this notebook" in capsys.readouterr().out
-    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.exercise("attention")

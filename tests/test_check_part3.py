@@ -9,7 +9,6 @@ the grader):
   last_gate is judged on its accuracy alone, a gate stuck at one modality fails (slow), a
   re-run trains the same predictions;
 - the reasons of the walkthrough mistakes name what is wrong, in the grader and the self-check;
-- the import paths of the earlier release (``check_part3``, ``evidence_part3``).
 """
 
 from __future__ import annotations
@@ -214,36 +213,3 @@ def test_the_reason_names_the_mistake_in_the_grader_and_the_self_check(mistake, 
     if check in exercise.self_checks:
         hint = trial.self_check(exercise, mistake.replace[exercise.target])[check]
         assert not hint.passed and says in hint.message, hint.message
-
-
-# ----------------------------------------------------------------------------- old import paths
-
-@pytest.mark.exercise("gmu", "tanh_gated", "modality_dropout")
-def test_the_earlier_releases_self_checks_still_work(capsys):
-    from fusionlab import check, check_part3
-
-    for name, old, new in (("gmu", check_part3.gmu, check.gmu),
-                           ("tanh_gated", check_part3.tanh_gated_block, check.tanh_gated),
-                           ("modality_dropout", check_part3.modality_dropout,
-                            check.modality_dropout)):
-        exercise = registry.exercise(name)
-        target = trial.namespace(exercise)[exercise.target]
-        new(target)
-        expected = capsys.readouterr().out
-        old(target)
-        assert capsys.readouterr().out == expected
-        assert expected.startswith(f"Checking {exercise.target}") and "passed" in expected
-
-
-@pytest.mark.exercise("gmu", "tanh_gated", "modality_dropout")
-def test_the_earlier_releases_graded_cells_only_print_a_note(tmp_path, monkeypatch, capsys):
-    from fusionlab import evidence_part3
-
-    monkeypatch.chdir(tmp_path)
-    evidence_part3.gmu("gmu_accuracy", object, train=True)
-    evidence_part3.tanh_gated_block("block_mask", object)
-    evidence_part3.modality_dropout("dropout_rule", object)
-    out = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in out] == ["gmu_accuracy", "block_mask", "dropout_rule"]
-    assert all("outside the notebook" in line for line in out)
-    assert list(tmp_path.iterdir()) == []  # nothing recorded

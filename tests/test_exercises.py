@@ -8,7 +8,8 @@ marked with its exercise (``python -m pytest -m gmu``). For every exercise:
 - each known mistake loses exactly the graded cells it declares, all of its own exercise;
 - the self-check and the verdicts agree on every known mistake: the checks they share fail
   together, for the same reason (the numbers aside: the self-check's inputs are not the
-  grader's), and a self-check that passes means the grader gives the exercise full points.
+  grader's), and a self-check that passes means the grader gives the exercise full points;
+- no reason for a known mistake (honest code) suggests that evidence was tampered with.
 """
 
 from __future__ import annotations
@@ -85,11 +86,18 @@ def test_each_known_mistake_loses_exactly_its_own_cells(variant):
         assert "cannot evaluate" not in verdicts[grade_id].message
 
 
+# Words that would tell an honest student that their evidence was tampered with: the trusted
+# process has no proof of that for a known mistake, which is honest code.
+_SUSPICION = re.compile(r"tamper|forg|edited|not what your exported|recorded .* not what", re.I)
+
+
 @pytest.mark.parametrize("variant", _variant_params())
 def test_self_check_and_verdicts_agree_on_each_known_mistake(variant):
     exercise = registry.exercise(variant.exercise)
     mine = trial.self_check(exercise, _source(variant))
     verdicts = _variant_verdicts(variant)
+    reasons = [v.message for v in verdicts.values()] + [r.message for r in mine.values()]
+    assert not [m for m in reasons if _SUSPICION.search(m)]  # honest code is never suspected
     if all(r.passed for r in mine.values()):  # a self-check that passes means full points
         assert not [c.grade_id for c in exercise.cells if not verdicts[c.grade_id].passed]
     for cell in exercise.cells:

@@ -29,6 +29,7 @@ from autograder import REPO_ROOT
 from autograder.examples import examples, graded_cells, release, submission, write_examples
 from autograder.grade import grade
 from autograder.hidden import references
+from autograder.notebooks import master_path
 from autograder.verdicts import course_secret
 
 sys.path.insert(0, str(Path(__file__).parent / "grading"))
@@ -37,7 +38,7 @@ import toy_course  # noqa: E402
 pytestmark = pytest.mark.grading
 
 ASSIGNMENT = "part1_fusion_strategies"
-MASTER = REPO_ROOT / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+MASTER = master_path(ASSIGNMENT)
 GRADED = graded_cells(ASSIGNMENT)  # grade_id -> points, from the master's metadata
 MAX_SCORE = 50.0
 CELL_TIMEOUT = 30  # generous for the slowest graded cell on a loaded 2-core machine

@@ -24,26 +24,14 @@ import nbformat
 import pytest
 
 from autograder import notebooks as generator
-from autograder.examples import graded_cells
-from autograder.hidden import part1 as verdicts_part1
+from autograder import rubric
+from fusionlab.grading import registry
 
 REPO = generator.REPO_ROOT
 MASTERS = generator.find_masters()
-PART1 = REPO / "source" / "part1_fusion_strategies" / "part1_fusion_strategies.ipynb"
+PART1 = generator.master_path("part1_fusion_strategies")
 
 pytestmark = pytest.mark.notebooks
-
-# The graded cells of Part 1, from the master's metadata: grade_id -> points.
-PART1_GRADED = graded_cells("part1_fusion_strategies")
-HIDDEN_CELL = re.compile(
-    r"\A# Hidden test: .+ \((?P<points>\d+) points?\)\n"
-    r"### BEGIN HIDDEN TESTS\n"
-    r"from fusionlab import evidence\n\n"
-    r"evidence\.(?P<exercise>bidirectional|gated)\(\"(?P<grade_id>\w+)\", \w+"
-    r"(?P<train>, train=True)?\)\n"
-    r"### END HIDDEN TESTS\Z"
-)
-
 
 def master_ids(path):
     return path.stem
@@ -73,49 +61,43 @@ def test_masters_are_found():
 # ----------------------------------------------------------------------------- the master
 
 
-def test_part1_graded_cells_follow_the_contract():
-    """50 points; every graded cell exports its evidence and has a trusted verdict."""
-    nb = read(PART1)
-    graded = [c for c in code_cells(nb) if c.metadata.get("nbgrader", {}).get("grade")]
-    assert sum(PART1_GRADED.values()) == 50
-    assert list(PART1_GRADED) == list(verdicts_part1.GRADED)
-    for cell in graded:
-        meta = cell.metadata.nbgrader
-        exercise, _, trains = verdicts_part1.GRADED[meta.grade_id]
-        assert cell.id == meta.grade_id
-        assert (meta.solution, meta.locked, meta.schema_version) == (False, True, 3)
-        if "HIDDEN" not in cell.source:  # a visible test: its assert is a hint, the evidence
-            assert "assert " in cell.source  # is what the grader scores
-            assert f'evidence.{exercise}("{meta.grade_id}", ' in cell.source
+def test_the_master_agrees_with_the_exercise_registry(master):
+    """Points, graded cells' header comments and the rubric table are as declared (``make
+    notebooks`` stamps them); no graded cell is undeclared and none declared is missing; a
+    hidden cell is its header comment only (the grader measures the TODO cells itself), a
+    visible one is an assert the student can read."""
+    nb = read(master)
+    assignment = master.stem
+    assert rubric.differences(nb, assignment) == []
+    assert sum(e.points for e in registry.exercises(assignment)) == 50
+    for cell in code_cells(nb):
+        meta = cell.metadata.get("nbgrader", {})
+        if not meta.get("grade"):
             continue
-        match = HIDDEN_CELL.match(cell.source)
-        assert match, f"{meta.grade_id} is not in the hidden-test form:\n{cell.source}"
-        assert int(match["points"]) == meta.points and match["grade_id"] == meta.grade_id
-        assert match["exercise"] == exercise and bool(match["train"]) == trains
+        _, declared = registry.graded_cell(meta["grade_id"])
+        assert cell.id == meta["grade_id"]
+        assert (meta["solution"], meta["locked"], meta["schema_version"]) == (False, True, 3)
+        if declared.visible:
+            assert "assert " in cell.source, cell.id
+        else:
+            assert cell.source == rubric.hidden_source(declared), cell.id
 
 
-def test_part1_todos_have_solution_cells_then_a_self_check_then_the_graded_cells():
-    nb = read(PART1)
+@pytest.mark.parametrize("exercise", [pytest.param(e, id=e.name)
+                                      for e in registry.exercises()])
+def test_each_todo_is_followed_by_its_self_check_then_its_graded_cells(exercise):
+    nb = read(generator.master_path(exercise.assignment))
     ids = [cell.get("id") for cell in nb.cells]
-    for solution, self_check, call, first, last in (
-        ("bidirectional_solution", "bidirectional-selfcheck",
-         "check.bidirectional(BidirectionalCrossAttention)", "bidir_visible_shape",
-         "bidir_accuracy"),
-        ("gated_solution", "gated-selfcheck", "check.gated(GatedFusionModel)",
-         "gated_visible_shape", "gated_accuracy"),
-    ):
-        cell = by_id(nb)[solution]
-        meta = cell.metadata.nbgrader
-        assert (meta.grade_id, meta.solution, meta.grade, meta.locked) == (
-            solution, True, False, False
-        )
-        assert cell.source.count("### BEGIN SOLUTION") == cell.source.count("### END SOLUTION") >= 1
-        assert ids.index(self_check) == ids.index(solution) + 1
-        assert call in by_id(nb)[self_check].source
-        assert ids.index(first) == ids.index(self_check) + 1
-        assert ids[ids.index(first):ids.index(last) + 1] == [
-            g for g in PART1_GRADED if g.startswith(first.split("_")[0])
-        ]
+    cell = by_id(nb)[exercise.solution]
+    meta = cell.metadata.nbgrader
+    assert (meta.grade_id, meta.solution, meta.grade, meta.locked) == (exercise.solution, True,
+                                                                       False, False)
+    assert cell.source.count("### BEGIN SOLUTION") == cell.source.count("### END SOLUTION") >= 1
+    self_check = nb.cells[ids.index(exercise.solution) + 1]
+    assert f"check.{exercise.name}({exercise.target})" in self_check.source
+    start = ids.index(exercise.solution) + 2
+    graded = [c.grade_id for c in exercise.cells]
+    assert ids[start:start + len(graded)] == graded
 
 
 def test_master_is_stored_without_outputs(master):

@@ -207,7 +207,7 @@ def binding_data(seed: int, n_scenes: int, objects: tuple[int, int] = CONFIG.tra
     """The "what shape is X" questions of ``n_scenes`` Sort-of-CLEVR scenes drawn from
     ``seed``, with ``objects`` = (min, max) objects in ``num_slots`` slots (default: max):
     ``(objects, question, object_mask, question_mask, answer)``."""
-    from ..scenes import QUESTION_TYPES, SortOfClevr
+    from .scenes import QUESTION_TYPES, SortOfClevr
 
     ds = SortOfClevr(n_samples=n_scenes, seed=seed, min_objects=objects[0],
                      max_objects=objects[1], num_slots=num_slots)
@@ -288,7 +288,7 @@ def collect_coattention(cls, seed: int, weights=None) -> dict:
     """Evidence on a ``CoAttentionBlock`` class; never raises. Beside the block's outputs it
     records what the formula gives with the block's own two directions (``sub/...``): each
     direction called on the block's inputs with its keys' mask."""
-    from ..scene_models import CrossAttentionBlock
+    from .models import CrossAttentionBlock
 
     d, h = CONFIG.dim, CONFIG.heads
     ev: dict = {}
@@ -377,7 +377,7 @@ def train_attention(cls, seed: int, inputs: dict) -> dict:
     """``SceneCrossAttention(attention=cls)`` trained on "what shape is X" as the notebook
     trains it; its answer logits for the grader's questions ``inputs`` (objects, question,
     object_mask, question_mask)."""
-    from ..scene_models import SceneCrossAttention
+    from .models import SceneCrossAttention
 
     t = CONFIG.training
     torch.manual_seed(derive(seed, "attention", Stream.MODEL))

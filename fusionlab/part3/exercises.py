@@ -302,7 +302,7 @@ def collect_modality_dropout(fn, seed: int, weights=None) -> dict:
 
 def switch_training_data(seed: int):
     """The GMU accuracy cell's training set: the switch task (the grader evaluates elsewhere)."""
-    from ..gating_data import SwitchDataset
+    from .data import SwitchDataset
 
     return SwitchDataset(CONFIG.gmu_training["n_train"],
                          seed=derive(seed, "gmu", Stream.TRAINING) % 2**31)
@@ -310,7 +310,7 @@ def switch_training_data(seed: int):
 
 def redundant_training_data(seed: int):
     """The modality-dropout accuracy cell's training set: the redundant task."""
-    from ..gating_data import RedundantDataset
+    from .data import RedundantDataset
 
     return RedundantDataset(CONFIG.dropout_training["n_train"],
                             seed=derive(seed, "modality_dropout", Stream.TRAINING) % 2**31,
@@ -335,7 +335,7 @@ def train_gmu(cls, seed: int, inputs: dict) -> dict:
     """``FusionClassifier(cls(), 2)`` trained on the switch task as the notebook trains it; its
     logits on the grader's inputs ``img`` and ``txt``, and the unit's gate there (``last_gate``,
     when it keeps one) after training and, with the same initial weights, before."""
-    from ..gating import FusionClassifier
+    from .models import FusionClassifier
 
     torch.manual_seed(derive(seed, "gmu", Stream.MODEL))
     model = FusionClassifier(cls(**CONFIG.gmu_sizes), 2)

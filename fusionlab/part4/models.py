@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from ..models import CrossAttentionLayer, masked_mean, mlp
-from ..scene_models import CrossAttentionBlock
+from ..part2.models import CrossAttentionBlock
 from .data import IMAGE_DIM, IMAGE_SIDE, MAX_LEN, PAD, VOCAB
 
 CLIP_TEMPERATURE = 0.07  # CLIP's initial temperature: logit_scale starts at log(1 / 0.07)

@@ -76,7 +76,7 @@ def binding_evaluation(eval_seed: int):
     object (a colour, a position, a shape), as a stale buffer would. A layer that masks its
     padding does not notice; one that reads it is misled by objects that are not in the scene.
     Returns the inputs for the clean room and the answers, which stay here."""
-    from fusionlab.scenes import COLORS, OBJECT_DIM, SHAPES, X_FEATURE
+    from fusionlab.part2.scenes import COLORS, OBJECT_DIM, SHAPES, X_FEATURE
 
     objects, question, object_mask, question_mask, answer = binding_data(
         eval_seed, CONFIG.eval_scenes, CONFIG.eval_objects, CONFIG.eval_slots)
@@ -96,7 +96,7 @@ def binding_evaluation(eval_seed: int):
 
 def binding_score(trained: dict, labels) -> dict | str:
     """The accuracy of the trained model's answers (``trained["logits"]``)."""
-    from fusionlab.scenes import NUM_ANSWERS
+    from fusionlab.part2.scenes import NUM_ANSWERS
 
     what = "SceneCrossAttention trained on your attention"
     logits = trained.get("logits")

@@ -7,7 +7,7 @@ call them.
   named as in ``fusionlab.part2.exercises.MISTAKES``), so that a verdict can say which one a
   submission's outputs match;
 - ``CoAttention``: the co-attention block, the answer to TODO 2, built on any attention (the
-  tests build ``fusionlab.scene_models.CoAttentionFusion`` on it).
+  tests build ``fusionlab.part2.models.CoAttentionFusion`` on it).
 
 The facts are computed on weights (a ``state_dict`` as arrays), never on the student's objects:
 ``attention_from_weights`` loads the exported weights into a fresh ``MaskedAttention``.
@@ -21,7 +21,7 @@ from torch import nn
 
 from fusionlab.models import check_attention_inputs
 from fusionlab.part2.exercises import ATTENTION_KEYS
-from fusionlab.scene_models import CrossAttentionBlock
+from fusionlab.part2.models import CrossAttentionBlock
 
 from ..part1.formulas import WeightsError, gradients, tensor  # weights read the same way
 

@@ -16,11 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F_torch
 
-from fusionlab.gating import gate_switch_correlation
-from fusionlab.gating_data import RedundantDataset, SwitchDataset
 from fusionlab.grading.results import prefixed
 from fusionlab.grading.seeds import SELF_CHECK_SEED
 from fusionlab.grading.toolkit import projection_loss
+from fusionlab.part3.data import RedundantDataset, SwitchDataset
 from fusionlab.part3.exercises import (
     CONFIG,
     block_inputs,
@@ -28,6 +27,7 @@ from fusionlab.part3.exercises import (
     dropout_inputs,
     gmu_inputs,
 )
+from fusionlab.part3.models import gate_switch_correlation
 
 from ..references import Evaluation, Reference, Variant, register
 from . import formulas as F
@@ -335,7 +335,7 @@ BLOCK_MISTAKES = (
 )
 
 _SHORTCUT = '''\
-    from fusionlab.gating_data import drop_vectors
+    from fusionlab.part3.data import drop_vectors
 
     dropped = torch.rand(x.shape[0]) < p
     return drop_vectors(x, dropped), dropped

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .data import as_tensors
+from ..data import as_tensors
 
 MODALITIES = ("img", "txt")
 

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 
 import torch
 
-from .multiseed import fit_seeds
+from ..multiseed import fit_seeds
+from ..train import TrainConfig, predict
 from .scenes import QUESTION_TYPES, SortOfClevr, accuracy_by_type
-from .train import TrainConfig, predict
 
 COLUMNS = (*QUESTION_TYPES, "non-relational", "relational", "all")
 
@@ -55,7 +55,7 @@ def only(dataset: SortOfClevr, question_type: str) -> SortOfClevr:
 def scene_splits(seeds: Sequence[int], n_train: int, n_test: int = TEST_SCENES,
                  question_type: str | None = None, **kwargs):
     """One (train, test) pair per seed, each from its own data seed (``2 s`` and ``2 s + 1``,
-    as ``fusionlab.scenes.make_scene_splits``); ``question_type`` keeps that type only."""
+    as ``fusionlab.part2.scenes.make_scene_splits``); ``question_type`` keeps that type only."""
     trains = [SortOfClevr(n_train, seed=2 * s, **kwargs) for s in seeds]
     tests = [SortOfClevr(n_test, seed=2 * s + 1, **kwargs) for s in seeds]
     if question_type is not None:

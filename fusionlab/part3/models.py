@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .models import UnimodalClassifier, as_tokens, check_padding_mask, masked_mean
+from ..models import UnimodalClassifier, as_tokens, check_padding_mask, masked_mean
 
 FILM_MODES = ("film", "gamma", "beta")
 

@@ -6,7 +6,7 @@ padding, as in PyTorch's ``key_padding_mask``) and returns answer logits:
     model(objects, question, object_padding_mask, question_padding_mask)  # -> (B, num_answers)
     # objects (B, N, obj_dim) float; question (B, L) word ids; masks (B, N) and (B, L) bool
 
-which is the order of ``fusionlab.scenes.SortOfClevr.tensors()``. Words enter as one-hot
+which is the order of ``fusionlab.part2.scenes.SortOfClevr.tensors()``. Words enter as one-hot
 vectors through an ``nn.Linear`` (equal to an embedding table, but made of the layers that
 ``fusionlab.multiseed`` stacks). Wrong shapes raise a ``ValueError`` naming the expected shape.
 
@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .models import CrossAttentionLayer, check_padding_mask, masked_mean, mlp
+from ..models import CrossAttentionLayer, check_padding_mask, masked_mean, mlp
 from .scenes import NUM_ANSWERS, OBJECT_DIM, VOCAB_SIZE
 
 # ----------------------------------------------------------------------------- inputs

@@ -106,7 +106,7 @@ class SortOfClevr(Dataset):
     """State-description Sort-of-CLEVR: one scene, one question and its answer per sample.
 
     The definitions (canvas, colours, positions, question types, tie-breaking) are in the
-    module docstring of ``fusionlab.scenes``. Tensors, for ``n_samples`` samples and
+    module docstring of ``fusionlab.part2.scenes``. Tensors, for ``n_samples`` samples and
     ``S = num_slots``:
 
     - ``objects`` ``(n, S, OBJECT_DIM)`` float, ``object_mask`` ``(n, S)`` bool (True = padding);
