@@ -35,7 +35,7 @@ import traceback
 from pathlib import Path
 
 from . import registry
-from .toolkit import load, save
+from .toolkit import load, remember_known_classes, save
 
 MAX_LOG_CHARS = 64 * 1024  # what the TODO cells print is kept for the log, up to this size
 MAX_ERROR_CHARS = 2000
@@ -159,8 +159,10 @@ def run_job(job_dir: Path, out_dir: Path) -> dict:
         registry.load(module)
     timeout = job.get("cell_timeout")
     inputs = load(job_dir / "inputs.npz") if (job_dir / "inputs.npz").exists() else {}
-    # the exercises are looked up before any submitted code runs
+    # the exercises, and the classes a submission could borrow, are looked up before any
+    # submitted code runs
     exercises = [registry.exercise(name) for name in job["exercises"]]
+    remember_known_classes()
     cells: dict = {"setup": "", "todo": {}, "visible": {}}
     namespace: dict = {"__name__": "__main__"}
     log = _BoundedLog()

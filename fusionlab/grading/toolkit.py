@@ -125,15 +125,45 @@ def stored_attribute(module: nn.Module, name: str):
     return None
 
 
+# The modules whose classes a collector names by identity (torch's and the package's own).
+_KNOWN_MODULES = ("torch.nn", "fusionlab.models", "fusionlab.part2.models",
+                  "fusionlab.part3.models", "fusionlab.part4.models")
+_KNOWN_CLASSES: dict[type, str] = {}
+
+
+def remember_known_classes() -> None:
+    """Note every ``nn.Module`` class of torch and of the package under its name, by identity.
+    The clean room calls this before any submitted code runs: a submission can rename a
+    class (``CrossAttentionLayer.__name__ = "Module"``) but cannot make another object of it,
+    so a borrowed layer is still named for what it is."""
+    import importlib
+
+    for module_name in _KNOWN_MODULES:
+        for name, obj in vars(importlib.import_module(module_name)).items():
+            if isinstance(obj, type) and issubclass(obj, nn.Module):
+                _KNOWN_CLASSES.setdefault(obj, name)
+
+
+def class_name(cls: type) -> str:
+    """The name of ``cls``: as noted by ``remember_known_classes`` for torch's and the
+    package's classes, its own ``__name__`` otherwise."""
+    if not _KNOWN_CLASSES:
+        remember_known_classes()
+    try:
+        return _KNOWN_CLASSES.get(cls) or str(cls.__name__)
+    except TypeError:  # a metaclass whose instances cannot be hashed
+        return str(getattr(cls, "__name__", "?"))
+
+
 def record_structure(ev: dict, module: nn.Module) -> None:
     """What the module is made of: its direct submodules' types, parameter and buffer names,
     its classes, and the attributes that hold the same module."""
     ev["types"] = np.array(json.dumps(
-        {name: type(child).__name__ for name, child in module.named_children()}))
+        {name: class_name(type(child)) for name, child in module.named_children()}))
     ev["params"] = np.array(json.dumps([n for n, _ in module.named_parameters()]))
     ev["buffers"] = np.array(json.dumps([n for n, _ in module.named_buffers()]))
-    ev["bases"] = np.array(json.dumps([c.__name__ for c in type(module).__mro__]))
-    ev["modules"] = np.array(json.dumps(sorted({type(m).__name__ for m in module.modules()})))
+    ev["bases"] = np.array(json.dumps([class_name(c) for c in type(module).__mro__]))
+    ev["modules"] = np.array(json.dumps(sorted({class_name(type(m)) for m in module.modules()})))
     children = list(module._modules.items())  # named_children() skips a repeated module
     shared = [[a, b] for i, (a, x) in enumerate(children) for b, y in children[i + 1:] if x is y]
     ev["shared"] = np.array(json.dumps(shared))

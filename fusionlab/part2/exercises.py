@@ -47,6 +47,7 @@ from ..grading.results import (
 from ..grading.seeds import Stream, derive, generator
 from ..grading.toolkit import (
     build_module,
+    class_name,
     describe_error,
     fit_quietly,
     isolated,
@@ -308,9 +309,9 @@ def collect_coattention(cls, seed: int, weights=None) -> dict:
                 if isinstance(block, nn.Module):
                     attention = stored_attribute(block, "attn")
                     blocks[attr] = {
-                        "type": type(block).__name__,
+                        "type": class_name(type(block)),
                         "given": type(block) is CrossAttentionBlock,
-                        "attention": type(attention).__name__,
+                        "attention": class_name(type(attention)),
                         "heads": stored_attribute(attention, "num_heads")
                         if isinstance(attention, nn.Module) else None}
             ev["blocks"] = np.array(json.dumps(blocks, default=str))
