@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     release_cmd.add_argument("--out", type=Path, required=True,
                              help="a folder that does not exist yet, or is empty")
 
+    rubric_cmd = commands.add_parser(
+        "rubric", help="print an assignment's rubric and what each known mistake loses, from "
+                       "the exercise registry")
+    rubric_cmd.add_argument("assignment", choices=ASSIGNMENTS)
+
     args = parser.parse_args(argv)
     from .course import SOURCE_ROOT, CourseError
 
@@ -80,6 +85,14 @@ def main(argv: list[str] | None = None) -> int:
 
             for path in write_release(args.out):
                 print(path)
+            return 0
+        if args.command == "rubric":
+            from fusionlab.grading import registry
+
+            from .rubric import mistakes_table, table
+
+            exercises = registry.exercises(args.assignment)
+            print(table(exercises), mistakes_table(exercises), sep="\n\n")
             return 0
         if args.command == "examples":
             from .examples import write_examples

@@ -66,6 +66,22 @@ def table(exercises) -> str:
     return "\n".join(rows)
 
 
+def mistakes_table(exercises) -> str:
+    """The known mistakes of ``exercises`` (``autograder.hidden``), with the cells and points
+    each one loses."""
+    from .hidden import references
+
+    points = {c.grade_id: c.points for e in exercises for c in e.cells}
+    rows = ["### Known mistakes", "", "| exercise | mistake | loses | points lost |",
+            "|---|---|---|---:|"]
+    for exercise in exercises:
+        for variant in references.variants(exercise.name):
+            lost = ", ".join(f"`{g}`" for g in variant.loses)
+            rows.append(f"| {exercise.name} | {variant.description} | {lost} | "
+                        f"{sum(points[g] for g in variant.loses)} |")
+    return "\n".join(rows)
+
+
 def _replace_table(source: str, rendered: str) -> str:
     lines = source.splitlines()
     start = next(i for i, line in enumerate(lines) if RUBRIC_HEADING.match(line))

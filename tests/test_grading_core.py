@@ -259,3 +259,23 @@ def test_a_todo_cell_that_raised_is_the_reason_nothing_was_built():
                                         "line 3: def forward(self img_feat):)"}})
     results = verdicts.decide_exercise(exercise, measurement, trial.SEEDS)
     assert "your TODO cell raised SyntaxError" in results["gated_gate_init"].message
+
+
+# ----------------------------------------------------------------------------- rubric command
+
+@pytest.mark.parametrize("assignment", sorted({e.assignment for e in EXERCISES}))
+def test_the_rubric_command_prints_every_cell_and_what_each_known_mistake_loses(assignment,
+                                                                                 capsys):
+    from autograder.__main__ import main
+    from autograder.hidden import references
+
+    assert main(["rubric", assignment]) == 0
+    out = capsys.readouterr().out
+    exercises = registry.exercises(assignment)
+    points = {c.grade_id: c.points for e in exercises for c in e.cells}
+    assert all(f"| `{g}` | {p} |" in out for g, p in points.items())
+    assert f"| **total** | **{sum(points.values())}** |" in out
+    for exercise in exercises:
+        for variant in references.variants(exercise.name):
+            row = next(line for line in out.splitlines() if f"| {variant.description} |" in line)
+            assert row.endswith(f"| {sum(points[g] for g in variant.loses)} |"), row
