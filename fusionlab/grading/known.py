@@ -94,14 +94,6 @@ class KnownAnswers:
                 + " of the interface's shape, so the known test weights cannot be loaded")
         return facts
 
-    def self_check_facts(self, exercise: str):
-        """The ``self_check_facts(ev, seed)`` of an ``Exercise``."""
-        return lambda ev, seed: self.facts(exercise, ev)
-
-    def self_check_weights(self, exercise: str):
-        """The ``self_check_weights()`` of an ``Exercise``."""
-        return lambda: self.weights(exercise)
-
 
 def store(answers: dict[str, tuple[dict, dict]]) -> dict[str, np.ndarray]:
     """``{exercise: (weights, facts)}`` as the arrays of a known-answers file."""

@@ -22,6 +22,7 @@ import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from .known import KnownAnswers
 from .results import CheckResult, report, run
 from .seeds import SELF_CHECK_SEED
 from .toolkit import target_name
@@ -56,9 +57,11 @@ class Exercise:
     raising): with ``weights`` the module is loaded with them (the self-check's known weights),
     otherwise every parameter is moved off its initial value. ``train(target, seed, inputs)``
     trains a model built on ``target`` as the notebook does and returns its predictions on
-    ``inputs``, the grader's evaluation inputs (labels stay with the grader). ``self_check_facts
-    (ev, seed)`` gives the facts of the self-check (stored known answers or properties);
-    ``self_check_weights()`` the known weights it loads, if any. ``borrowed`` names the
+    ``inputs``, the grader's evaluation inputs (labels stay with the grader). ``known``: the
+    part's stored known answers (``fusionlab.grading.known.KnownAnswers``): the self-check loads
+    the exercise's known weights and compares with its stored facts. ``self_check_facts(ev,
+    seed)``, where given, computes the self-check's facts instead (properties, or the stored
+    answers plus inputs drawn on this machine). ``borrowed`` names the
     implementations of the same computation, in the package or in torch, that a TODO cell must
     not use; the static scan flags them.
     """
@@ -72,8 +75,8 @@ class Exercise:
     checks: Mapping[str, Check]
     self_checks: tuple[str, ...]
     cells: tuple[GradedCell, ...]
-    self_check_facts: Callable[[dict, int], dict] = lambda ev, seed: {}
-    self_check_weights: Callable[[], dict] | None = None
+    known: KnownAnswers | None = None
+    self_check_facts: Callable[[dict, int], dict] | None = None
     train: Callable[..., dict] | None = None
     borrowed: tuple[str, ...] = ()
     notes: Mapping[str, str] = field(default_factory=dict)
@@ -102,10 +105,13 @@ class Exercise:
 
     def results(self, target, seed: int = SELF_CHECK_SEED) -> list[CheckResult]:
         """The self-check verdicts on ``target``; never raises."""
-        weights = self.self_check_weights() if self.self_check_weights else None
+        weights = self.known.weights(self.name) if self.known else None
         ev = self.collect(target, seed, weights=weights)
         try:
-            facts = self.self_check_facts(ev, seed)
+            if self.self_check_facts is not None:
+                facts = self.self_check_facts(ev, seed)
+            else:
+                facts = self.known.facts(self.name, ev) if self.known else {}
         except Exception as error:  # noqa: BLE001 (evidence of an unexpected form)
             facts = {"unavailable": f"{type(error).__name__}: {error}"}
         return run(self.checks, self.self_checks, ev, facts)

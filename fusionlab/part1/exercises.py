@@ -500,8 +500,7 @@ BIDIRECTIONAL = register(Exercise(
             "visible_shape": visible_shape("out/shape0", (_B, _d),
                                            f"image and text inputs {(_B, _n_img, _d)}")},
     self_checks=("implemented", "attributes", "shapes", "equivalence", "gradients", "no_nan"),
-    self_check_facts=KNOWN.self_check_facts("bidirectional"),
-    self_check_weights=KNOWN.self_check_weights("bidirectional"),
+    known=KNOWN,
     cells=(
         GradedCell("bidir_visible_shape", "visible_shape", 3,
                    f"the output has shape `{(_B, _d)}` for image and text inputs "
@@ -538,8 +537,7 @@ GATED = register(Exercise(
             "visible_shape": visible_shape("out/shape0", (_Bg, _classes),
                                            f"inputs {(_Bg, _img)} and {(_Bg, _txt)}")},
     self_checks=("implemented", "attributes", "gate", "shapes", "equivalence", "gate_gradient"),
-    self_check_facts=KNOWN.self_check_facts("gated"),
-    self_check_weights=KNOWN.self_check_weights("gated"),
+    known=KNOWN,
     cells=(
         GradedCell("gated_visible_shape", "visible_shape", 3,
                    f"the output has shape `{(_Bg, _classes)}` for inputs `{(_Bg, _img)}` and "

@@ -824,8 +824,7 @@ ATTENTION = register(Exercise(
             "order": attention_order, "gradients": attention_gradients, "accuracy": accuracy},
     self_checks=("implemented", "attributes", "shapes", "equivalence", "weights", "padding",
                  "mask_polarity", "order", "gradients"),
-    self_check_facts=KNOWN.self_check_facts("attention"),
-    self_check_weights=KNOWN.self_check_weights("attention"),
+    known=KNOWN,
     cells=(
         GradedCell("attn_visible_shape", "shapes", 3,
                    "output `(B, N_q, dim)` and `last_attn_weights` `(B, heads, N_q, N_kv)`",

@@ -850,8 +850,7 @@ GMU = register(Exercise(
             "attributes": gmu_attributes, "shapes": gmu_shapes, "equivalence": gmu_equivalence,
             "gradients": gmu_gradients, "last_gate": gmu_last_gate, "accuracy": gmu_accuracy},
     self_checks=("implemented", "attributes", "shapes", "equivalence", "gradients", "last_gate"),
-    self_check_facts=with_inputs("gmu", gmu_inputs),
-    self_check_weights=KNOWN.self_check_weights("gmu"),
+    known=KNOWN, self_check_facts=with_inputs("gmu", gmu_inputs),
     cells=(
         GradedCell("gmu_visible_shape", "shapes", 3,
                    f"`h` has shape `(B, hidden_dim)`, e.g. `{(_B, _s['hidden_dim'])}` for inputs "
@@ -883,8 +882,7 @@ TANH_GATED = register(Exercise(
             "mask": block_mask},
     self_checks=("implemented", "attributes", "identity_at_init", "alpha_gradient",
                  "equivalence", "mask"),
-    self_check_facts=with_inputs("tanh_gated", block_inputs),
-    self_check_weights=KNOWN.self_check_weights("tanh_gated"),
+    known=KNOWN, self_check_facts=with_inputs("tanh_gated", block_inputs),
     cells=(
         GradedCell("block_visible_identity", "identity_at_init", 3,
                    "at initialisation the block returns `y` exactly", visible=True),
@@ -914,8 +912,7 @@ MODALITY_DROPOUT = register(Exercise(
             "replacement": dropout_replacement, "tokens": dropout_tokens, "bad_p": dropout_bad_p,
             "accuracy": dropout_accuracy},
     self_checks=("implemented", "returns", "rule", "rate", "replacement", "tokens", "bad_p"),
-    self_check_facts=with_inputs("modality_dropout", dropout_inputs),
-    self_check_weights=KNOWN.self_check_weights("modality_dropout"),
+    known=KNOWN, self_check_facts=with_inputs("modality_dropout", dropout_inputs),
     cells=(
         GradedCell("dropout_visible_returns", "returns", 2,
                    "`(x_dropped, dropped)`, `x`'s shape and a bool `(B,)`", visible=True),

@@ -687,8 +687,7 @@ CLIP = register(Exercise(
             "accuracy": accuracy, "visible_value": _visible_value("out/worked", "the loss")},
     self_checks=("implemented", "scalar", "visible_value", "equivalence", "symmetric", "stable",
                  "gradients"),
-    self_check_facts=KNOWN.self_check_facts("clip_loss"),
-    self_check_weights=KNOWN.self_check_weights("clip_loss"),
+    known=KNOWN,
     cells=(
         GradedCell("clip_visible_value", "visible_value", 3,
                    "the worked example of section 4 gives 0.2987", visible=True),
@@ -719,8 +718,7 @@ RECALL = register(Exercise(
             "text_to_image": _recall_direction(1, "text_to_image", "text-to-image"),
             "ties": recall_ties},
     self_checks=("implemented", "visible_value", "image_to_text", "text_to_image", "ties"),
-    self_check_facts=KNOWN.self_check_facts("recall_at_k"),
-    self_check_weights=KNOWN.self_check_weights("recall_at_k"),
+    known=KNOWN,
     cells=(
         GradedCell("recall_visible_value", "visible_value", 3,
                    "the worked example of section 4 gives `(1/3, 2/3)` at k = 1", visible=True),
@@ -741,8 +739,7 @@ ZERO_SHOT = register(Exercise(
             "shapes": zero_shot_shapes, "equivalence": zero_shot_equivalence,
             "invariance": zero_shot_invariance, "predictions": zero_shot_predictions},
     self_checks=("implemented", "shapes", "equivalence", "invariance", "predictions"),
-    self_check_facts=KNOWN.self_check_facts("zero_shot_scores"),
-    self_check_weights=KNOWN.self_check_weights("zero_shot_scores"),
+    known=KNOWN,
     cells=(
         GradedCell("zeroshot_visible_shape", "visible_shape", 2,
                    "the scores have shape `(2, 10)` for 2 images and 10 classes of 4 prompts",
@@ -765,8 +762,7 @@ SIGLIP = register(Exercise(
             "gradients": _gradients(LOSS_INPUTS["siglip_loss"], "as the formula sends them back"),
             "accuracy": accuracy, "visible_value": _visible_value("out/worked", "the loss")},
     self_checks=("implemented", "scalar", "visible_value", "equivalence", "stable", "gradients"),
-    self_check_facts=KNOWN.self_check_facts("siglip_loss"),
-    self_check_weights=KNOWN.self_check_weights("siglip_loss"),
+    known=KNOWN,
     cells=(
         GradedCell("siglip_visible_value", "visible_value", 2,
                    "the worked example of section 4 gives 0.9311", visible=True),
