@@ -22,7 +22,6 @@ pytestmark = [pytest.mark.grading, pytest.mark.attention, pytest.mark.coattentio
 
 ASSIGNMENT = "part2_attention_that_selects"
 GRADED = graded_cells(ASSIGNMENT)
-MAX_SCORE = 50.0
 CELL_TIMEOUT = 120  # generous on a loaded 2-core machine: the accuracy cell trains
 
 BATCH = examples(ASSIGNMENT)  # name -> (replaced cells, None: untouched; the cells it loses)
