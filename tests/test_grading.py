@@ -29,6 +29,7 @@ from autograder import REPO_ROOT
 from autograder.examples import examples, graded_cells, release, submission, write_examples
 from autograder.grade import grade
 from autograder.hidden import references
+from autograder.hidden.part1 import gated_src
 from autograder.notebooks import master_path
 from autograder.verdicts import course_secret
 
@@ -73,29 +74,13 @@ def _after_setup(source):
 # The hostile submissions of issue 19 (Part 1): each pairs a real mistake with a trick that
 # used to rewrite what the kernel reported. Now the kernel reports nothing that counts.
 
-_GATED = """\
-class GatedFusionModel(nn.Module):
-    def __init__(self, img_dim=32, txt_dim=16, embed_dim=32, num_classes=3):
-        super().__init__()
-        self.img_proj = nn.Linear(img_dim, embed_dim)
-        self.txt_proj = nn.Linear(txt_dim, embed_dim)
-        self.gate = {gate}
-        self.classifier = nn.Sequential(
-            nn.Linear(embed_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, num_classes))
-{extra}
-    def forward(self, img_feat, txt_feat):
-        alpha = torch.sigmoid(self.gate)
-        z = alpha * self.img_proj(img_feat) + (1 - alpha) * self.txt_proj(txt_feat)
-        return self.classifier(z)
-"""
-
 # gate at 1.0, and a state_dict() that reports 0 (inside the TODO cell itself)
-GATE_LIES_IN_STATE_DICT = _GATED.format(gate="nn.Parameter(torch.ones(1))", extra="""
+GATE_LIES_IN_STATE_DICT = gated_src(gate="nn.Parameter(torch.ones(1))") + """
     def state_dict(self, *args, **kwargs):
         state = super().state_dict(*args, **kwargs)
         state["gate"] = torch.zeros(1)
         return state
-""")
+"""
 
 # an nn.Parameter subclass that reports 0 while its data (what forward uses) is 1
 LYING_GATE = """\
@@ -107,7 +92,7 @@ class LyingParameter(nn.Parameter):
         return [0.0]
 
 
-""" + _GATED.format(gate="LyingParameter(torch.ones(1))", extra="")
+""" + gated_src(gate="LyingParameter(torch.ones(1))")
 
 # an IPython hook (a later cell) that rewrites every evidence file the kernel writes: the
 # attributes reported as distinct, the parameters as complete, the outputs reshaped
