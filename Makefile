@@ -33,7 +33,7 @@ FAST_MARKERS ?= not slow and not grading and not notebooks
 # runs everything in this process.
 TEST_WORKERS ?= 2
 
-.PHONY: lab workspace demo test test-fast notebooks bench lint clean
+.PHONY: lab workspace demo test test-fast claims-cpus notebooks bench lint clean
 
 # $(call install,VENV,EXTRAS): a venv with the pinned torch and fusionlab[EXTRAS]
 define install
@@ -75,6 +75,20 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "$(FAST_MARKERS)"
+
+# Maintainers: every claim test (tests/test_claims_part*.py) once per torch CPU kernel path,
+# the vectorised code another CPU would run: ATEN_CPU_CAPABILITY=default and avx2, and avx512
+# where this CPU has it (CLAIMS_PATHS=... to choose). tests/conftest.py prints the active path
+# in the header and stops the run when it is not the one asked for. Every path runs, and the
+# target fails when any did. CLAIMS_TESTS="tests/test_claims_part1.py ..." runs some parts only.
+CLAIMS_TESTS ?= tests/test_claims_part*.py
+CLAIMS_PATHS ?= $(shell env -u ATEN_CPU_CAPABILITY $(BIN)/python -c 'import torch; best = torch.backends.cpu.get_cpu_capability(); print("default", "avx2" if best in ("AVX2", "AVX512") else "", "avx512" if best == "AVX512" else "")' 2>/dev/null || echo default)
+claims-cpus: $(STAMP)
+	@status=0; for path in $(CLAIMS_PATHS); do \
+	  echo "== claim tests under ATEN_CPU_CAPABILITY=$$path"; \
+	  ATEN_CPU_CAPABILITY=$$path $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile \
+	    $(CLAIMS_TESTS) || status=1; \
+	done; exit $$status
 
 # Maintainers: regenerate notebooks/ and solutions/ from source/.
 notebooks: $(STAMP)

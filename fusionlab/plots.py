@@ -74,12 +74,16 @@ def _as_runs(value) -> list:
     return list(value) if isinstance(value, Sequence) else [value]
 
 
-def plot_training_curves(histories: Mapping[str, object]):
+def plot_training_curves(histories: Mapping[str, object],
+                         initial_acc: Mapping[str, object] | None = None):
     """Training loss and test accuracy per epoch, one line per model.
 
     ``histories`` maps a model name to a ``History`` or to a list of them (one per seed); with
     several seeds the line is the mean and the band spans the minimum to the maximum over the
-    seeds, as the panel titles say.
+    seeds, as the panel titles say. ``initial_acc`` maps a model name to its test accuracy
+    before training (one number, or one per seed): its accuracy curve then starts at epoch 0,
+    the initialisation. (The training loss is a mean over an epoch's batches, so it has no
+    epoch 0.)
     """
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     seed_counts = set()
@@ -90,8 +94,16 @@ def plot_training_curves(histories: Mapping[str, object]):
             length = min(len(getattr(h, attr)) for h in runs)
             if length == 0:
                 continue
-            curves = np.array([getattr(h, attr)[:length] for h in runs])
+            curves = np.array([getattr(h, attr)[:length] for h in runs])  # (seeds, epochs)
             epochs = np.arange(1, length + 1)
+            if attr == "test_acc" and initial_acc is not None and name in initial_acc:
+                start = np.asarray(initial_acc[name], dtype=float).reshape(-1)  # (seeds,)
+                if start.size not in (1, len(runs)):
+                    raise ValueError(f"{name}: expected 1 or {len(runs)} initial accuracies "
+                                     f"(one per seed), got {start.size}")
+                curves = np.concatenate([np.broadcast_to(start, (len(runs),))[:, None], curves],
+                                        axis=1)
+                epochs = np.arange(0, length + 1)
             ax.plot(epochs, curves.mean(axis=0), color=_color(i), linewidth=2, label=name)
             if len(runs) > 1:
                 ax.fill_between(epochs, curves.min(axis=0), curves.max(axis=0),
@@ -265,7 +277,7 @@ def plot_missing_curves(
     line is then the mean and the band spans the minimum to the maximum.
     """
     rates = np.asarray(rates, dtype=float)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
     for i, (name, value) in enumerate(curves.items()):
         runs = np.asarray(value, dtype=float)
         runs = runs[None] if runs.ndim == 1 else runs
@@ -284,7 +296,8 @@ def plot_missing_curves(
     ax.set_ylabel("test accuracy")
     ax.set_title(title or "Accuracy against the missing rate")
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    # beside the axes, not inside: inside, it covers part of a curve or of the chance line
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
     return fig
 

@@ -18,7 +18,28 @@ from fusionlab.grading import registry  # noqa: E402
 torch.set_num_threads(1)  # tiny models: one thread is fastest and keeps runs deterministic
 
 
+def kernel_path_mismatch() -> str | None:
+    """Why the torch CPU kernel path asked for in ATEN_CPU_CAPABILITY is not the active one, or
+    None. torch quietly falls back to the best path the CPU has (avx512 asked on a CPU without
+    it runs avx2): a claim test run "under avx512" would then test nothing new."""
+    requested = os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower()
+    active = torch.backends.cpu.get_cpu_capability().lower()
+    if requested and requested != active:
+        return (f"ATEN_CPU_CAPABILITY={requested} was asked for, but torch runs its {active} "
+                f"kernels (this CPU, or this torch build, has no {requested})")
+    return None
+
+
+def pytest_report_header(config):
+    requested = os.environ.get("ATEN_CPU_CAPABILITY")
+    asked = f" (ATEN_CPU_CAPABILITY={requested})" if requested else " (the CPU's best)"
+    return f"torch CPU kernel path: {torch.backends.cpu.get_cpu_capability()}{asked}"
+
+
 def pytest_configure(config):
+    mismatch = kernel_path_mismatch()
+    if mismatch:
+        raise pytest.UsageError(mismatch)
     config.addinivalue_line("markers", "exercise(name): the test belongs to that exercise")
     for exercise in registry.exercises():
         config.addinivalue_line("markers", f"{exercise.name}: {exercise.title} "

@@ -1,10 +1,16 @@
 """Measurements behind Part 3's claims, over several seeds (each seed draws its own data and its
-own initial weights). Claim tests import the functions; run the whole set from the repository
-root with
+own initial weights). Claim tests import the functions; the bounds they use were derived from
+this script's output over 10 seeds under each of torch's CPU kernel paths::
 
-    nice -n 10 .venv/bin/python -m tests.measure_part3 --seeds 0 1 2 3 4
+    for path in default avx2 avx512; do
+        ATEN_CPU_CAPABILITY=$path nice -n 10 .venv/bin/python -m tests.measure_part3 \
+            --seeds 0 1 2 3 4 5 6 7 8 9 --json part3-$path.json
+    done
+    .venv/bin/python -m tests.measure_part3 --claims part3-*.json
 
-Each function returns plain numbers (lists over seeds); ``main`` prints them as mean ± std.
+Each function returns plain numbers (lists over seeds); ``main`` prints them as mean ± std, and
+``--claims`` the claimed quantities (``claimed``), min / mean / max per kernel path and over all
+of them (``benchmarks/CLAIMS_MEASUREMENTS.md`` keeps that table).
 
 - ``switch``: concatenation, sum, scalar gate, GMU and FiLM (whole, gamma only, beta only) on
   the GMU switch task, and the correlation of the GMU gate with the switch M;
@@ -20,7 +26,9 @@ Each function returns plain numbers (lists over seeds); ``main`` prints them as 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import io
 import json
 import time
 from dataclasses import replace
@@ -48,6 +56,7 @@ from fusionlab.models import LateFusion, UnimodalClassifier
 from fusionlab.multiseed import fit_seeds
 from fusionlab.train import TrainConfig, accuracy, fit, per_class_accuracy
 from fusionlab.utils import seed_everything
+from tests import claims_table
 
 ASSIGNMENT = "part3_who_gets_to_speak"
 # the master's cells that define the exercises' answers and the notebook's given models
@@ -57,8 +66,10 @@ NOTEBOOK_CELLS = ("gmu_solution", "gated_block_solution", "modality_dropout_solu
 
 def notebook_models() -> dict:
     """The master's solution cells (and its ablation and dropout wrapper), run as plain Python:
-    the notebook and the measurements train the same code."""
-    return master_namespace(ASSIGNMENT, NOTEBOOK_CELLS)
+    the notebook and the measurements train the same code. (What they print, the source of
+    ``InsertedFusion``, is not a measurement.)"""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return master_namespace(ASSIGNMENT, NOTEBOOK_CELLS)
 
 
 _NOTEBOOK = notebook_models()
@@ -228,6 +239,87 @@ def insertion(seeds=SEEDS, pretrain=PART1, config=INSERTION, **data) -> dict:
     return results
 
 
+# ----------------------------------------------------------------------------- claims
+
+
+def _diff(a, b) -> list[float]:
+    return [x - y for x, y in zip(a, b)]
+
+
+def _at(entry, modality, rate_index) -> list[float]:
+    return [curve[rate_index] for curve in entry[modality]]
+
+
+def claimed(results: dict) -> dict[str, list[float]]:
+    """The quantities the notebook's sentences are about, {quantity: [value per seed]}, from a
+    ``main`` run's results: the claim tests bound each of them, and ``--claims`` shows their
+    range per kernel path (``benchmarks/CLAIMS_MEASUREMENTS.md``)."""
+    out = {}
+    if "switch" in results:
+        s = {name: entry["acc"] for name, entry in results["switch"].items()}
+        out["switch: GMU"] = s["GMU"]
+        out["switch: concat"] = s["concat"]
+        for other in ("concat", "sum", "scalar gate", "FiLM"):
+            out[f"switch: GMU - {other}"] = _diff(s["GMU"], s[other])
+        out["switch: FiLM - concat"] = _diff(s["FiLM"], s["concat"])
+        out["switch: scalar gate - concat"] = _diff(s["scalar gate"], s["concat"])
+        out["switch: scalar gate - sum"] = _diff(s["scalar gate"], s["sum"])
+        out["switch: scalar gate image weight"] = results["switch"]["scalar gate"]["image_weight"]
+        out["switch: img only"] = s["img only"]
+        out["switch: txt only"] = s["txt only"]
+        out["switch: corr(z, M)"] = results["switch"]["GMU"]["gate_corr"]
+        out["switch: FiLM gamma only - FiLM"] = _diff(s["FiLM gamma only"], s["FiLM"])
+        out["switch: FiLM gamma only - concat"] = _diff(s["FiLM gamma only"], s["concat"])
+        out["switch: FiLM beta only - sum"] = _diff(s["FiLM beta only"], s["sum"])
+        out["switch: FiLM - FiLM beta only"] = _diff(s["FiLM"], s["FiLM beta only"])
+    if "insertion" in results:
+        r = results["insertion"]
+        gated, ungated = r["gated"], r["ungated"]
+        out["insertion: pretrained"] = r["pretrained_acc"]
+        out["insertion: gated init max |diff|"] = gated["init_max_abs_diff"]
+        out["insertion: ungated init max |diff|"] = ungated["init_max_abs_diff"]
+        out["insertion: gated init acc - pretrained"] = _diff(gated["init_acc"],
+                                                              r["pretrained_acc"])
+        out["insertion: ungated init acc - pretrained"] = _diff(ungated["init_acc"],
+                                                                r["pretrained_acc"])
+        first = {n: [c[0] for c in r[n]["test_acc"]] for n in ("gated", "ungated")}
+        final = {n: [c[-1] for c in r[n]["test_acc"]] for n in ("gated", "ungated")}
+        out["insertion: ungated - gated, epoch 1"] = _diff(first["ungated"], first["gated"])
+        out["insertion: gated, epoch 10"] = final["gated"]
+        out["insertion: ungated, epoch 10"] = final["ungated"]
+        out["insertion: gated - ungated, epoch 10"] = _diff(final["gated"], final["ungated"])
+    if "missing" in results:
+        m = results["missing"]
+        plain, dropout = m["late fusion"], m["late fusion + modality dropout"]
+        image = m["img only"]
+        out["missing: late fusion, nothing missing"] = _at(plain, "txt", 0)
+        out["missing: + modality dropout, nothing missing"] = _at(dropout, "txt", 0)
+        out["missing: img only - late fusion, no text"] = _diff(_at(image, "txt", -1),
+                                                                _at(plain, "txt", -1))
+        out["missing: + dropout - late fusion, no text"] = _diff(_at(dropout, "txt", -1),
+                                                                 _at(plain, "txt", -1))
+        out["missing: + dropout - img only, no text"] = _diff(_at(dropout, "txt", -1),
+                                                              _at(image, "txt", -1))
+        out["missing: img only, no text"] = _at(image, "txt", -1)
+        out["missing: late fusion, no image"] = _at(plain, "img", -1)
+        out["missing: + modality dropout, no image"] = _at(dropout, "img", -1)
+    if "absence" in results:
+        a = results["absence"]
+        late, moddrop = a["late fusion (MLP)"], a["late fusion (MLP) + modality dropout"]
+        best_single = [max(i, t) for i, t in zip(a["img only"]["acc"], a["txt only"]["acc"])]
+        out["absence: late fusion"] = late["acc"]
+        out["absence: late fusion - best single modality"] = _diff(late["acc"], best_single)
+        out["absence: img only"] = a["img only"]["acc"]
+        out["absence: txt only"] = a["txt only"]["acc"]
+        out["absence: late fusion, text zeroed, class 0"] = [
+            c[0] for c in late["per_class_text_zeroed"]]
+        for k in (0, 2):
+            out[f"absence: + dropout, text zeroed, class {k}"] = [
+                c[k] for c in moddrop["per_class_text_zeroed"]]
+        out["absence: late fusion - + dropout"] = _diff(late["acc"], moddrop["acc"])
+    return out
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -294,6 +386,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--only", nargs="+", default=["switch", "absence", "missing", "insertion"])
     parser.add_argument("--json", help="also write the raw numbers to this file")
+    parser.add_argument("--claims", nargs="+", default=None,
+                        help="the claimed quantities of --json files (one per kernel path), "
+                             "min / mean / max per path")
     parser.add_argument("--insertion-lr", type=float, default=INSERTION.lr,
                         help="learning rate of the insertion runs (the gate matters more at "
                              "large ones)")
@@ -301,13 +396,17 @@ def main(argv=None) -> None:
                         help="noise of the switch task (default: SwitchDataset's); the gate's "
                              "correlation with M rises as it falls")
     args = parser.parse_args(argv)
+    if args.claims:
+        print(claims_table.format_table(claims_table.per_path(args.claims, claimed)))
+        return
     torch.set_num_threads(1)
+    print(f"kernel path: {torch.backends.cpu.get_cpu_capability()}")
     insertion_config = replace(INSERTION, lr=args.insertion_lr)
     switch_data = {} if args.switch_noise is None else {"noise": args.switch_noise}
     functions = {"switch": lambda seeds: switch(seeds, **switch_data), "absence": absence,
                  "missing": missing,
                  "insertion": lambda seeds: insertion(seeds, config=insertion_config)}
-    results = {}
+    results = {"kernel path": torch.backends.cpu.get_cpu_capability(), "seeds": args.seeds}
     for name in args.only:
         start, cpu = time.perf_counter(), time.process_time()
         results[name] = functions[name](seeds=args.seeds)

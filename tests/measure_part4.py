@@ -20,6 +20,7 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -29,6 +30,7 @@ from fusionlab.part4 import experiments as lab
 from fusionlab.part4.models import DualEncoder
 from fusionlab.part4.train import embed
 from fusionlab.utils import seed_everything
+from tests import claims_table
 
 ASSIGNMENT = "part4_align_before_fuse"
 SOLUTIONS = ("clip_loss_solution", "recall_at_k_solution", "zero_shot_solution",
@@ -206,17 +208,17 @@ def claimed(run: dict) -> dict[str, float]:
 
 
 def claims_summary(paths) -> str:
-    """min / mean / max of every claimed quantity over every run of every file."""
-    rows: dict[str, list[float]] = {}
+    """min / mean / max of every claimed quantity per file (one file per kernel path, named by
+    it) and over every run of every file."""
+    per_file = {}
     for path in paths:
-        for run in json.loads(open(path).read()):
+        rows: dict[str, list[float]] = {}
+        runs = json.loads(open(path).read())
+        for run in runs:
             for key, value in claimed(run).items():
                 rows.setdefault(key, []).append(float(value))
-    width = max(len(k) for k in rows)
-    lines = [f"{'claimed quantity':{width}}  {'min':>8} {'mean':>8} {'max':>8}  n"]
-    lines += [f"{k:{width}}  {min(v):8.3f} {statistics.fmean(v):8.3f} {max(v):8.3f}  {len(v)}"
-              for k, v in rows.items()]
-    return "\n".join(lines)
+        per_file[f"{Path(path).stem} ({len(runs)} seeds)"] = rows
+    return claims_table.format_table(per_file)
 
 
 # ----------------------------------------------------------------------------- summary

@@ -64,3 +64,16 @@ def test_show_source_refuses_private_code():
 def test_the_notebook_summarises_with_fusionlab_results(cells):
     assert "def summarize" not in "\n".join(c.source for c in cells.values())
     assert "from fusionlab.results import format_table, summarize" in cells["training-setup"].source
+
+
+@pytest.mark.parametrize("stem", ["part1_fusion_strategies", "part3_who_gets_to_speak",
+                                  "part4_align_before_fuse"])
+def test_the_top_gives_the_expected_time_and_where_to_get_help(stem):
+    """Issue 20: each part says, before its first code cell, how long it takes and where to get
+    help (the repository's issues). (Parts 1, 3 and 4: Part 2's text is another change's.)"""
+    master = next(m for m in find_masters() if m.stem == stem)
+    cells = nbformat.read(str(master), as_version=4).cells
+    first_code = next(i for i, c in enumerate(cells) if c.cell_type == "code")
+    top = "\n".join(c.source for c in cells[:first_code] if c.cell_type == "markdown")
+    assert re.search(r"Estimated time: \d+ minutes", top), stem
+    assert "https://github.com/fusionlab-course/fusionlab/issues" in top, stem

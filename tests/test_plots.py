@@ -198,3 +198,39 @@ def test_missing_curves_draw_the_mean_over_seeds():
     assert len(ax.collections) == 1  # one band, for the seed list
     with pytest.raises(ValueError, match="one per rate"):
         plots.plot_missing_curves(rates, {"bad": [0.5, 0.5]})
+
+
+def test_the_missing_curves_legend_covers_no_line_and_not_the_chance_line():
+    """Part 3's figure: the legend sits beside the axes, so no curve and no part of the chance
+    line is hidden under it, whatever the curves."""
+    rates = [i / 10 for i in range(11)]
+    curves = {name: [[0.25 + 0.07 * k * r for r in rates] for k in (1, 2)]
+              for name in ("late fusion", "late fusion + modality dropout", "image only",
+                           "text only")}
+    fig = render(plots.plot_missing_curves(rates, curves, chance=0.25))
+    (ax,) = fig.axes
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert not legend.overlaps(ax.get_window_extent(renderer))
+    chance = next(line for line in ax.lines if line.get_label() == "chance")
+    assert not legend.overlaps(chance.get_window_extent(renderer))
+    assert [t.get_text() for t in ax.get_legend().get_texts()][-1] == "chance"
+
+
+def test_training_curves_start_at_epoch_0_with_the_initial_accuracy():
+    """Part 3's insertion figure: with ``initial_acc`` the accuracy curve starts at epoch 0 (the
+    initialisation, one value per seed), the loss curve at epoch 1."""
+    runs = [History(train_loss=[1.0, 0.5], test_acc=[0.8, 0.9]),
+            History(train_loss=[1.2, 0.4], test_acc=[0.6, 0.9])]
+    fig = render(plots.plot_training_curves({"a": runs, "b": runs},
+                                            initial_acc={"a": [0.7, 0.5]}))
+    loss_ax, acc_ax = fig.axes
+    a, b = acc_ax.lines
+    assert list(a.get_xdata()) == [0, 1, 2] and np.allclose(a.get_ydata(), [0.6, 0.7, 0.9])
+    assert list(b.get_xdata()) == [1, 2]  # no initial accuracy given: no epoch 0
+    assert list(loss_ax.lines[0].get_xdata()) == [1, 2]
+    band = acc_ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(0.5) and band.max() == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="one per seed"):
+        plots.plot_training_curves({"a": runs}, initial_acc={"a": [0.1, 0.2, 0.3]})
