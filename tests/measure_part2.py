@@ -249,9 +249,6 @@ def main(argv=None) -> None:
                 json.dump({k: {str(kk): vv for kk, vv in v.items()} for k, v in results.items()},
                           f, indent=1)
 
-if __name__ == "__main__":
-    main()
-
 
 # ----------------------------------------------------------------------------- claimed quantities
 
@@ -312,9 +309,14 @@ def claimed(results: dict, seeds) -> dict[str, list[float]]:
             out[f"6.7 {name} - shortcut"] = [a - s for a, s in zip(r[name]["acc"], short)]
             out[f"6.7 {name}: train - test"] = [t - a for t, a in zip(r[name]["train"],
                                                                       r[name]["acc"])]
+            out[f"6.7 {name}: train - shortcut's train"] = [
+                t - s for t, s in zip(r[name]["train"], r["shortcut"]["train"])]
             for epoch in (1, 3, 5, 8, 10, 15):
                 out[f"6.7 {name} - shortcut after epoch {epoch}"] = [
                     c[epoch - 1] - s for c, s in zip(r[name]["curve"], short)]
+            out[f"6.7 {name} - shortcut, best of epochs 1-10"] = [
+                max(c[:10]) - s for c, s in zip(r[name]["curve"], short)]
+            out[f"6.7 {name}: climb after epoch 10"] = [c[-1] - c[9] for c in r[name]["curve"]]
     if "relational-furthest" in results:
         r = results["relational-furthest"]
         for name in relational_factories():
@@ -342,3 +344,7 @@ def summarize(paths, seeds) -> None:
         values = [v for c in per_file.values() for v in c[key]]
         means = " ".join(f"{statistics.fmean(c[key]):.3f}" for c in per_file.values())
         print(f"{key:<58} {min(values):>7.3f} {max(values):>7.3f}  {means}")
+
+
+if __name__ == "__main__":
+    main()
