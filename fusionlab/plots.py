@@ -206,8 +206,9 @@ def plot_attention(
 ):
     """Heatmap of attention weights.
 
-    ``weights`` is ``(N_q, N_kv)`` or ``(heads, N_q, N_kv)`` (one panel per head), e.g.
-    ``model.last_attn_weights[0]`` for the first sample of a batch. Each row sums to 1.
+    ``weights`` is ``(N_q, N_kv)`` or ``(heads, N_q, N_kv)`` (one panel per head, titled
+    ``"head h"`` under the figure's ``title``), e.g. ``model.last_attn_weights[0]`` for the
+    first sample of a batch. Each row sums to 1. A single map has one title only, ``title``.
     """
     weights = torch.as_tensor(weights).detach().float().cpu()
     if weights.dim() == 2:
@@ -227,9 +228,12 @@ def plot_attention(
         ax.set_xlabel("Key (attended to)")
         if h == 0:
             ax.set_ylabel("Query")
-        ax.set_title(f"head {h}" if heads > 1 else "attention")
+        if heads > 1:
+            ax.set_title(f"head {h}")
     fig.colorbar(image, ax=list(axes[0]))
-    if title:
+    if heads == 1:
+        axes[0][0].set_title(title)  # one title: no panel title under it to misread
+    elif title:
         fig.suptitle(title)
     return fig
 
@@ -369,11 +373,12 @@ def plot_scene(dataset, idx: int = 0, weights=None, title: str | None = None):
 
 
 def plot_scene_attention(dataset, idx: int, panels: Mapping[str, object],
-                         title: str | None = None):
+                         title: str | None = None, prediction: int | None = None):
     """The scene of sample ``idx`` once per panel, each with its own attention weights over the
     objects: ``panels`` maps a panel's title (e.g. ``"hop 1"``) to weights ``(num_slots,)``,
     e.g. ``model.attention_maps[h][idx, :, word].mean(0)``: the heads' mean for one word.
-    ``title`` defaults to the question and its answer."""
+    ``title`` defaults to the question and its answer; with ``prediction`` (an answer id, the
+    model's), each panel's title also says what the model answered and whether that is right."""
     from .part2.scenes import ANSWERS, decode_question
 
     names = list(panels)
@@ -381,9 +386,12 @@ def plot_scene_attention(dataset, idx: int, panels: Mapping[str, object],
     for ax, name in zip(axes[0], names):
         weights = torch.as_tensor(panels[name]).detach().float().cpu()
         _draw_scene(ax, dataset, idx, weights)
-        ax.set_title(name)
+        if prediction is not None:
+            verdict = "right" if int(prediction) == int(dataset.answer[idx]) else "wrong"
+            name = f"{name}; model answers {ANSWERS[int(prediction)]} ({verdict})"
+        ax.set_title(name, fontsize=10)
     question = decode_question(dataset.question[idx])
-    fig.suptitle(title or f"{question}?  ({ANSWERS[int(dataset.answer[idx])]})")
+    fig.suptitle(title or f"{question}?  (answer: {ANSWERS[int(dataset.answer[idx])]})")
     fig.tight_layout()
     return fig
 
@@ -419,6 +427,30 @@ def plot_accuracy_by_type(results: Mapping[str, Mapping[str, Sequence[float]]],
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("Test accuracy")
     fig.legend(loc="outside right upper")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_accuracy_curves(curves: Mapping[str, Sequence[Sequence[float]]],
+                         lines: Mapping[str, float] | None = None, title: str = ""):
+    """Test accuracy after each epoch: for each model of ``curves`` (``{model: [[accuracy after
+    each epoch] per seed]}``) a thin line per seed and a thick one for the mean over seeds;
+    ``lines`` draws a dashed horizontal line per entry (e.g. a shortcut's accuracy)."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    for m, (model, runs) in enumerate(curves.items()):
+        runs = np.asarray(runs, dtype=float)  # (seeds, epochs)
+        epochs = np.arange(1, runs.shape[1] + 1)
+        for run in runs:
+            ax.plot(epochs, run, color=_color(m), alpha=0.35, linewidth=1)
+        ax.plot(epochs, runs.mean(axis=0), color=_color(m), linewidth=2.5,
+                label=f"{model} (mean of {len(runs)} seeds)")
+    for i, (name, level) in enumerate((lines or {}).items()):
+        ax.axhline(level, color="gray", linestyle=("--", ":", "-.")[i % 3], label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0.5, 1.0)
+    ax.legend(loc="upper left", fontsize=9)
     if title:
         ax.set_title(title)
     return fig

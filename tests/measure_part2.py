@@ -2,7 +2,15 @@
 own initial weights). Claim tests import the functions; run the whole set from the repository
 root with
 
-    nice -n 10 .venv/bin/python -m tests.measure_part2 --seeds 0 1 2 3 4
+    nice -n 10 .venv/bin/python -m tests.measure_part2 --seeds 0 1 2 3 4 5 6 7 8 9 --json out.json
+
+and under each of torch's CPU kernel paths (the claims must hold on any CPU):
+
+    for isa in default avx2 avx512; do ATEN_CPU_CAPABILITY=$isa nice -n 10 \
+        .venv/bin/python -m tests.measure_part2 --seeds 0 1 2 3 4 5 6 7 8 9 --json $isa.json; done
+
+The raw numbers of the last such run are in ``benchmarks/PART2_MEASUREMENTS.md``; each claim
+test of ``tests/test_claims_part2.py`` says which range it saw and how its bound was set.
 
 Each function returns plain numbers (lists over seeds); ``main`` prints them as mean ± std and
 the CPU time each part took. The models are built with the master notebook's own exercise
@@ -13,20 +21,22 @@ and trained with the notebook's settings (``fusionlab.scene_experiments``).
   objects) and on scenes of 8 objects; the padding-mask ablation (1-layer cross-attention
   trained without the object mask) by number of padded slots;
 - ``mix``: the six models on the six question types mixed, at the notebook's short budget;
-- ``grid``: cross-attention's heads x layers grid on "what shape is X".
+- ``grid``: cross-attention's heads x layers grid on "what shape is X";
+- ``relational``: the Relation Network and 1-layer cross-attention on "what shape is closest
+  to X" alone with about 10,000 questions per seed (learning curves, train accuracy), and the
+  shortcut "majority shape among the other objects" on the same test questions;
+- ``few``: the Relation Network on 1,000 questions of one type (closest; count), for longer.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
+from dataclasses import replace
 
 import torch
-
-from autograder.examples import master_namespace
-from fusionlab import scene_experiments as lab
-from fusionlab.multiseed import fit_seeds
 from fusionlab.scene_models import (
     CoAttentionFusion,
     FlatEarlyFusion,
@@ -34,6 +44,11 @@ from fusionlab.scene_models import (
     RelationNetwork,
     SceneCrossAttention,
 )
+from fusionlab.scenes import QUESTION_TYPES, answer_balance
+
+from autograder.examples import master_namespace
+from fusionlab import scene_experiments as lab
+from fusionlab.multiseed import fit_seeds
 
 ASSIGNMENT = "part2_attention_that_selects"
 _NOTEBOOK = master_namespace(ASSIGNMENT, ("attention_solution", "coattention_solution"))
@@ -42,6 +57,7 @@ CoAttentionBlock = _NOTEBOOK["CoAttentionBlock"]
 
 SEEDS = (0, 1, 2, 3, 4)
 E = lab.EMBED_DIM
+FEW = replace(lab.RELATIONAL, epochs=100)  # 1,000 questions: 100 epochs, 100k sample passes
 HEADS = (1, 2, 4)
 LAYERS = (1, 2, 3)
 
@@ -97,10 +113,54 @@ def binding(seeds=SEEDS) -> dict:
 
 
 def mix(seeds=SEEDS) -> dict:
-    """{model: {column: [per seed]}} after the short training on all six question types."""
+    """{model: {column: [per seed]}} after the short training on all six question types, and
+    "majority baseline": {type: [per seed]} of each seed's training set (as the notebook
+    prints it)."""
     trains, tests = lab.scene_splits(seeds, lab.MIX_SCENES)
-    return {name: lab.accuracy_per_type(_train(make, trains, seeds, lab.MIX), tests)
-            for name, make in factories().items()}
+    results = {name: lab.accuracy_per_type(_train(make, trains, seeds, lab.MIX), tests)
+               for name, make in factories().items()}
+    balances = [answer_balance(t) for t in trains]
+    results["majority baseline"] = {q: [b[q]["baseline"] for b in balances]
+                                    for q in QUESTION_TYPES}
+    return results
+
+
+def relational_factories() -> dict:
+    """The two models of the relational section, on the exercise solutions."""
+    return {"relation network": lambda: RelationNetwork(hidden_dim=E),
+            "cross-attn 1 layer": lambda: SceneCrossAttention(
+                embed_dim=E, attention=MaskedMultiHeadAttention)}
+
+
+def relational(seeds=SEEDS, question_type: str = "closest",
+               config=lab.RELATIONAL, n_train: int = lab.RELATIONAL_SCENES) -> dict:
+    """{model: {"curve": [[test accuracy after each epoch] per seed], "acc": [final, per seed],
+    "train": [train accuracy, per seed]}}, and "shortcut": {"acc": [...], "train": [...]}."""
+    trains, tests = lab.scene_splits(seeds, n_train, lab.RELATIONAL_TEST_SCENES,
+                                     question_type=question_type)
+    curves: dict = {}
+    models = lab.train_models(relational_factories(), trains, seeds, config, tests, curves)
+    results = {}
+    for name, trained in models.items():
+        results[name] = {"curve": curves[name], "acc": [c[-1] for c in curves[name]],
+                         "train": lab.accuracy_per_type(trained, trains)[question_type]}
+    results["shortcut"] = {"acc": lab.shortcut_accuracy(tests),
+                           "train": lab.shortcut_accuracy(trains)}
+    return results
+
+
+def few(seeds=SEEDS) -> dict:
+    """The Relation Network with 1,000 questions of one type (6000 scenes) for 100 epochs:
+    {type: {"acc": [...], "train": [...]}} for closest and count."""
+    results = {}
+    for question_type in ("closest", "count"):
+        trains, tests = lab.scene_splits(seeds, lab.BINDING_SCENES, lab.RELATIONAL_TEST_SCENES,
+                                         question_type=question_type)
+        models = _train(lambda: RelationNetwork(hidden_dim=E), trains, seeds, FEW)
+        results[question_type] = {
+            "acc": lab.accuracy_per_type(models, tests)[question_type],
+            "train": lab.accuracy_per_type(models, trains)[question_type]}
+    return results
 
 
 def grid(seeds=SEEDS, heads=HEADS, layers=LAYERS) -> dict:
@@ -147,16 +207,35 @@ def report(name: str, results: dict) -> None:
         print("== heads x layers on what shape is X")
         for (H, L), values in results.items():
             print(f"  {H} heads x {L} layers: {_stats(values)}")
+    elif name.startswith("relational"):
+        print(f"== {name}: test accuracy | train accuracy")
+        for model, entry in results.items():
+            print(f"  {model:<20} {_stats(entry['acc'])} | {_stats(entry['train'])}")
+    elif name == "few":
+        print("== the Relation Network, 1,000 questions, 100 epochs: test | train")
+        for question_type, entry in results.items():
+            print(f"  {question_type:<10} {_stats(entry['acc'])} | {_stats(entry['train'])}")
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--only", nargs="+", default=["binding", "mix", "grid"])
+    parser.add_argument("--only", nargs="+", default=["binding", "mix", "grid", "relational",
+                                                      "few"],
+                        help="also: relational-furthest")
     parser.add_argument("--json", help="also write the raw numbers to this file")
+    parser.add_argument("--summarize", nargs="+", metavar="JSON",
+                        help="measure nothing: print the range of each claimed quantity over "
+                             "these --json files (one per kernel path, same --seeds)")
     args = parser.parse_args(argv)
+    if args.summarize:
+        summarize(args.summarize, args.seeds)
+        return
     torch.set_num_threads(1)
-    functions = {"binding": binding, "mix": mix, "grid": grid}
+    print(f"torch {torch.__version__}, CPU kernels: {torch.backends.cpu.get_cpu_capability()}")
+    functions = {"binding": binding, "mix": mix, "grid": grid, "relational": relational,
+                 "relational-furthest": lambda seeds: relational(seeds, "furthest"),
+                 "few": few}
     results = {}
     for name in args.only:
         start, cpu = time.perf_counter(), time.process_time()
@@ -165,10 +244,106 @@ def main(argv=None) -> None:
         print(f"[{name}: {time.perf_counter() - start:.1f} s wall, "
               f"{time.process_time() - cpu:.1f} s CPU]")
         report(name, results[name])
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({k: {str(kk): vv for kk, vv in v.items()} for k, v in results.items()},
-                      f, indent=1)
+        if args.json:  # after each experiment, so that a long run keeps what it has measured
+            with open(args.json, "w") as f:
+                json.dump({k: {str(kk): vv for kk, vv in v.items()} for k, v in results.items()},
+                          f, indent=1)
+
+
+# ----------------------------------------------------------------------------- claimed quantities
+
+
+def few_references(seeds=SEEDS) -> dict:
+    """What ``few``'s test questions give without learning anything: the shortcut on closest,
+    the majority-class baseline on count (no training: data only)."""
+    closest = lab.scene_splits(seeds, lab.BINDING_SCENES, lab.RELATIONAL_TEST_SCENES,
+                               question_type="closest")[1]
+    count = lab.scene_splits(seeds, lab.BINDING_SCENES, lab.RELATIONAL_TEST_SCENES,
+                             question_type="count")[1]
+    return {"closest shortcut": lab.shortcut_accuracy(closest),
+            "count baseline": [answer_balance(t)["count"]["baseline"] for t in count]}
+
+
+def claimed(results: dict, seeds) -> dict[str, list[float]]:
+    """{quantity: [value per seed]}: the quantities the notebook's sentences claim, from one run of
+    ``main``'s experiments (``results`` as ``--json`` writes them)."""
+    out: dict[str, list[float]] = {}
+    if "binding" in results:
+        b = results["binding"]
+        for name in (*factories(), "cross-attn 1 layer, no mask"):
+            out[f"6.1 {name}"] = b[name]["acc"]
+            if "acc_8" in b[name]:
+                out[f"6.4 {name}, 8 objects"] = b[name]["acc_8"]
+        masked, unmasked = b["cross-attn 1 layer"], b["cross-attn 1 layer, no mask"]
+        out["6.3 unmasked - masked"] = [u - m for u, m in zip(unmasked["acc"], masked["acc"])]
+        out["6.3 unmasked, junk"] = unmasked["acc_junk"]
+        out["6.3 masked, junk - zeros"] = [j - a for j, a in zip(masked["acc_junk"], masked["acc"])]
+        for variant in ("with mask", "without mask"):
+            for padded, entry in b["padding"][variant].items():
+                out[f"6.3 mass on padding, {variant}, {padded} padded"] = entry["mass"]
+        out["6.4 pooled late: drop to 8 objects"] = [
+            a - e for a, e in zip(b["pooled late"]["acc"], b["pooled late"]["acc_8"])]
+        out["6.4 relation network: drop to 8 objects"] = [
+            a - e for a, e in zip(b["relation network"]["acc"], b["relation network"]["acc_8"])]
+    if "mix" in results:
+        for name, accs in results["mix"].items():
+            for column in QUESTION_TYPES:
+                out[f"6.5 {name}: {column}"] = accs[column]
+    if "grid" in results:
+        grid = {tuple(int(x) for x in k.strip("()").split(",")) if isinstance(k, str) else k: v
+                for k, v in results["grid"].items()}
+        for (H, L), accs in grid.items():
+            out[f"6.6 {H} heads x {L} layers"] = accs
+        for L in sorted({L for _, L in grid}):
+            row = {H: grid[(H, L)] for H, LL in grid if LL == L}
+            out[f"6.6 {L} layers: best heads - worst heads, per seed"] = [
+                max(v[k] for v in row.values()) - min(v[k] for v in row.values())
+                for k in range(len(seeds))]
+    if "relational" in results:
+        r = results["relational"]
+        short = r["shortcut"]["acc"]
+        out["6.7 shortcut, test"] = short
+        out["6.7 shortcut, train"] = r["shortcut"]["train"]
+        for name in relational_factories():
+            out[f"6.7 {name}"] = r[name]["acc"]
+            out[f"6.7 {name} - shortcut"] = [a - s for a, s in zip(r[name]["acc"], short)]
+            out[f"6.7 {name}: train - test"] = [t - a for t, a in zip(r[name]["train"],
+                                                                      r[name]["acc"])]
+            out[f"6.7 {name}: train - shortcut's train"] = [
+                t - s for t, s in zip(r[name]["train"], r["shortcut"]["train"])]
+            for epoch in (1, 3, 5, 8, 10, 15):
+                out[f"6.7 {name} - shortcut after epoch {epoch}"] = [
+                    c[epoch - 1] - s for c, s in zip(r[name]["curve"], short)]
+            out[f"6.7 {name} - shortcut, best of epochs 1-10"] = [
+                max(c[:10]) - s for c, s in zip(r[name]["curve"], short)]
+            out[f"6.7 {name}: climb after epoch 10"] = [c[-1] - c[9] for c in r[name]["curve"]]
+    if "relational-furthest" in results:
+        r = results["relational-furthest"]
+        for name in relational_factories():
+            out[f"furthest: {name}"] = r[name]["acc"]
+        out["furthest: shortcut"] = r["shortcut"]["acc"]
+    if "few" in results:
+        f, refs = results["few"], few_references(seeds)
+        out["6.7 few closest, train"] = f["closest"]["train"]
+        out["6.7 few closest, test - shortcut"] = [a - s for a, s in zip(f["closest"]["acc"],
+                                                                         refs["closest shortcut"])]
+        out["6.7 few count, train"] = f["count"]["train"]
+        out["6.7 few count, test"] = f["count"]["acc"]
+        out["6.7 few count, test - baseline"] = [a - b for a, b in zip(f["count"]["acc"],
+                                                                       refs["count baseline"])]
+    return out
+
+
+def summarize(paths, seeds) -> None:
+    """The range of every claimed quantity over the runs of ``paths`` (one ``--json`` file per
+    kernel path), per seed: the numbers the claim tests' bounds come from."""
+    per_file = {p: claimed(json.load(open(p)), seeds) for p in paths}
+    keys = [k for k in next(iter(per_file.values())) if all(k in c for c in per_file.values())]
+    print(f"{'quantity':<58} {'min':>7} {'max':>7}  mean per file")
+    for key in keys:
+        values = [v for c in per_file.values() for v in c[key]]
+        means = " ".join(f"{statistics.fmean(c[key]):.3f}" for c in per_file.values())
+        print(f"{key:<58} {min(values):>7.3f} {max(values):>7.3f}  {means}")
 
 
 if __name__ == "__main__":

@@ -34,9 +34,6 @@ import time
 from dataclasses import replace
 
 import torch
-
-from autograder.examples import master_namespace
-from fusionlab.data import make_splits
 from fusionlab.gating import (
     ConcatFusion,
     FiLMFusion,
@@ -52,6 +49,9 @@ from fusionlab.gating_data import (
     make_switch_splits,
     with_missing,
 )
+
+from autograder.examples import master_namespace
+from fusionlab.data import make_splits
 from fusionlab.models import LateFusion, UnimodalClassifier
 from fusionlab.multiseed import fit_seeds
 from fusionlab.train import TrainConfig, accuracy, fit, per_class_accuracy

@@ -1,24 +1,37 @@
-"""Every comparative sentence of the Part 2 notebook's experiments, measured over 5 seeds with a
-margin.
+"""Every comparative sentence and quoted number of the Part 2 notebook's experiments, with a
+margin that its measured spread supports.
 
-Each test quotes the sentence it backs. Every seed draws its own scenes *and* its own initial
-weights (``tests.measure_part2``), and the models are built on the master's own exercise
-solutions, trained with the notebook's settings (``fusionlab.scene_experiments``). The notebook
-runs seeds 0-2 of these.
+Each test opens with the sentences it backs, word for word (``tests/test_notebooks_part2.py``
+checks that the notebook holds them), then says where its bounds come from. Every seed draws
+its own scenes *and* its own initial weights (``tests.measure_part2``), and the models are built
+on the master's own exercise solutions, trained with the notebook's settings
+(``fusionlab.scene_experiments``). The notebook runs seeds 0-2; so do these tests.
 
-If a number here disagrees with the notebook's text, change the text (or the data), never the
-test.
+Where the bounds come from:
+- 6.7 (the relational section): ``python -m tests.measure_part2 --seeds 0 ... 9 --only
+  relational few`` under ``ATEN_CPU_CAPABILITY=default``, ``avx2`` and ``avx512`` (30 runs;
+  ``few`` on AVX2 only, 10 runs), summarised with ``--summarize``
+  (``benchmarks/PART2_MEASUREMENTS.md``, section 10); plus this file's own runs under all
+  three paths.
+- 6.1-6.6: the runs on record (``benchmarks/PART2_MEASUREMENTS.md``, sections 8 and 10: seeds
+  0-4 on AVX-512; seeds 0-2 on AVX-512, AVX2 and the default kernels; a student's run of the
+  notebook on another CPU, issue 16). Their 10-seed measurement under each kernel path did not
+  fit in the time of issue 16; the bounds are wider for that reason.
+A test's bound is the observed range widened by the margin it names. If a number here disagrees
+with the notebook's text, change the text (or the experiment), never the test.
 """
 
 import statistics
 
 import pytest
+from fusionlab.scenes import ANSWER_ID, SortOfClevr
 
+from fusionlab import scene_experiments as lab
 from tests import measure_part2 as measure
 
 pytestmark = pytest.mark.slow
 
-SEEDS = (0, 1, 2, 3, 4)
+SEEDS = (0, 1, 2)
 ATTENTION = ("cross-attn 1 layer", "cross-attn 2 layers", "co-attention")
 SHORTCUTS = ("flat early", "pooled late")
 mean = statistics.fmean
@@ -40,32 +53,56 @@ def grid():
     return measure.grid(SEEDS, layers=(1, 3))
 
 
+@pytest.fixture(scope="module")
+def relational():
+    return measure.claimed({"relational": measure.relational(SEEDS)}, SEEDS)
+
+
+@pytest.fixture(scope="module")
+def few():
+    return measure.claimed({"few": measure.few(SEEDS)}, SEEDS)
+
+
 # ----------------------------------------------------------------------------- 6.1 binding
+
+
+def test_the_scenes_majority_shape_is_right_about_seven_times_in_ten():
+    """"guess the scene's majority shape (about 0.7 of the time"
+
+    Data only (ties go to "square"): 0.665 to 0.708 on the 1000 training questions of seeds 0-9.
+    Bound: 0.7 ± 0.05 on every seed."""
+    for s in SEEDS:
+        data = lab.only(SortOfClevr(lab.BINDING_SCENES, seed=2 * s), "shape")
+        shapes = data.objects[..., -2:].sum(dim=1)  # (n, 2): squares, circles
+        guess = ANSWER_ID["square"] + (shapes[:, 1] > shapes[:, 0]).long()
+        assert abs((guess == data.answer).float().mean().item() - 0.7) < 0.05, s
 
 
 def test_attention_selects_and_the_pooled_models_stay_at_the_shortcut(binding):
     """"The attention models (cross-attention with 1 or 2 layers, co-attention) answer "what shape
-    is X" almost perfectly (0.98 to 1.00 on average), while pooled late fusion (about 0.71) and
-    flat early fusion (about 0.68) stay at the "majority shape of the scene" shortcut, on every
-    seed." """
+    is X" almost perfectly (0.95 or more on average), while pooled late fusion and flat early
+    fusion stay at the "majority shape of the scene" shortcut, below 0.8 on every seed"
+
+    Seen: attention means 0.976 to 1.000 (seeds 0-4: single seeds down to 0.955); pooled late
+    0.670 to 0.750, flat early 0.625 to 0.725 per seed. Bounds: mean >= 0.95, every seed >= 0.9;
+    every shortcut seed < 0.8 (0.05 above the largest)."""
     for name in ATTENTION:
         accs = binding[name]["acc"]
-        assert mean(accs) >= 0.97 and min(accs) >= 0.93, (name, accs)
-    for name, level in zip(SHORTCUTS, (0.68, 0.71)):
-        accs = binding[name]["acc"]
-        assert abs(mean(accs) - level) < 0.04 and max(accs) < 0.78, (name, accs)
-    worst_attention = min(min(binding[n]["acc"]) for n in ATTENTION)
-    best_shortcut = max(max(binding[n]["acc"]) for n in SHORTCUTS)
-    assert worst_attention - best_shortcut > 0.15
+        assert mean(accs) >= 0.95 and min(accs) >= 0.9, (name, accs)
+    for name in SHORTCUTS:
+        assert max(binding[name]["acc"]) < 0.8, (name, binding[name]["acc"])
 
 
 def test_the_relation_network_gets_most_of_the_way(binding):
-    """"The Relation Network gets most of the way (about 0.95 on average, its worst seed about
-    0.88), but not all of it on every seed, as co-attention does." """
+    """"The Relation Network gets most of the way (0.85 to 0.97 on average), but not all of it on
+    every seed, as co-attention does."
+
+    Seen: means 0.908 (seeds 0-2) and 0.947 (seeds 0-4), worst seeds 0.84 to 0.875; co-attention
+    1.000 on every seed. Bounds: the quoted range (0.06 below and 0.02 above what was seen); the
+    RN's worst seed below 0.97, co-attention's above it."""
     rn = binding["relation network"]["acc"]
-    assert abs(mean(rn) - 0.95) < 0.03 and min(rn) > 0.84, rn
-    assert min(rn) < 0.95 <= min(binding["co-attention"]["acc"]), rn
-    assert min(rn) > max(max(binding[n]["acc"]) for n in SHORTCUTS) + 0.08
+    assert 0.85 <= mean(rn) <= 0.97, rn
+    assert min(rn) < 0.97 <= min(binding["co-attention"]["acc"]), rn
 
 
 # ----------------------------------------------------------------------------- 6.3 mask
@@ -76,29 +113,43 @@ def _by_padding(binding, variant, key):
 
 
 def test_without_the_mask_attention_lands_on_padding_in_proportion(binding):
-    """"about 0.07 of the words' attention with 1 padded slot, 0.17 with 2, 0.30 with 3. With the
-    mask it is exactly 0." """
+    """"Without the mask, attention lands on padding, and the more padding, the more of it: about
+    0.07 of the words' attention with 1 padded slot, 0.17 with 2, and between 0.2 and 0.35 with 3
+    (on average over seeds). With the mask it is exactly 0."
+
+    Seen (means over seeds): 0.072 to 0.075, 0.167, and with 3 padded slots 0.293 to 0.296 on
+    AVX-512 but 0.248 on AVX2 (one seed at 0.178: the old "0.30" failed there). Bounds: ± 0.03
+    on the mean of 3 seeds for 1 and 2 slots, 0.2 to 0.35 for 3; the means rise with the
+    padding, and on every seed 3 padded slots draw more than 1."""
     masked = _by_padding(binding, "with mask", "mass")
     assert all(m == 0.0 for values in masked.values() for m in values), masked
     unmasked = _by_padding(binding, "without mask", "mass")
-    for padded, level in ((1, 0.07), (2, 0.17), (3, 0.30)):
+    for padded, level in ((1, 0.07), (2, 0.17)):
         assert abs(mean(unmasked[padded]) - level) < 0.03, (padded, unmasked[padded])
-    for k in range(len(SEEDS)):  # on every seed, more padding draws more attention
-        assert unmasked[0][k] < unmasked[1][k] < unmasked[2][k] < unmasked[3][k]
+    assert 0.2 < mean(unmasked[3]) < 0.35, unmasked[3]
+    means = [mean(unmasked[p]) for p in (0, 1, 2, 3)]
+    assert means == sorted(means), means
+    assert all(three > one for one, three in zip(unmasked[1], unmasked[3])), unmasked
 
 
 def test_the_unmasked_model_answers_about_as_well_even_with_junk(binding):
-    """"The unmasked model answers about as well as the masked one (0.98 against 0.99), and still
-    does with random numbers in the padded slots" """
+    """"The unmasked model answers about as well as the masked one (within 0.03 on average, see
+    the numbers above), and still does with random numbers in the padded slots"
+
+    Seen: masked - unmasked 0.007 to 0.014 on average (the unmasked model at 0.980 to 0.998, the
+    value that broke the old "0.98" on another CPU); with junk 0.968 to 0.972 on average, single
+    seeds down to 0.93. Bounds: 0.03 (twice the largest gap); junk mean > 0.93, every seed
+    > 0.88."""
     masked = binding["cross-attn 1 layer"]["acc"]
     unmasked = binding["cross-attn 1 layer, no mask"]
-    assert abs(mean(masked) - 0.99) < 0.015 and abs(mean(unmasked["acc"]) - 0.98) < 0.015
-    assert abs(mean(unmasked["acc"]) - mean(masked)) < 0.03
+    assert abs(mean(unmasked["acc"]) - mean(masked)) < 0.03, (masked, unmasked)
     assert mean(unmasked["acc_junk"]) > 0.93 and min(unmasked["acc_junk"]) > 0.88, unmasked
 
 
 def test_with_the_mask_junk_in_the_padding_changes_nothing(binding):
-    """"with it, the answers do not change at all, whatever the padded slots hold." """
+    """"with it, the answers do not change at all, whatever the padded slots hold."
+
+    Exact, on every kernel path: the masked slots get weight exactly 0."""
     entry = binding["cross-attn 1 layer"]
     assert entry["acc_junk"] == entry["acc"]
 
@@ -107,31 +158,58 @@ def test_with_the_mask_junk_in_the_padding_changes_nothing(binding):
 
 
 def test_attention_carries_over_to_eight_objects_and_the_rest_drops(binding):
-    """"The attention models carry over to 8 objects (0.98 to 1.00 on average) ... Pooled late
-    fusion drops further ..., and so does the Relation Network (to about 0.84)" """
+    """"The attention models carry over to 8 objects (0.95 or more on average) ... Pooled late
+    fusion drops further ..., and so does the Relation Network (by several points, see the
+    numbers above)"
+
+    Seen (means): attention 0.976 to 1.000 on 8 objects, single seeds down to 0.93; drops to 8
+    objects: pooled late 0.079 to 0.085, the RN 0.090 to 0.103. Bounds: mean >= 0.95, every seed
+    >= 0.85; drops > 0.03."""
     for name in ATTENTION:
         eight = binding[name]["acc_8"]
-        assert mean(eight) >= 0.97 and min(eight) >= 0.9, (name, eight)
+        assert mean(eight) >= 0.95 and min(eight) >= 0.85, (name, eight)
     for name in ("pooled late", "relation network"):
         entry = binding[name]
-        assert mean(entry["acc"]) - mean(entry["acc_8"]) > 0.04, (name, entry)
-    assert abs(mean(binding["relation network"]["acc_8"]) - 0.84) < 0.05
+        assert mean(entry["acc"]) - mean(entry["acc_8"]) > 0.03, (name, entry)
 
 
 # ----------------------------------------------------------------------------- 6.5 the mix
 
 
 def test_at_this_budget_no_model_learns_a_type_beyond_its_shortcut(mix):
-    """"On "what shape is X" every model stays below 0.8 ... Closest and furthest sit at the
-    "majority shape" level (about 0.7), left and top near 0.5, and count between 0.35 and 0.47
-    (its baseline is about 0.34)." """
+    """"On "what shape is X" every model stays below 0.8 on average ... Closest and furthest sit at
+    the "majority shape" level (about 0.7), left and top near 0.5, and count between 0.3 and 0.5
+    (near its majority baseline, the table's last row)."
+
+    Seen (means over seeds, per model): shape 0.67 to 0.72, closest 0.66 to 0.68, furthest 0.66 to
+    0.73, left 0.51 to 0.56, top 0.49 to 0.54, count 0.35 to 0.47; count's majority baseline
+    0.33 to 0.37. Bounds: shape < 0.8; closest, furthest 0.62 to 0.78; left, top 0.5 ± 0.08;
+    count 0.3 to 0.5 and within 0.15 of the baseline."""
+    baselines = mix["majority baseline"]
     for name, accs in mix.items():
-        assert max(accs["shape"]) < 0.8, (name, accs["shape"])
+        if name == "majority baseline":
+            continue
+        assert mean(accs["shape"]) < 0.8, (name, accs["shape"])
         for column in ("closest", "furthest"):
-            assert 0.62 < mean(accs[column]) < 0.75 and max(accs[column]) < 0.78, (name, column)
+            assert 0.62 < mean(accs[column]) < 0.78, (name, column, accs[column])
         for column in ("left", "top"):
-            assert abs(mean(accs[column]) - 0.5) < 0.07, (name, column, accs[column])
-        assert 0.33 < mean(accs["count"]) < 0.49, (name, accs["count"])
+            assert abs(mean(accs[column]) - 0.5) < 0.08, (name, column, accs[column])
+        assert 0.3 < mean(accs["count"]) < 0.5, (name, accs["count"])
+        assert abs(mean(accs["count"]) - mean(baselines["count"])) < 0.15, (name, accs["count"])
+
+
+def test_the_mix_gives_each_type_300_questions_and_the_relational_section_10000():
+    """"The mix gives each type a sixth of its scenes, 300 questions per seed. Here the Relation
+    Network and the 1-layer cross-attention learn "what shape is closest to X" alone, from 10,000
+    questions per seed (a sixth of 60,000 scenes), 25 epochs at learning rate 3e-3, tested after
+    every epoch on 1,000 new questions."
+
+    The settings themselves (exact)."""
+    assert lab.MIX_SCENES // 6 == 300 and lab.RELATIONAL_SCENES // 6 == 10_000
+    assert lab.RELATIONAL_TEST_SCENES // 6 == 1000
+    assert (lab.RELATIONAL.epochs, lab.RELATIONAL.lr) == (25, 3e-3)
+    trains, tests = lab.scene_splits([0], lab.MIX_SCENES, question_type="closest")
+    assert len(trains[0]) == 300
 
 
 # ----------------------------------------------------------------------------- 6.6 grid
@@ -141,22 +219,103 @@ def _row(grid, layers):
     return [a for (h, n), accs in grid.items() if n == layers for a in accs]
 
 
-def test_three_layers_are_still_at_the_shortcut_where_one_layer_has_bound(grid):
-    """"With 3 layers the models are still at the shortcut after these 10 epochs (about 0.70),
-    while with 1 layer most seeds have bound the colour word (about 0.9)." """
+def test_three_layers_are_still_near_the_shortcut_where_one_layer_has_bound(grid):
+    """"With 3 layers most seeds are still near the shortcut after these 10 epochs (the row's mean
+    stays below 0.8), while with 1 layer most seeds have bound the colour word (above 0.85 on
+    average)."
+
+    Seen (row means, three runs of seeds 0-2 or 0-4 on two CPUs): 3 layers 0.697 to 0.737, single
+    seeds up to 0.88; 1 layer 0.887 to 0.906. Bounds: 3 layers < 0.8 (0.06 above the largest),
+    1 layer > 0.85, and the gap > 0.1 (seen 0.15 to 0.21)."""
     one, three = _row(grid, 1), _row(grid, 3)
-    assert abs(mean(three) - 0.70) < 0.04 and max(three) < 0.85, three
-    assert abs(mean(one) - 0.9) < 0.05, one
-    assert sum(a > 0.85 for a in one) > len(one) / 2, one
-    assert mean(one) - mean(three) > 0.12
+    assert mean(three) < 0.8 and sum(a < 0.8 for a in three) > len(three) / 2, three
+    assert mean(one) > 0.85 and sum(a > 0.85 for a in one) > len(one) / 2, one
+    assert mean(one) - mean(three) > 0.1
 
 
-def test_the_number_of_heads_makes_no_consistent_difference(grid):
-    """"averaged over the layers, 1, 2 and 4 heads are within a few points of each other, less
-    than the spread over seeds." """
+def test_heads_matter_less_than_layers(grid):
+    """"Averaged over the 1- and 3-layer rows, 1, 2 and 4 heads are within 0.1 of each other, less
+    than the gap between 1 and 3 layers."
+
+    Seen: best - worst heads 0.03 to 0.07 (1 head best in every row in two of the three runs,
+    not in the third); layer gap 0.15 to 0.21. Bound: 0.1."""
     per_heads = {h: [a for (hh, _), accs in grid.items() if hh == h for a in accs]
                  for h in measure.HEADS}
     means = [mean(v) for v in per_heads.values()]
-    assert max(means) - min(means) < 0.05, means
-    spread = mean(statistics.stdev(accs) for accs in grid.values())
-    assert max(means) - min(means) < spread, (means, spread)
+    assert max(means) - min(means) < 0.1, means
+    assert max(means) - min(means) < mean(_row(grid, 1)) - mean(_row(grid, 3)), means
+
+
+# ----------------------------------------------------------------------------- 6.7 relational
+
+
+def test_the_shortcut_reads_shapes_and_is_usually_right():
+    """"Most scenes have more objects of one shape than of the other, so the nearest object usually
+    has that shape too."
+
+    Data only: 0.716 to 0.722 on the 10,000 training questions of seeds 0-2. Bound: > 0.65 on every
+    seed (and below 0.8: a shortcut, not a solution)."""
+    trains, _ = lab.scene_splits(SEEDS, lab.RELATIONAL_SCENES, question_type="closest")
+    assert all(0.65 < a < 0.8 for a in lab.shortcut_accuracy(trains))
+
+
+def test_with_enough_questions_the_relation_network_learns_closest_and_cross_attention_not(
+        relational):
+    """"With enough questions the Relation Network learns "closest"; cross-attention does not.
+    After 25 epochs the Relation Network is above the shortcut on every seed (see the table
+    above), while cross-attention ends within a few points of the shortcut."
+
+    Seen (section 10, 30 runs: 10 seeds under each kernel path): the RN 0.773 to 0.937, RN -
+    shortcut 0.064 to 0.215 per seed; cross-attention - shortcut -0.018 to 0.030. Bounds: the RN
+    more than 0.02 above the shortcut on every seed (a third of the smallest gap);
+    cross-attention within 0.05 (0.02 beyond the largest)."""
+    over = relational["6.7 relation network - shortcut"]
+    assert min(over) > 0.02, over
+    cross = relational["6.7 cross-attn 1 layer - shortcut"]
+    assert max(abs(d) for d in cross) < 0.05, cross
+
+
+def test_cross_attention_underfits(relational):
+    """"On its own training questions cross-attention does no better than the shortcut either: it
+    does not overfit, it underfits."
+
+    Seen (section 10, 30 runs): cross-attention's training accuracy - the shortcut's on the same
+    questions -0.005 to 0.027 (the RN's: 0.107 to 0.237). Bound: below 0.05 (0.023 beyond the
+    largest)."""
+    gap = relational["6.7 cross-attn 1 layer: train - shortcut's train"]
+    assert max(gap) < 0.05, gap
+
+
+def test_the_relation_network_leaves_the_shortcut_late(relational):
+    """"The Relation Network leaves the shortcut late. For its first 10 epochs it is no better than
+    the shortcut, and it climbs only after that"
+
+    Seen (section 10, 30 runs): its best test accuracy over epochs 1-10 - the shortcut -0.023 to
+    0.022; from epoch 10 to 25 it gains 0.074 to 0.233. Bounds: below 0.04 (0.018 beyond the
+    largest); a gain above 0.03 on every seed."""
+    early = relational["6.7 relation network - shortcut, best of epochs 1-10"]
+    assert max(early) < 0.04, early
+    climb = relational["6.7 relation network: climb after epoch 10"]
+    assert min(climb) > 0.03, climb
+
+
+def test_with_1000_questions_the_relation_network_memorises_them(few):
+    """"With 1,000 questions, the Relation Network memorises them. Trained on 1,000 "closest"
+    questions (the share of 6,000 scenes) for 100 epochs, it answers all of its training questions
+    right and new ones no better than the shortcut."
+
+    Seen (section 10, 10 seeds on AVX2): train 1.000 on every seed; test - shortcut -0.078 to
+    -0.015. Bounds: train >= 0.98; test - shortcut < 0.03."""
+    assert min(few["6.7 few closest, train"]) >= 0.98, few
+    assert max(few["6.7 few closest, test - shortcut"]) < 0.03, few
+
+
+def test_count_needs_fewer_questions_than_closest(few):
+    """"Count needs fewer questions than closest. With the same 1,000 questions and 100 epochs, the
+    Relation Network's answers to "how many have the shape of X" carry over to new scenes, far
+    above that type's majority baseline."
+
+    Seen (section 10, 10 seeds on AVX2): count's test accuracy 0.567 to 0.656, its majority
+    baseline's 0.33 to 0.34: 0.232 to 0.325 above it. Bound: > 0.15 on every seed (closest stays
+    at the shortcut: previous test)."""
+    assert min(few["6.7 few count, test - baseline"]) > 0.15, few

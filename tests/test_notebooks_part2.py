@@ -83,3 +83,28 @@ def test_graded_cells_follow_the_contract(nb):
             assert "assert " in cell.source, cell.id
         else:
             assert cell.source == rubric.hidden_source(declared), cell.id
+
+
+def _words(text: str) -> str:
+    return " ".join(text.replace("**", "").replace("`", "").split())
+
+
+def test_every_claim_test_quotes_the_notebook_word_for_word(nb):
+    """Each claim test of tests/test_claims_part2.py opens its docstring with the sentences it
+    backs, in double quotes, as its first paragraph ("..." marks a cut; how the bound was
+    derived follows after a blank line). Every piece is in the master's text, so that the text
+    and its test cannot drift apart."""
+    import ast
+
+    from tests import test_claims_part2
+
+    text = _words(" ".join(c.source for c in nb.cells if c.cell_type == "markdown"))
+    tree = ast.parse(open(test_claims_part2.__file__).read())
+    tests = [f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name.startswith("test_")]
+    assert len(tests) >= 10
+    for function in tests:
+        quote = (ast.get_docstring(function) or "").split("\n\n")[0].strip()
+        assert quote.startswith('"') and quote.endswith('"'), f"{function.name} quotes nothing"
+        for piece in quote[1:-1].split("..."):
+            piece = _words(piece).strip(" ,.;:()")
+            assert piece in text, (function.name, piece)

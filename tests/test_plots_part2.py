@@ -6,10 +6,10 @@ import matplotlib
 import matplotlib.pyplot as plt
 import pytest
 import torch
+from fusionlab.scenes import ANSWERS, COLORS, SortOfClevr
 from matplotlib.patches import Circle, Rectangle
 
 from fusionlab import plots
-from fusionlab.scenes import COLORS, SortOfClevr
 
 
 @pytest.fixture(autouse=True)
@@ -104,3 +104,38 @@ def test_heads_layers_heatmap_holds_the_mean_of_each_cell():
     assert image[2, 1] == pytest.approx(0.55 + 0.3 + 0.02)
     assert "0.87" in [t.get_text().split("\n")[0] for t in ax.texts]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4"]
+
+
+def test_scene_attention_with_a_prediction_says_it_in_each_panel(scenes):
+    idx = 1
+    answer = int(scenes.answer[idx])
+    wrong = 1 - answer if answer < 2 else 0  # another shape (or "square" for a yes/no/count)
+    weights = torch.full((scenes.object_mask.shape[1],), 0.25)
+    for prediction, verdict in ((answer, "right"), (wrong, "wrong")):
+        fig = render(plots.plot_scene_attention(scenes, idx, {"hop 1": weights, "hop 2": weights},
+                                                prediction=prediction))
+        for ax, hop in zip(fig.axes, ("hop 1", "hop 2")):
+            assert ax.get_title() == f"{hop}; model answers {ANSWERS[prediction]} ({verdict})"
+        plt.close(fig)
+
+
+def test_one_attention_map_has_its_title_and_no_second_one():
+    """A single map's title sits on its panel: no panel title under a figure title."""
+    weights = torch.softmax(torch.randn(3, 5), dim=-1)
+    fig = render(plots.plot_attention(weights, title="cross-attn: what shape is red"))
+    titled = [ax.get_title() for ax in fig.axes if ax.images]
+    assert titled == ["cross-attn: what shape is red"]
+    assert fig._suptitle is None
+
+
+def test_accuracy_curves_draw_every_seed_the_mean_and_the_shortcut():
+    curves = {"rn": [[0.7, 0.8, 0.9], [0.6, 0.7, 0.95]], "cross": [[0.7, 0.72, 0.73]] * 2}
+    fig = render(plots.plot_accuracy_curves(curves, lines={"shortcut": 0.72}))
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2 + 1 + 2 + 1 + 1  # per model: seeds + mean; then the shortcut
+    mean_rn = next(line for line in ax.lines if line.get_label().startswith("rn (mean"))
+    assert list(mean_rn.get_xdata()) == [1, 2, 3]
+    assert list(mean_rn.get_ydata()) == pytest.approx([0.65, 0.75, 0.925])
+    shortcut = next(line for line in ax.lines if line.get_label() == "shortcut")
+    assert list(shortcut.get_ydata()) == [0.72, 0.72]
+    assert "shortcut" in [t.get_text() for t in ax.get_legend().get_texts()]

@@ -1,10 +1,13 @@
-"""fusionlab.scene_experiments: the pieces Part 2's experiments are made of (fast, no training)."""
+"""fusionlab.scene_experiments: the pieces Part 2's experiments are made of (fast: no training but
+two epochs of a tiny model)."""
+
+from dataclasses import replace
 
 import torch
+from fusionlab.scene_models import RelationNetwork, SceneCrossAttention
+from fusionlab.scenes import ANSWERS, QUESTION_TYPES, SortOfClevr
 
 from fusionlab import scene_experiments as lab
-from fusionlab.scene_models import SceneCrossAttention
-from fusionlab.scenes import QUESTION_TYPES, SortOfClevr
 
 
 def test_only_keeps_one_question_type_and_every_attribute_in_step():
@@ -52,3 +55,26 @@ def test_attention_on_padding_is_zero_with_the_mask_and_not_without():
 def test_mean_std_over_one_or_several_seeds():
     assert lab.mean_std([0.5]) == "0.500 ± 0.000"
     assert lab.mean_std([0.4, 0.6]) == "0.500 ± 0.141"
+
+
+def test_the_shortcut_answers_the_majority_shape_of_the_other_objects():
+    data = SortOfClevr(60, seed=4)
+    answers = lab.majority_of_the_others(data)
+    for i in range(len(data)):
+        shapes = [int(data.objects[i, s, -1]) for s in range(data.num_slots)
+                  if not data.object_mask[i, s] and s != int(data.subject[i])]  # 1: circle
+        circles, squares = sum(shapes), len(shapes) - sum(shapes)
+        assert ANSWERS[int(answers[i])] == ("circle" if circles > squares else "square"), i
+    closest = lab.only(data, "closest")
+    correct = (lab.majority_of_the_others(closest) == closest.answer).float().mean().item()
+    assert lab.shortcut_accuracy([closest]) == [correct]
+
+
+def test_train_models_records_a_learning_curve_per_seed():
+    trains, tests = lab.scene_splits([0, 1], 60, n_test=30, question_type="closest")
+    curves = {}
+    config = replace(lab.RELATIONAL, epochs=2)
+    models = lab.train_models({"rn": lambda: RelationNetwork(hidden_dim=8)}, trains, [0, 1],
+                              config, tests, curves)
+    assert len(models["rn"]) == 2 and [len(c) for c in curves["rn"]] == [2, 2]
+    assert [c[-1] for c in curves["rn"]] == lab.accuracy_per_type(models["rn"], tests)["closest"]

@@ -8,9 +8,11 @@ print the mean and the spread, and a test can check every seed.
     accuracies = accuracy_per_type(models, tests)          # {"shape": [per seed], ...}
     report = padding_report(models, tests)                 # by number of padded slots
 
-The notebook's budget (a 2-core CPU, about two minutes of training in all) decides the
-settings below: ``BINDING`` learns "what shape is X" in every attention model; the full mix of
-six question types needs far longer (``benchmarks/PART2_MEASUREMENTS.md``).
+The notebook's budget (a 2-core CPU, about three minutes in all) decides the settings below:
+``BINDING`` learns "what shape is X" in every attention model; ``MIX`` gives each of the six
+question types a few hundred questions, too few for any model to learn the relational ones;
+``RELATIONAL`` gives "what shape is closest to X" alone about 10,000 questions, enough for the
+Relation Network to learn it (``benchmarks/PART2_MEASUREMENTS.md``).
 """
 
 from __future__ import annotations
@@ -23,14 +25,15 @@ import torch
 
 from ..multiseed import fit_seeds
 from ..train import TrainConfig, predict
-from .scenes import QUESTION_TYPES, SortOfClevr, accuracy_by_type
+from .scenes import ANSWER_ID, QUESTION_TYPES, SHAPES, Y_FEATURE, SortOfClevr, accuracy_by_type
 
 COLUMNS = (*QUESTION_TYPES, "non-relational", "relational", "all")
 
 # "what shape is X" questions only: 1000 per seed, 20 epochs (every attention model binds)
 BINDING = TrainConfig(epochs=20, lr=3e-3, batch_size=64, progress=False)
 BINDING_SCENES = 6000  # scenes drawn per seed; one in six asks "what shape is X"
-# the six question types mixed: far too short to learn them, long enough to see the shortcuts
+# the six question types mixed: 300 questions per type, too few to learn them (see RELATIONAL),
+# enough to see the shortcuts
 MIX = TrainConfig(epochs=8, lr=3e-3, batch_size=64, progress=False)
 MIX_SCENES = 1800
 # the heads x layers grid: "what shape is X" again, on fewer scenes and epochs (9 models)
@@ -38,6 +41,11 @@ GRID = TrainConfig(epochs=10, lr=6e-3, batch_size=64, progress=False)
 GRID_SCENES = 6000
 TEST_SCENES = 1200
 EMBED_DIM = 64
+# "what shape is closest to X" alone, with enough questions: a sixth of 60,000 scenes (10,000
+# questions per seed), 25 epochs; tested on 1000 questions per seed
+RELATIONAL = TrainConfig(epochs=25, lr=3e-3, batch_size=64, progress=False)
+RELATIONAL_SCENES = 60_000
+RELATIONAL_TEST_SCENES = 6000
 
 
 def only(dataset: SortOfClevr, question_type: str) -> SortOfClevr:
@@ -117,18 +125,43 @@ def padding_report(models, tests) -> dict[int, dict[str, list[float]]]:
     return report
 
 
-def train_models(factories, trains, seeds: Sequence[int], config: TrainConfig) -> dict:
+def train_models(factories, trains, seeds: Sequence[int], config: TrainConfig,
+                 tests=None, curves: dict | None = None) -> dict:
     """{name: [the trained model of each seed]} for each ``name: make_model`` of
     ``factories``, the seeds side by side (``fit_seeds``); a model whose code raises
-    ``NotImplementedError`` (an exercise not done yet) is skipped with a message."""
+    ``NotImplementedError`` (an exercise not done yet) is skipped with a message.
+
+    With ``tests`` (one test set per seed), each model is tested after every epoch and
+    ``curves[name]`` receives the learning curves: one list of test accuracies per seed. With
+    ``config.progress``, each model's name is printed above its progress bar."""
     trained = {}
     for name, make in factories.items():
+        if config.progress:
+            print(name)
         try:
-            trained[name] = fit_seeds(make, trains, None, seeds, config, return_models=True)[1]
+            histories, trained[name] = fit_seeds(make, trains, tests, seeds, config,
+                                                 return_models=True)
         except NotImplementedError:
             print(f"{name}: not implemented yet, skipped (finish the TODOs in section 5, "
                   "then rerun)")
+            continue
+        if curves is not None:
+            curves[name] = [h.test_acc for h in histories]
     return trained
+
+
+def majority_of_the_others(dataset: SortOfClevr) -> torch.Tensor:
+    """The answer ids ``(n,)`` of the shortcut "the majority shape among the objects other than
+    X": it reads the scene's shapes and the subject's slot, but no position. Ties go to the
+    first shape (``"square"``)."""
+    shapes = dataset.objects[..., Y_FEATURE + 1:]  # (n, S, 2): one-hot, zeros on padding
+    others = shapes.sum(dim=1) - shapes[torch.arange(len(dataset)), dataset.subject]  # (n, 2)
+    return ANSWER_ID[SHAPES[0]] + (others[:, 1] > others[:, 0]).long()
+
+
+def shortcut_accuracy(tests) -> list[float]:
+    """Accuracy of ``majority_of_the_others`` on each seed's test set."""
+    return [(majority_of_the_others(t) == t.answer).float().mean().item() for t in tests]
 
 
 def mean_std(values: Sequence[float]) -> str:

@@ -17,7 +17,8 @@ object are padding. Each object has its own colour, drawn without replacement fr
 (the paper's 75 x 75 pixels divided by 75); ``x`` grows to the right and ``y`` downwards, as
 image rows do, so the top of the canvas is ``y = 0``. Positions are drawn without overlap: the
 canvas is cut into a 4 x 4 grid of cells, each object takes its own cell, drawn uniformly, and
-sits uniformly inside the middle 70% of it. Objects fill the slots in random order.
+sits uniformly inside the middle 70% of it. The objects take the first ``num_objects``
+slots and the padding the rest; only their attributes (colour, shape, position) are random.
 
 **Object tokens** ``objects[i, s]`` have ``OBJECT_DIM = 12`` features: the colour one-hot (8),
 then ``x`` and ``y``, then the shape one-hot (square, circle). A padded slot is all zeros;
