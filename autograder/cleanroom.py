@@ -264,7 +264,9 @@ def measure(release, submitted, seeds: Seeds, *, limits: dict | None,
             evidence, cells, error = _read_results(out_dir, exercises)
             return Measurement(evidence, labels, cells, error, time.perf_counter() - start)
         with contextlib.ExitStack() as stack:
-            argv, results = command(job_dir, out_dir), out_dir
+            # relative to its working folder (``tmp``): the clean room's command line names no
+            # path of the course, which a TODO cell could match (``pkill -f``) and kill it by
+            argv, results = command(Path(job_dir.name), Path(out_dir.name)), out_dir
             if limits is not None:
                 box = stack.enter_context(sandbox.ConfinedCommand(tmp, **limits))
                 argv, results = box.argv(argv), box.results / "out"
