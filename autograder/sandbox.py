@@ -13,17 +13,22 @@ scratch folder and execs ``bwrap`` with the kernel command. Inside, the kernel
   ``fusionlab`` read-only, and nothing else of the host: not the repository (``source/``,
   ``solutions/``, ``autograder/``), not the course directory, its gradebook or other shards, not
   ``--out``, ``$HOME`` or the host's ``/tmp``;
-- works in a private scratch folder mounted at the path of its autograded folder (nbgrader's
-  working directory for it), so the path it sees is the usual one; what it writes there stays
-  there, except ``evidence/``, which the worker copies out as plain files after the run;
-- has a fresh ``/tmp`` (``HOME``, ``IPYTHONDIR``, ``MPLCONFIGDIR`` live there), no network (its
-  own network namespace holds only ``lo``), its own PID, IPC and UTS namespaces, no capabilities,
-  a clean environment; it dies with its parent, and when it ends every process it started ends
-  with it (the PID namespace goes away; the worker also kills whatever is left in its cgroup);
-- runs under a memory limit and a process-count limit: cgroups (v1 ``memory`` and ``pids``, or
-  v2) when the grader may create them (root), rlimits otherwise (``RLIMIT_DATA`` per process,
+- works at the path of its autograded folder (nbgrader's working directory for it), so the
+  path it sees is the usual one: a tmpfs of ``WORKDIR_SIZE_LIMIT`` bytes holding the entries of
+  its scratch copy read-only; what it writes there stays there, except in ``--writable``
+  subfolders (``evidence/``; the clean room's ``out/``), bound from the scratch folder, from
+  which the worker copies out only the known ``<grade_id>.npz`` files after the run;
+- has a fresh ``/tmp``, a tmpfs of ``TMP_SIZE_LIMIT`` bytes (``HOME``, ``IPYTHONDIR``,
+  ``MPLCONFIGDIR`` live there), no network (its own network namespace holds only ``lo``), its
+  own PID, IPC and UTS namespaces, no capabilities, a clean environment (bwrap itself, pid 1 in
+  there with a readable ``/proc/1/environ``, is exec'd with ``LAUNCH_ENV`` only); it dies with
+  its parent, and when it ends every process it started ends with it (the PID namespace goes
+  away; the worker also kills whatever is left in its cgroup);
+- runs under a memory limit, a process-count limit and, where the ``cpu`` controller is
+  writable, a CPU quota (``DEFAULT_CPU_LIMIT`` CPUs): cgroups (v1 ``memory``, ``pids``, ``cpu``,
+  or v2) when the grader may create them (root), rlimits otherwise (``RLIMIT_DATA`` per process,
   ``RLIMIT_NPROC``), plus ``RLIMIT_FSIZE`` and no core files. The wall-clock limits are the
-  pipeline's (cell and submission timeouts).
+  pipeline's (cell and submission timeouts; a timeout is re-graded alone before it stands).
 
 ``missing()`` says what is missing to build the sandbox on this machine; ``grade`` refuses
 without it unless ``--no-sandbox``.
