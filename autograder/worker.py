@@ -54,7 +54,8 @@ def grade_job(job: dict) -> dict:
             decided, result["cleanroom_seconds"], cleanroom_timed_out = decide(job)
         except Exception as exc:  # noqa: BLE001 (reported as the submission's failure)
             decided, cleanroom_timed_out = None, False
-            result["verdicts_error"] = f"{type(exc).__name__}: {exc}"
+            result["error"] = (result["error"] + "\n" if result["error"] else "") + (
+                f"the trusted verdicts could not be computed: {type(exc).__name__}: {exc}")
         result["timed_out"] = result["timed_out"] or cleanroom_timed_out
         if decided is not None:
             result["verdicts"] = {grade_id: {"passed": bool(v.passed), "message": str(v.message)}
