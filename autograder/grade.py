@@ -195,7 +195,7 @@ def _grade(run: Run, submissions: Path, pool: list[Worker]) -> GradingReport:
                             answers.get(student), cells)
         if recorded is not None:  # recording failed: the row says why
             result.status, result.reason = recorded.status, recorded.reason
-            result.tests = recorded.tests
+            result.tests, result.flags = recorded.tests, result.flags + recorded.flags
             result.score, result.max_score = 0.0, recorded.max_score
             _guarded(student, cells, _zero_and_page, run, course, result)
 

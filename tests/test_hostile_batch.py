@@ -614,3 +614,29 @@ def test_a_timeout_is_regraded_alone(tmp_path):
     assert by["correct"].score == toy_course.MAX_SCORE
     assert any("graded again alone" in f for f in by["hang"].flags)
     assert not any("graded again alone" in f for f in by["correct"].flags)
+
+
+def test_a_step_that_raises_costs_only_its_own_submission(tmp_path, monkeypatch):
+    """Whatever a per-submission step raises (here the scan, for one submission) becomes that
+    submission's row with the reason; the batch goes on."""
+    import autograder.grade as pipeline
+
+    source = toy_course.write_source(tmp_path / "source")
+    folder = tmp_path / "subs"
+    toy_course.write_submissions(folder, source, names=("correct", "wrong"))
+    scan_notebook = pipeline.scan.scan_notebook
+
+    def scan_that_raises(nb, *args):
+        if any("int(a)" in cell.source for cell in nb.cells):
+            raise RecursionError("maximum recursion depth exceeded")
+        return scan_notebook(nb, *args)
+
+    monkeypatch.setattr(pipeline.scan, "scan_notebook", scan_that_raises)
+    result = grade(toy_course.ASSIGNMENT, folder, tmp_path / "out", source_root=source,
+                   workers=1, cell_timeout=20, submission_timeout=60, use_sandbox=False,
+                   echo=lambda *a: None)
+    by = result.by_student()
+    assert by["correct"].score == toy_course.MAX_SCORE
+    assert by["wrong"].status == "not graded" and "RecursionError" in by["wrong"].reason
+    assert (tmp_path / "out" / "feedback" / "wrong" / "toy.html").exists()
+    assert "wrong" in (tmp_path / "out" / "grades.csv").read_text()
