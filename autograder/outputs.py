@@ -8,9 +8,10 @@ held the trusted worker's memory. ``BoundedExecute`` (nbgrader's ``Execute``, re
 - ``MAX_OUTPUT_BYTES`` of text per output (a stream, an HTML or plain-text result, an error's
   message and traceback), cut with a note;
 - ``MAX_IMAGE_BYTES`` per image (its base64 text): a larger one is replaced by a note;
-- ``MAX_TOTAL_BYTES`` for the whole notebook: outputs past it are replaced by one note per cell.
+- ``MAX_TOTAL_BYTES`` for the whole notebook, after the run (``BoundOutputs``): outputs past it
+  are replaced by one note per cell.
 
-``BoundOutputs`` applies the same bounds after the run (outputs replaced through
+``BoundOutputs`` also applies the per-output bounds again (outputs replaced through
 ``update_display_data`` and anything else that did not pass through ``BoundedExecute``).
 
 ``BoundedExecute`` also never sends a hidden test's source to the kernel: the cell runs
@@ -120,12 +121,24 @@ class _Budget:
         return False
 
 
-class BoundedExecute(Execute):
-    """nbgrader's ``Execute`` with bounded outputs and no hidden source sent to the kernel."""
+def quick_size(output) -> int:
+    """About the bytes of an output's text and data, without serialising it (this runs on
+    every message from the kernel)."""
+    total = 0
+    for key in ("text", "evalue"):
+        value = output.get(key)
+        total += len(value) if isinstance(value, str) else 0
+    for value in (output.get("data") or {}).values():
+        total += len(value) if isinstance(value, str) else MAX_OUTPUT_BYTES + 1
+    for line in output.get("traceback") or ():
+        total += len(line) if isinstance(line, str) else 0
+    return total
 
-    def preprocess(self, nb, resources=None, km=None):
-        self.__dict__["_bounded"] = _Budget()
-        return super().preprocess(nb, resources, km)
+
+class BoundedExecute(Execute):
+    """nbgrader's ``Execute`` with each output bounded as it arrives, and no hidden source sent
+    to the kernel. (The notebook's total is bounded after the run, by ``BoundOutputs``: a live
+    plot cleared and redrawn a hundred times is counted once.)"""
 
     def preprocess_cell(self, cell, resources, index):
         source = cell.get("source", "")
@@ -139,12 +152,8 @@ class BoundedExecute(Execute):
 
     def output(self, outs, msg, display_id, cell_index):
         out = super().output(outs, msg, display_id, cell_index)
-        if out is not None and outs and outs[-1] is out:
+        if out is not None and quick_size(out) > min(MAX_OUTPUT_BYTES, MAX_IMAGE_BYTES):
             bound_output(out)
-            outs.pop()
-            budget = self.__dict__.setdefault("_bounded", _Budget())
-            if budget.admit(outs, out):  # otherwise a note, once per cell
-                outs.append(out)
         return out
 
 
