@@ -50,9 +50,11 @@ $(STAMP): pyproject.toml
 $(STUDENT_STAMP): pyproject.toml
 	$(call install,$(STUDENT_VENV),student)
 
-# Students: your own copy of every notebook in work/, then JupyterLab there.
+# Students: your own copy of every notebook in work/, then JupyterLab there. As root (many
+# containers), JupyterLab refuses to start without --allow-root: it is passed when the uid is 0.
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 lab: $(STUDENT_STAMP) workspace
-	$(STUDENT_VENV)/bin/jupyter lab $(WORK)
+	$(STUDENT_VENV)/bin/jupyter lab $(LAB_ARGS) $(WORK)
 
 workspace:
 	@mkdir -p $(WORK)

@@ -114,12 +114,22 @@ def exercises_of(release, module_dir: Path | None = None) -> list[registry.Exerc
     return found
 
 
+def _todo_id(cell) -> str | None:
+    """The TODO cell's grade_id; for an earlier copy of a TODO cell pasted twice (which
+    ``autograder.submission.normalize`` turns into a plain cell), the id it is a copy of."""
+    grade_id = _nbgrader(cell).get("grade_id")
+    if grade_id is None:
+        mark = cell.get("metadata", {}).get("autograder", {})
+        grade_id = mark.get("duplicate_of") if isinstance(mark, dict) else None
+    return grade_id if isinstance(grade_id, str) else None
+
+
 def todo_cells(nb, exercises) -> list[list[str]]:
     """``[grade_id, source]`` of the notebook's TODO cells of ``exercises``, in notebook order
     (duplicates included)."""
     wanted = {e.solution for e in exercises}
-    return [[_nbgrader(c)["grade_id"], _source(c)] for c in nb.cells
-            if c.get("cell_type") == "code" and _nbgrader(c).get("grade_id") in wanted]
+    return [[_todo_id(c), _source(c)] for c in nb.cells
+            if c.get("cell_type") == "code" and _todo_id(c) in wanted]
 
 
 def visible_cells(release, exercises) -> list[list[str]]:
@@ -254,7 +264,9 @@ def measure(release, submitted, seeds: Seeds, *, limits: dict | None,
             evidence, cells, error = _read_results(out_dir, exercises)
             return Measurement(evidence, labels, cells, error, time.perf_counter() - start)
         with contextlib.ExitStack() as stack:
-            argv, results = command(job_dir, out_dir), out_dir
+            # relative to its working folder (``tmp``): the clean room's command line names no
+            # path of the course, which a TODO cell could match (``pkill -f``) and kill it by
+            argv, results = command(Path(job_dir.name), Path(out_dir.name)), out_dir
             if limits is not None:
                 box = stack.enter_context(sandbox.ConfinedCommand(tmp, **limits))
                 argv, results = box.argv(argv), box.results / "out"

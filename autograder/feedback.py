@@ -61,6 +61,22 @@ SAFE_IMAGE = re.compile(r"^(https?:|data:image/(png|jpeg|gif);base64,)", re.IGNO
 # output types rendered as they are: the template escapes them, or they are images
 SAFE_OUTPUT_TYPES = ("text/plain", "text/latex", "image/png", "image/jpeg")
 REMOVED_NOTE = "(output removed from the feedback: {types})"
+# an image's width or height: a number of pixels, nothing else (nbconvert writes the metadata
+# into the <img> tag unquoted, so ``100 style=...`` would add an attribute)
+DIMENSION = re.compile(r"^\d{1,5}(\.\d{1,3})?$")
+
+
+def _dimension(value) -> int | float | None:
+    """``value`` as a width or height in pixels (a JSON number or a numeric string), None when it
+    is anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)) and 0 < value < 100_000:
+        return value
+    if isinstance(value, str) and DIMENSION.match(value.strip()):
+        number = float(value)
+        return int(number) if number == int(number) else number
+    return None
 
 
 def _safe_attribute(tag: str, name: str, value: str) -> bool:
@@ -71,6 +87,8 @@ def _safe_attribute(tag: str, name: str, value: str) -> bool:
         return bool(SAFE_LINK.match(compact))
     if tag == "img" and name == "src":
         return bool(SAFE_IMAGE.match(compact))
+    if name in ("width", "height", "colspan", "rowspan"):
+        return bool(DIMENSION.match(value))
     return True
 
 
@@ -152,9 +170,12 @@ class SanitizeSubmission(NbGraderPreprocessor):
                 removed.append(mime)
                 del data[mime]
         metadata = output.get("metadata", {})
-        output["metadata"] = {mime: {k: v for k, v in value.items() if k in ("width", "height")}
-                              for mime, value in metadata.items()
-                              if mime in ("image/png", "image/jpeg") and isinstance(value, dict)}
+        metadata = metadata if isinstance(metadata, dict) else {}
+        output["metadata"] = {
+            mime: {k: _dimension(v) for k, v in value.items()
+                   if k in ("width", "height") and _dimension(v) is not None}
+            for mime, value in metadata.items()
+            if mime in ("image/png", "image/jpeg") and isinstance(value, dict)}
         if removed and not data:
             data["text/plain"] = REMOVED_NOTE.format(types=", ".join(removed))
 
@@ -194,8 +215,8 @@ def _statements(source: str) -> list[tuple[set[str], set[str]]]:
 
     try:
         tree = ast.parse(_python_source(source))
-    except SyntaxError:
-        return []
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
+        return []  # not Python, or too deeply nested for Python's parser
     statements = []
     for statement in tree.body:
         read, bound = set(), set()

@@ -26,13 +26,14 @@ import json
 import os
 import shutil
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
 
-from . import cleanroom, sandbox, scan, verdicts
+from . import cleanroom, sandbox, scan, submission, verdicts
 from .course import (
     SOURCE_ROOT,
     Course,
@@ -41,7 +42,13 @@ from .course import (
     create_course,
     make_shard,
 )
-from .gradebook import export_csv, merge_shard, record_zero, scores_from_gradebook
+from .gradebook import (
+    export_csv,
+    merge_shard,
+    record_verdicts,
+    record_zero,
+    scores_from_gradebook,
+)
 from .intake import printable, submitted_as
 from .nbgrader_config import CELL_TIMEOUT_S
 from .notebooks import graded_cells
@@ -60,23 +67,9 @@ from .report import (
     read_autograded,
     write_feedback,
 )
+from .submission import read_submission
 
 DEFAULT_SUBMISSION_TIMEOUT_S = 600
-
-
-def read_submission(path: Path) -> tuple[object | None, str]:
-    """(notebook, "") or (None, why it is not a notebook)."""
-    try:
-        raw = json.loads(Path(path).read_bytes())
-    except (ValueError, UnicodeDecodeError) as exc:
-        return None, f"not a notebook: invalid JSON ({first_line(str(exc), 80)})"
-    if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
-        return None, "not a notebook: the JSON has no cells"
-    try:
-        nb = nbformat.reads(json.dumps(raw), as_version=4)
-    except Exception as exc:  # nbformat raises many kinds
-        return None, f"not a notebook: {type(exc).__name__}: {first_line(str(exc), 80)}"
-    return nb, ""
 
 
 # ----------------------------------------------------------------------------- the command
@@ -159,7 +152,7 @@ def _grade(run: Run, submissions: Path, pool: list[Worker]) -> GradingReport:
     release_nb = course.root / "release" / run.assignment / f"{course.notebooks[0]}.ipynb"
     release = nbformat.read(release_nb, as_version=4)
     try:  # fail closed: every graded cell has a trusted verdict, or nothing is graded
-        cleanroom.exercises_of(release, course.root / "source" / run.assignment)
+        exercises = cleanroom.exercises_of(release, course.root / "source" / run.assignment)
     except cleanroom.SuiteError as exc:
         raise CourseError(str(exc)) from None
     cells = list(graded_cells(release).items())
@@ -172,24 +165,39 @@ def _grade(run: Run, submissions: Path, pool: list[Worker]) -> GradingReport:
                           + "".join(f"\n  {line}" for line in batch.skipped))
     work = course.root / ".shards"
     work.mkdir()
-    results = {student: _inspect(course, batch, student, cells) for student in batch.students}
-    jobs = [
-        {"root": str(make_shard(course, student, work / student).root),
-         "assignment": run.assignment, "student": student,
-         "cell_timeout": run.cell_timeout, "sandbox": run.limits,
-         "seeds": verdicts.seeds_for(secret, run.assignment, student).as_dict()}
-        for student, result in results.items() if result.status == "graded"
-    ]
+    results = {student: _guarded(student, cells, _inspect, course, batch, student, cells,
+                                 exercises)
+               for student in batch.students}
+    jobs = []
+    for student, result in results.items():
+        if result.status != "graded":
+            continue
+        try:
+            root = make_shard(course, student, work / student).root
+        except Exception as exc:  # noqa: BLE001 (a file of the submission's that cannot be copied)
+            _fail(result, f"its files could not be prepared for grading: "
+                          f"{type(exc).__name__}: {exc}")
+            continue
+        jobs.append({"root": str(root), "assignment": run.assignment, "student": student,
+                     "cell_timeout": run.cell_timeout, "sandbox": run.limits,
+                     "seeds": verdicts.seeds_for(secret, run.assignment, student).as_dict()})
 
     busy = pool[: max(1, len(jobs))]
     for worker in pool[len(busy):]:
         worker.close()
     run.echo(f"Autograding {len(jobs)} submission(s) on {len(busy)} worker(s) ...")
     answers = run_jobs(jobs, busy, run.submission_timeout) if jobs else {}
+    answers.update(_regrade_alone(run, jobs, answers, busy))
 
     for student, result in results.items():
         shard = Course(work / student, run.assignment, run.cell_timeout)
-        _record(run, course, shard, result, answers.get(student), cells)
+        recorded = _guarded(student, cells, _record, run, course, shard, result,
+                            answers.get(student), cells)
+        if recorded is not None:  # recording failed: the row says why
+            result.status, result.reason = recorded.status, recorded.reason
+            result.tests, result.flags = recorded.tests, result.flags + recorded.flags
+            result.score, result.max_score = 0.0, recorded.max_score
+            _guarded(student, cells, _zero_and_page, run, course, result)
 
     export_csv(course, run.out / "grades.csv")
     report = GradingReport(run.assignment, run.out, list(results.values()),
@@ -202,12 +210,73 @@ def _grade(run: Run, submissions: Path, pool: list[Worker]) -> GradingReport:
     return report
 
 
-def _inspect(course: Course, batch, student: str, cells) -> StudentResult:
-    """Before grading: is each notebook a notebook, which locked cells were changed, what does
-    the static scan flag. A submission that is not a notebook is not graded."""
+def _fail(result: StudentResult, reason: str) -> None:
+    result.status, result.reason = "not graded", reason
+
+
+def _guarded(student: str, cells, step, *args):
+    """Run one per-submission ``step``; whatever it raises becomes that submission's row (a
+    ``StudentResult`` "not graded" with the reason) instead of ending the batch. Returns the
+    step's own value when it succeeds, except for ``_record`` (None: nothing to replace)."""
+    try:
+        value = step(*args)
+        return None if step is _record or step is _zero_and_page else value
+    except Exception as exc:  # noqa: BLE001 (one submission's failure, never the batch's)
+        name = step.__name__.strip("_")
+        max_total = sum(points for _, points in cells)
+        result = StudentResult(student, 0.0, max_total, "not graded",
+                               reason=f"the grader could not {STEP_WORDS.get(name, name)} "
+                                      f"this submission: {type(exc).__name__}: "
+                                      f"{first_line(str(exc), 300)}")
+        result.tests = [TestResult(grade_id, 0.0, points, result.reason)
+                        for grade_id, points in cells]
+        result.flags.append("internal: " + first_line(traceback.format_exc().strip()
+                                                       .splitlines()[-1], 300))
+        return result
+
+
+STEP_WORDS = {"inspect": "read", "record": "record the grades of",
+              "zero_and_page": "write a feedback page for"}
+
+
+def _zero_and_page(run: Run, course: Course, result: StudentResult) -> None:
+    record_zero(course, result.student)
+    write_feedback(course, None, result.student, None, result, run.out / "feedback")
+
+
+def _timed_out(answer: dict | None) -> bool:
+    if not answer:
+        return False
+    return bool(answer.get("timed_out")) or "GradingTimeout" in (answer.get("error") or "")
+
+
+def _regrade_alone(run: Run, jobs: list[dict], answers: dict, pool: list[Worker]) -> dict:
+    """Submissions that ran past a time limit while others were graded beside them are graded
+    again, one at a time, with nothing else running: contention is never charged to the
+    student. Their new answers (flagged with what happened)."""
+    if len(jobs) < 2 and len(pool) < 2:
+        return {}
+    again = [job for job in jobs if _timed_out(answers.get(job["student"]))]
+    if not again:
+        return {}
+    run.echo(f"Grading {len(again)} submission(s) that ran past a time limit again, alone ...")
+    for worker in pool[1:]:
+        worker.close()
+    regraded = run_jobs(again, pool[:1], run.submission_timeout)
+    for answer in regraded.values():
+        answer["regraded_alone"] = True
+    return regraded
+
+
+def _inspect(course: Course, batch, student: str, cells, exercises=()) -> StudentResult:
+    """Before grading: is each notebook a notebook (``autograder.submission``: parsed with a
+    depth limit, validated against nbformat's schema, its nbgrader metadata the release's),
+    which locked cells were changed, what does the static scan flag. A submission that is not
+    a notebook is not graded."""
     max_total = sum(points for _, points in cells)
     flags: list[str] = list(batch.submissions[student].flags)
     result = StudentResult(student, 0.0, max_total, "graded", flags=flags)
+    result.submitted_as = submitted_as(batch.submissions[student])
     for name in course.notebooks:
         path = course.submitted(student) / f"{name}.ipynb"
         if not path.exists():
@@ -219,15 +288,21 @@ def _inspect(course: Course, batch, student: str, cells) -> StudentResult:
         released = nbformat.read(course.root / "release" / course.assignment / f"{name}.ipynb",
                                  as_version=4)
         flags += locked_cell_changes(nb, released)
-        flags += scan.scan_notebook(nb, released)
-    result.submitted_as = submitted_as(batch.submissions[student])
+        flags += submission.normalize(nb, released)
+        flags += scan.scan_notebook(nb, released, exercises)
+        submission.write(nb, path)  # what nbgrader and the clean room read
     return result
 
 
 def _record(run: Run, course: Course, shard: Course, result: StudentResult, answer, cells):
     """After grading: the worker's answer and the shard's grades into the course gradebook and
-    ``result``, with the reason of every lost point, then the student's feedback page."""
+    ``result``, with the reason of every lost point, then the student's feedback page.
+
+    The points come from the trusted verdicts (``answer["verdicts"]``); when the notebook's run
+    failed (a crash, a hang, the kernel out of memory) they are recorded all the same, and the
+    failure is a flag: the run decides no point."""
     student = result.student
+    verdicts_of = None
     if answer is not None:
         result.seconds = answer.get("seconds", 0.0)
         result.autograde_seconds = answer.get("autograde_seconds", result.seconds)
@@ -235,8 +310,18 @@ def _record(run: Run, course: Course, shard: Course, result: StudentResult, answ
             (answer.get("log") or "") + "\n" + (answer.get("error") or ""))
         result.sandbox = answer.get("sandbox") or {}
         limit_hit = sandbox.limit_messages(result.sandbox)
-        if answer["autograde_ok"]:
+        verdicts_of = answer.get("verdicts") if isinstance(answer.get("verdicts"), dict) else None
+        if answer.get("regraded_alone"):
+            result.flags.append("ran past a time limit while graded beside other submissions: "
+                                "graded again alone, and this is that grade")
+        if answer["autograde_ok"] and verdicts_of is not None:
             merge_shard(course, shard, student)
+        elif verdicts_of is not None:  # the run failed; the clean room's verdicts stand
+            why = limit_hit.pop(0) if result.sandbox.get("oom_kills") else failure_reason(answer)
+            result.flags.append(f"the notebook's own run failed ({why}); the points come from "
+                                "the clean room, which ran your TODO cells on their own")
+            record_verdicts(course, student, {k: bool(v.get("passed"))
+                                              for k, v in verdicts_of.items()})
         else:
             result.status = "not graded"
             result.reason = limit_hit.pop(0) if result.sandbox.get("oom_kills") else \
@@ -246,15 +331,21 @@ def _record(run: Run, course: Course, shard: Course, result: StudentResult, answ
         record_zero(course, student)
     scores = scores_from_gradebook(course, student)
     autograded = {}
-    if result.status == "graded":
+    if result.status == "graded" and answer is not None and answer["autograde_ok"] and \
+            verdicts_of is not None:
         shutil.copytree(shard.autograded(student), course.autograded(student))
         autograded = read_autograded(course, student, result)
     for name, points in cells:
         score, max_score = scores.get(name, (0.0, points))
         reason = ""
         if score < max_score:
-            reason = (cell_reason(autograded[name], course.cell_timeout or CELL_TIMEOUT_S)
-                      if name in autograded else (result.reason or "not graded"))
+            if name in autograded:
+                reason = cell_reason(autograded[name], course.cell_timeout or CELL_TIMEOUT_S)
+            elif verdicts_of and name in verdicts_of:
+                reason = "AssertionError: " + " ".join(
+                    str(verdicts_of[name].get("message", "")).split())
+            else:
+                reason = result.reason or "not graded"
         result.tests.append(TestResult(name, score, max_score, reason))
     result.score = sum(t.score for t in result.tests)
     result.max_score = sum(t.max_score for t in result.tests)

@@ -59,6 +59,19 @@ def record_zero(course: Course, student: str) -> None:
         gb.db.commit()
 
 
+def record_verdicts(course: Course, student: str, passed: dict[str, bool]) -> None:
+    """A submission whose notebook run failed but whose clean room gave verdicts: each graded
+    cell scores its points when its verdict passed, 0 otherwise (and 0 for a cell without one)."""
+    with _gradebooks(course.db_url) as (gb,):
+        gb.update_or_create_student(student)
+        submission = gb.update_or_create_submission(course.assignment, student)
+        for notebook in submission.notebooks:
+            for grade in notebook.grades:
+                grade.auto_score = grade.max_score if passed.get(grade.name) else 0
+                grade.needs_manual_grade = False
+        gb.db.commit()
+
+
 def scores_from_gradebook(course: Course, student: str) -> dict[str, tuple[float, float]]:
     with _gradebooks(course.db_url) as (gb,):
         submission = gb.find_submission(course.assignment, student)

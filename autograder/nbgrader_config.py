@@ -71,6 +71,19 @@ def configure(c, *, root=None, cell_timeout: int | None = None):
     c.IgnorePattern.enabled = True
     c.LimitOutput.max_lines = 1000
     c.LimitOutput.max_traceback = 100
+    # nbgrader's autograde steps, with its Execute replaced by one that bounds the bytes of
+    # every output as it arrives and never sends a hidden test's source to the kernel, and
+    # the same bounds once more after the run (autograder/outputs.py)
+    c.Autograde.autograde_preprocessors = [
+        "autograder.outputs.BoundedExecute",
+        "nbgrader.preprocessors.IgnorePattern",
+        "nbconvert.preprocessors.ClearMetadataPreprocessor",
+        "nbgrader.preprocessors.LimitOutput",
+        "autograder.outputs.BoundOutputs",
+        "nbgrader.preprocessors.SaveAutoGrades",
+        "nbgrader.preprocessors.AssignLatePenalties",
+        "nbgrader.preprocessors.CheckCellMetadata",
+    ]
 
     # generate_feedback: grades and styles (nbgrader's defaults), then replace the tracebacks of
     # failed hidden tests by their one-line message (a traceback quotes the hidden source), then

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import re
 import shutil
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,11 +69,21 @@ def first_line(text: str, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+MAX_REASON = 2000  # characters of one reason: whole for every verdict, bounded for a hostile one
+
+
+def whole(text: str, limit: int = MAX_REASON) -> str:
+    """``text`` on one line (whitespace collapsed, colour codes dropped), whole up to ``limit``
+    characters: results.json and the summary keep reasons whole (the summary wraps them)."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(text or "")).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def cell_reason(cell, cell_timeout: int | None) -> str:
     """Why a graded cell scored less than full marks, from its outputs."""
     for output in cell.get("outputs", []):
         if output.get("output_type") == "error":
-            name, value = output.get("ename", "Error"), first_line(output.get("evalue", ""))
+            name, value = output.get("ename", "Error"), whole(output.get("evalue", ""))
             if name == "CellTimeoutError":
                 return f"timed out (cell limit {cell_timeout} s)" if cell_timeout else "timed out"
             return f"{name}: {value}" if value else name
@@ -100,28 +111,31 @@ def failure_reason(answer: dict) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)
     for marker, hint in FAILURE_HINTS:
         if marker in text:
-            return hint or first_line(answer.get("error", ""), 200)
+            return hint or whole(first_line(answer.get("error", ""), MAX_REASON))
     errors = [m for m in _EXCEPTION_LINE.finditer(text) if "NbGraderException" not in m.group(1)]
     if errors:
         name, message = errors[-1].groups()
-        return first_line(f"{name.rsplit('.', 1)[-1]}: {message}", 200)
-    return first_line(answer.get("error", ""), 200) or "autograding failed"
+        return first_line(f"{name.rsplit('.', 1)[-1]}: {message}", MAX_REASON)
+    return first_line(answer.get("error", ""), MAX_REASON) or "autograding failed"
 
 
 def locked_cell_changes(submitted, released) -> list[str]:
     """Graded or read-only cells of ``released`` that ``submitted`` deleted or edited.
 
     nbgrader restores them before grading (locked cells from the gradebook, missing graded cells
-    with ``add_missing_cells``); these flags tell the instructor that it had to.
+    with ``add_missing_cells``); these flags tell the instructor that it had to. Any metadata
+    is read defensively: a submission's ``metadata.nbgrader`` may be of any type.
     """
+    from .submission import nbgrader_meta
+
     cells = {}
     for cell in submitted.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("grade_id"):
-            cells.setdefault(meta["grade_id"], cell)
+        grade_id = nbgrader_meta(cell).get("grade_id")
+        if isinstance(grade_id, str) and grade_id:
+            cells.setdefault(grade_id, cell)
     flags = []
     for cell in released.cells:
-        meta = cell.metadata.get("nbgrader", {})
+        meta = nbgrader_meta(cell)
         if not (meta.get("locked") or meta.get("grade")) or meta.get("solution"):
             continue
         grade_id = meta["grade_id"]
@@ -129,7 +143,7 @@ def locked_cell_changes(submitted, released) -> list[str]:
         if mine is None:
             flags.append(f"locked cell {grade_id} was deleted (or lost its nbgrader metadata): "
                          "nbgrader restored it")
-        elif mine.source != cell.source or mine.cell_type != cell.cell_type:
+        elif mine.get("source") != cell.source or mine.get("cell_type") != cell.cell_type:
             flags.append(f"locked cell {grade_id} was edited: nbgrader restored the original")
     return flags
 
@@ -164,35 +178,55 @@ def read_autograded(course: Course, student: str, result: StudentResult) -> dict
     return cells
 
 
-def _failure_feedback(student: str, assignment: str, reason: str, max_score: float) -> str:
+def _failure_feedback(student: str, assignment: str, result: StudentResult) -> str:
+    """The page of a submission without nbgrader's feedback: its score, why, and the verdict
+    of every graded cell it has one for."""
+    if result.status == "graded":
+        why = ("<p>Your notebook's own run did not finish (" + html.escape(
+            "; ".join(f for f in result.flags if "notebook's own run failed" in f)
+            or "see the flags") + "). Your points come from the grader's clean room, which "
+            "ran your TODO cells on their own.</p>")
+    else:
+        why = (f"<p>Your submission could not be graded: {html.escape(result.reason or '')}."
+               "</p><p>Submit the assignment notebook (.ipynb) you worked in, saved from "
+               "Jupyter.</p>")
+    rows = "".join(
+        f"<tr><td>{html.escape(t.name)}</td><td>{t.score:g} / {t.max_score:g}</td>"
+        f"<td>{html.escape(t.reason)}</td></tr>" for t in result.tests)
+    table = (f"<table><tr><th>test</th><th>points</th><th>reason</th></tr>{rows}</table>"
+             if rows and result.status == "graded" else "")
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
+        "style-src 'unsafe-inline'\">"
         f"<title>{html.escape(assignment)}: feedback</title></head><body>"
         f"<h1>{html.escape(assignment)}</h1><p>Student: {html.escape(student)}</p>"
-        f"<p><strong>Score: 0 / {max_score:g}</strong></p>"
-        f"<p>Your submission could not be graded: {html.escape(reason)}.</p>"
-        "<p>Submit the assignment notebook (.ipynb) you worked in, saved from Jupyter.</p>"
-        "</body></html>\n"
+        f"<p><strong>Score: {result.score:g} / {result.max_score:g}</strong></p>"
+        f"{why}{table}</body></html>\n"
     )
 
 
 def write_feedback(course, shard, student, answer, result, feedback_root: Path) -> None:
-    """nbgrader's feedback pages to ``feedback_root/<student>/``, or a page with the reason."""
+    """nbgrader's feedback pages to ``feedback_root/<student>/``, or a page with the reason
+    (and the verdicts, when the notebook's run failed but the clean room gave them)."""
     dest = feedback_root / student
     dest.mkdir(parents=True, exist_ok=True)
-    if answer is not None and answer.get("feedback_ok"):
+    if shard is not None and answer is not None and answer.get("feedback_ok"):
         shutil.copytree(shard.feedback(student), course.feedback(student))
         for page in course.feedback(student).glob("*.html"):
             shutil.copy(page, dest / page.name)
         return
-    reason = result.reason or "feedback could not be generated"
+    if not result.reason and result.status != "graded":
+        result.reason = "feedback could not be generated"
     for name in course.notebooks:
-        (dest / f"{name}.html").write_text(
-            _failure_feedback(student, course.assignment, reason, result.max_score))
+        (dest / f"{name}.html").write_text(_failure_feedback(student, course.assignment, result))
 
 
 NO_SANDBOX_WARNING = ("graded WITHOUT the sandbox (--no-sandbox): the submissions' code ran "
                       "with the grader's permissions and could have changed any grade")
+
+
+SUMMARY_WIDTH = 120  # characters of the summary table; reasons wrap within it
 
 
 def format_summary(report: GradingReport) -> str:
@@ -218,11 +252,16 @@ def format_summary(report: GradingReport) -> str:
         rows.append(("(batch)", "", "(not collected)", "", line))
     rows = [tuple(printable(cell) for cell in row) for row in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    indent = sum(widths) + 2 * 4
+    # reasons are kept whole: a long one wraps under its column instead of being cut
+    room = max(40, SUMMARY_WIDTH - indent)
     lines = []
     for r in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+        reason = textwrap.wrap(r[4], room, break_long_words=True, break_on_hyphens=False) or [""]
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + reason[0])
+        lines += [" " * indent + more for more in reason[1:]]
         if r is rows[0]:
-            lines.append("-" * min(120, sum(widths) + 2 * 4 + 20))
+            lines.append("-" * min(SUMMARY_WIDTH, indent + 20))
     n = len(report.students)
     if not report.sandbox:
         lines.append(f"WARNING: {NO_SANDBOX_WARNING}")

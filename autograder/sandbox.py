@@ -13,17 +13,22 @@ scratch folder and execs ``bwrap`` with the kernel command. Inside, the kernel
   ``fusionlab`` read-only, and nothing else of the host: not the repository (``source/``,
   ``solutions/``, ``autograder/``), not the course directory, its gradebook or other shards, not
   ``--out``, ``$HOME`` or the host's ``/tmp``;
-- works in a private scratch folder mounted at the path of its autograded folder (nbgrader's
-  working directory for it), so the path it sees is the usual one; what it writes there stays
-  there, except ``evidence/``, which the worker copies out as plain files after the run;
-- has a fresh ``/tmp`` (``HOME``, ``IPYTHONDIR``, ``MPLCONFIGDIR`` live there), no network (its
-  own network namespace holds only ``lo``), its own PID, IPC and UTS namespaces, no capabilities,
-  a clean environment; it dies with its parent, and when it ends every process it started ends
-  with it (the PID namespace goes away; the worker also kills whatever is left in its cgroup);
-- runs under a memory limit and a process-count limit: cgroups (v1 ``memory`` and ``pids``, or
-  v2) when the grader may create them (root), rlimits otherwise (``RLIMIT_DATA`` per process,
+- works at the path of its autograded folder (nbgrader's working directory for it), so the
+  path it sees is the usual one: a tmpfs of ``WORKDIR_SIZE_LIMIT`` bytes holding the entries of
+  its scratch copy read-only; what it writes there stays there, except in ``--writable``
+  subfolders (``evidence/``; the clean room's ``out/``), bound from the scratch folder, from
+  which the worker copies out only the known ``<grade_id>.npz`` files after the run;
+- has a fresh ``/tmp``, a tmpfs of ``TMP_SIZE_LIMIT`` bytes (``HOME``, ``IPYTHONDIR``,
+  ``MPLCONFIGDIR`` live there), no network (its own network namespace holds only ``lo``), its
+  own PID, IPC and UTS namespaces, no capabilities, a clean environment (bwrap itself, pid 1 in
+  there with a readable ``/proc/1/environ``, is exec'd with ``LAUNCH_ENV`` only); it dies with
+  its parent, and when it ends every process it started ends with it (the PID namespace goes
+  away; the worker also kills whatever is left in its cgroup);
+- runs under a memory limit, a process-count limit and, where the ``cpu`` controller is
+  writable, a CPU quota (``DEFAULT_CPU_LIMIT`` CPUs): cgroups (v1 ``memory``, ``pids``, ``cpu``,
+  or v2) when the grader may create them (root), rlimits otherwise (``RLIMIT_DATA`` per process,
   ``RLIMIT_NPROC``), plus ``RLIMIT_FSIZE`` and no core files. The wall-clock limits are the
-  pipeline's (cell and submission timeouts).
+  pipeline's (cell and submission timeouts; a timeout is re-graded alone before it stands).
 
 ``missing()`` says what is missing to build the sandbox on this machine; ``grade`` refuses
 without it unless ``--no-sandbox``.
@@ -45,6 +50,12 @@ KERNEL_NAME = "autograder-sandbox"
 DEFAULT_MEMORY_LIMIT = 4 * 2**30  # bytes, all of a kernel's processes together
 DEFAULT_PIDS_LIMIT = 256  # processes and threads of one kernel (ipykernel alone uses ~10)
 FILE_SIZE_LIMIT = 2**30  # largest file a kernel may write
+TMP_SIZE_LIMIT = 512 * 2**20  # the kernel's /tmp: a tmpfs of this size
+WORKDIR_SIZE_LIMIT = 512 * 2**20  # its working folder: a tmpfs of this size (see bwrap_argv)
+DEFAULT_CPU_LIMIT = 1.0  # CPUs one kernel may use (cgroup CPU quota, where cgroups allow it)
+# bwrap itself runs with this environment only: bwrap is pid 1 in the sandbox, and
+# /proc/1/environ is readable from the kernel (the kernel's own is set with --setenv)
+LAUNCH_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 EVIDENCE_DIR = "evidence"  # what the worker copies out of the scratch folder (see course notes)
 EVIDENCE_MAX_BYTES = 512 * 2**20
 EVIDENCE_MAX_FILES = 10_000
@@ -117,16 +128,34 @@ def _bind_system(args: list[str]) -> None:
             args += ["--ro-bind", "/dev/null", path]
 
 
+def _workdir_mounts(workdir: str, scratch: str, writable: list[str]) -> list[str]:
+    """The working folder: a tmpfs of ``WORKDIR_SIZE_LIMIT`` bytes holding the scratch's
+    entries read-only, except the ``writable`` subfolders, bound read-write from the scratch
+    (what the grader reads back afterwards: ``evidence/``, the clean room's ``out/``)."""
+    args = ["--size", str(WORKDIR_SIZE_LIMIT), "--tmpfs", workdir]
+    for name in sorted(os.listdir(scratch)):
+        source, dest = os.path.join(scratch, name), os.path.join(workdir, name)
+        if name in writable or os.path.islink(source):
+            continue
+        args += ["--ro-bind", source, dest]
+    for name in writable:
+        os.makedirs(os.path.join(scratch, name), exist_ok=True)
+        args += ["--bind", os.path.join(scratch, name), os.path.join(workdir, name)]
+    return args + ["--chdir", workdir]
+
+
 def bwrap_argv(
     command: list[str], *, workdir: str, scratch: str, ipc_dir: str,
-    font_cache: str | None = None, env: dict | None = None,
+    font_cache: str | None = None, env: dict | None = None, writable: list[str] | None = None,
 ) -> list[str]:
-    """The ``bwrap`` command line that runs ``command`` in the sandbox (see the module doc)."""
+    """The ``bwrap`` command line that runs ``command`` in the sandbox (see the module doc).
+    ``writable``: subfolders of the working folder the command writes results to; None binds
+    the whole scratch folder read-write (without a size limit)."""
     args = ["bwrap", "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--clearenv"]
     _bind_system(args)
     # the private /tmp first: bwrap mounts in order, and a checkout under /tmp (its venv and
     # fusionlab) must be mounted on top of it, not hidden by it
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_SIZE_LIMIT), "--tmpfs", "/tmp",
              "--dir", SANDBOX_HOME, "--dir", "/tmp/ipython", "--dir", "/tmp/matplotlib"]
     for root in python_roots() + package_roots():
         args += ["--ro-bind", root, root]
@@ -135,7 +164,11 @@ def bwrap_argv(
     connection_file = _connection_file(command)
     if connection_file:
         args += ["--ro-bind", connection_file, connection_file]
-    args += ["--bind", ipc_dir, ipc_dir, "--bind", scratch, workdir, "--chdir", workdir]
+    args += ["--bind", ipc_dir, ipc_dir]
+    if writable is None:
+        args += ["--bind", scratch, workdir, "--chdir", workdir]
+    else:
+        args += _workdir_mounts(workdir, scratch, writable)
     kernel_env = {key: value for key, value in (env or os.environ).items() if key in KEPT_ENV}
     kernel_env.update({
         "PATH": os.pathsep.join([os.path.join(sys.prefix, "bin"), "/usr/local/bin", "/usr/bin",
@@ -198,15 +231,19 @@ class Cgroups:
 
     V1_ROOT = Path("/sys/fs/cgroup")
 
-    def __init__(self, name: str, memory_limit: int, pids_limit: int):
+    def __init__(self, name: str, memory_limit: int, pids_limit: int,
+                 cpu_limit: float | None = DEFAULT_CPU_LIMIT):
         self.kind = self.available()
         self.dirs: list[Path] = []
+        self.cpu_limited = False
+        period = 100_000  # microseconds
+        quota = int(cpu_limit * period) if cpu_limit else None
         if self.kind == "v1":
             for controller in ("memory", "pids"):
                 path = self._v1_parent(controller) / name
                 path.mkdir()
                 self.dirs.append(path)
-            memory, pids = self.dirs
+            memory, pids = self.dirs[:2]
             (memory / "memory.limit_in_bytes").write_text(str(memory_limit))
             swap = memory / "memory.memsw.limit_in_bytes"
             if swap.exists():
@@ -215,16 +252,37 @@ class Cgroups:
                 except OSError:
                     pass
             (pids / "pids.max").write_text(str(pids_limit))
+            if quota:  # CPU where the cpu controller is writable too; otherwise the pipeline's
+                try:   # re-grade-alone rule is what keeps contention from costing points
+                    path = self._v1_parent("cpu") / name
+                    path.mkdir()
+                    self.dirs.append(path)
+                    (path / "cpu.cfs_period_us").write_text(str(period))
+                    (path / "cpu.cfs_quota_us").write_text(str(quota))
+                    self.cpu_limited = True
+                except OSError:
+                    pass
         elif self.kind == "v2":
             parent = self.V1_ROOT / "autograder"
             parent.mkdir(exist_ok=True)
-            (parent / "cgroup.subtree_control").write_text("+memory +pids")
+            controllers = (self.V1_ROOT / "cgroup.controllers").read_text().split()
+            wanted = "+memory +pids" + (" +cpu" if quota and "cpu" in controllers else "")
+            try:
+                (parent / "cgroup.subtree_control").write_text(wanted)
+            except OSError:
+                (parent / "cgroup.subtree_control").write_text("+memory +pids")
             path = parent / name
             path.mkdir()
             self.dirs.append(path)
             (path / "memory.max").write_text(str(memory_limit))
             (path / "memory.swap.max").write_text("0")
             (path / "pids.max").write_text(str(pids_limit))
+            if quota and (path / "cpu.max").exists():
+                try:
+                    (path / "cpu.max").write_text(f"{quota} {period}")
+                    self.cpu_limited = True
+                except OSError:
+                    pass
 
     @classmethod
     def available(cls) -> str | None:
@@ -318,6 +376,10 @@ class Cgroups:
         kind = cls.available()
         if kind == "v1":
             parents = [cls._v1_parent(c) for c in ("memory", "pids")]
+            try:
+                parents.append(cls._v1_parent("cpu"))
+            except OSError:
+                pass
         elif kind == "v2":
             parents = [cls.V1_ROOT / "autograder"]
         else:
@@ -349,6 +411,7 @@ class SandboxReport:
     def __init__(self, memory_limit: int, pids_limit: int, limits: str):
         self.memory_limit, self.pids_limit = memory_limit, pids_limit
         self.limits = limits  # "cgroup v1", "cgroup v2" or "rlimit"
+        self.cpu_limit = None  # CPUs (cgroup quota), None: no quota here
         self.oom_kills = 0
         self.pids_limit_hits = 0
         self.leftover_processes = 0  # killed after the job (the PID namespace ends them first)
@@ -367,7 +430,25 @@ def for_job(job: dict):
         return contextlib.nullcontext()
     root = Path(job["root"])
     workdir = root / "autograded" / job["student"] / job["assignment"]
-    return SandboxJob(workdir, scratch=root / "sandbox-scratch", **settings)
+    return SandboxJob(workdir, scratch=root / "sandbox-scratch",
+                      evidence_names=known_evidence(root / "release" / job["assignment"]),
+                      **settings)
+
+
+def known_evidence(release_dir: Path) -> set[str]:
+    """``<grade_id>.npz`` for every graded cell the exercise registry declares for the released
+    notebooks in ``release_dir``: the only files copied out of a kernel's ``evidence/``."""
+    import nbformat
+
+    from fusionlab.grading import registry
+
+    names = set()
+    for path in Path(release_dir).glob("*.ipynb"):
+        for cell in nbformat.read(path, as_version=4).cells:
+            grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            if grade_id and registry.graded_cell(grade_id) is not None:
+                names.add(f"{grade_id}.npz")
+    return names
 
 
 class SandboxJob:
@@ -385,8 +466,10 @@ class SandboxJob:
     """
 
     def __init__(self, workdir: Path, *, scratch: Path,
-                 memory_limit: int = DEFAULT_MEMORY_LIMIT, pids_limit: int = DEFAULT_PIDS_LIMIT):
+                 memory_limit: int = DEFAULT_MEMORY_LIMIT, pids_limit: int = DEFAULT_PIDS_LIMIT,
+                 evidence_names: set[str] | None = None):
         self.workdir, self.scratch = Path(workdir).resolve(), Path(scratch).resolve()
+        self.evidence_names = evidence_names  # None: every plain file (up to the limits)
         self.memory_limit, self.pids_limit = int(memory_limit), int(pids_limit)
         self.cgroups: Cgroups | None = None
         self.report: SandboxReport | None = None
@@ -407,10 +490,12 @@ class SandboxJob:
             self.cgroups = Cgroups(self.tmp.name, self.memory_limit, self.pids_limit)
         limits = f"cgroup {self.cgroups.kind}" if self.cgroups else "rlimit"
         self.report = SandboxReport(self.memory_limit, self.pids_limit, limits)
+        if self.cgroups and self.cgroups.cpu_limited:
+            self.report.cpu_limit = DEFAULT_CPU_LIMIT
         argv = [sys.executable, "-m", "autograder.sandbox",
                 "--workdir", str(self.workdir), "--scratch", str(self.scratch),
                 "--ipc-dir", str(self.ipc_dir), "--memory-limit", str(self.memory_limit),
-                "--pids-limit", str(self.pids_limit)]
+                "--pids-limit", str(self.pids_limit), "--writable", EVIDENCE_DIR]
         for procs in self.cgroups.procs_files() if self.cgroups else []:
             argv += ["--cgroup-procs", procs]
         font_cache = matplotlib_font_cache()
@@ -439,7 +524,8 @@ class SandboxJob:
             self.report.leftover_processes = self.cgroups.kill_all()
             self.report.oom_kills = self.cgroups.oom_kills()
             self.report.pids_limit_hits = self.cgroups.pids_limit_hits()
-        copy_plain_files(self.scratch / EVIDENCE_DIR, self.workdir / EVIDENCE_DIR)
+        copy_plain_files(self.scratch / EVIDENCE_DIR, self.workdir / EVIDENCE_DIR,
+                         names=self.evidence_names)
         return self.report
 
     def __exit__(self, *exc) -> None:
@@ -475,37 +561,44 @@ def limit_messages(report: dict) -> list[str]:
 
 
 def copy_plain_files(source: Path, dest: Path, max_bytes: int = EVIDENCE_MAX_BYTES,
-                     max_files: int = EVIDENCE_MAX_FILES) -> int:
+                     max_files: int = EVIDENCE_MAX_FILES, names: set[str] | None = None) -> int:
     """Copy the regular files under ``source`` to ``dest`` (replaced), never following a
-    symbolic link, up to ``max_files`` files and ``max_bytes`` bytes; the number copied."""
+    symbolic link, up to ``max_files`` files and ``max_bytes`` bytes; the number copied.
+    ``names``: only these file names, directly in ``source`` (the known ``<grade_id>.npz``);
+    nothing else is listed or read, so 12,000 junk files cost nothing."""
     if dest.is_symlink() or dest.is_file():
         dest.unlink()
     elif dest.exists():
         shutil.rmtree(dest)
     if source.is_symlink() or not source.is_dir():
         return 0
+    if names is not None:
+        found = [(source, name) for name in sorted(names)]
+    else:
+        found = []
+        for folder, dirs, files in os.walk(source, followlinks=False):
+            dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+            found += [(Path(folder), name) for name in sorted(files)]
     copied, total = 0, 0
-    for folder, dirs, files in os.walk(source, followlinks=False):
-        rel = Path(folder).relative_to(source)
-        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
-        for name in sorted(files):
-            if copied >= max_files:
-                return copied
-            path = os.path.join(folder, name)
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
-            except OSError:
+    for folder, name in found:
+        if copied >= max_files:
+            return copied
+        path = os.path.join(folder, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            continue
+        with os.fdopen(fd, "rb") as src:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
                 continue
-            with os.fdopen(fd, "rb") as src:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    continue
-                data = src.read(max_bytes - total + 1)
-            total += len(data)
-            if total > max_bytes:
-                return copied
-            (dest / rel).mkdir(parents=True, exist_ok=True)
-            (dest / rel / name).write_bytes(data)
-            copied += 1
+            data = src.read(max_bytes - total + 1)
+        total += len(data)
+        if total > max_bytes:
+            return copied
+        rel = Path(folder).relative_to(source)
+        (dest / rel).mkdir(parents=True, exist_ok=True)
+        (dest / rel / name).write_bytes(data)
+        copied += 1
     return copied
 
 
@@ -548,7 +641,9 @@ def _tasks_of(uid: int) -> int:
 
 def _set_rlimits(memory_limit: int, pids_limit: int, cgroups: bool) -> None:
     limits = [(resource.RLIMIT_FSIZE, FILE_SIZE_LIMIT), (resource.RLIMIT_CORE, 0)]
-    if not cgroups:
+    if cgroups:  # the cgroup bounds memory; drop the trusted worker's own (soft) data limit
+        limits.append((resource.RLIMIT_DATA, resource.getrlimit(resource.RLIMIT_DATA)[1]))
+    else:
         # without cgroups: memory per process; RLIMIT_NPROC counts every task of the user,
         # also outside the sandbox's user namespace, so allow that many more
         limits += [(resource.RLIMIT_DATA, memory_limit),
@@ -556,6 +651,9 @@ def _set_rlimits(memory_limit: int, pids_limit: int, cgroups: bool) -> None:
     for which, value in limits:
         soft, hard = resource.getrlimit(which)
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        if value == resource.RLIM_INFINITY:
+            resource.setrlimit(which, (value, hard))
+            continue
         resource.setrlimit(which, (value, value))
 
 
@@ -571,6 +669,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pids-limit", type=int, default=DEFAULT_PIDS_LIMIT)
     parser.add_argument("--cgroup-procs", action="append", default=[])
     parser.add_argument("--font-cache", default=None)
+    parser.add_argument("--writable", action="append", default=None,
+                        help="a subfolder of the working folder bound read-write (repeatable);"
+                             " everything else is a size-limited tmpfs")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -584,8 +685,9 @@ def main(argv: list[str] | None = None) -> None:
     # the grader put there); nothing it writes reaches the real folder
     shutil.copytree(args.workdir, args.scratch, symlinks=True, dirs_exist_ok=True)
     bwrap = bwrap_argv(command, workdir=args.workdir, scratch=args.scratch,
-                       ipc_dir=args.ipc_dir, font_cache=args.font_cache)
-    os.execvp(bwrap[0], bwrap)
+                       ipc_dir=args.ipc_dir, font_cache=args.font_cache, writable=args.writable)
+    # bwrap (pid 1 in the sandbox, its environ readable there) gets a minimal environment
+    os.execve(shutil.which("bwrap") or "/usr/bin/bwrap", bwrap, dict(LAUNCH_ENV))
 
 
 if __name__ == "__main__":
@@ -625,7 +727,8 @@ class ConfinedCommand:
     def argv(self, command: list[str]) -> list[str]:
         argv = [sys.executable, "-m", "autograder.sandbox", "--workdir", str(self.workdir),
                 "--scratch", str(self.results), "--ipc-dir", str(self.tmp / "ipc"),
-                "--memory-limit", str(self.memory_limit), "--pids-limit", str(self.pids_limit)]
+                "--memory-limit", str(self.memory_limit), "--pids-limit", str(self.pids_limit),
+                "--writable", "out"]
         for procs in self.cgroups.procs_files() if self.cgroups else []:
             argv += ["--cgroup-procs", procs]
         return argv + ["--", *command]

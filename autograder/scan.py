@@ -48,7 +48,24 @@ GENERATED_CODE = ("exec", "eval", "compile")  # as builtins: by bare name or bui
 SUSPICIOUS_METHODS = {  # called as a method of anything
     "set_custom_exc": "installs an IPython exception handler",
     "register_post_execute": "installs an IPython hook",
+    "register_magic_function": "installs an IPython magic",
+    "start_new_thread": "starts a thread",
+    "fork": "starts a process (fork)",
+    "forkpty": "starts a process (forkpty)",
 }
+# IPython's events: ``get_ipython().events.register("post_run_cell", hook)`` and friends
+IPYTHON_EVENTS = ("pre_execute", "pre_run_cell", "post_execute", "post_run_cell",
+                  "shell_initialized")
+# what starts a thread or a process, by the last part of its dotted name
+CONCURRENCY = {
+    "Thread": "starts a thread", "Timer": "starts a thread (threading.Timer)",
+    "Process": "starts a process", "Popen": "starts a process", "Pool": "starts processes",
+    "ThreadPoolExecutor": "starts threads", "ProcessPoolExecutor": "starts processes",
+    "run": None, "call": None, "check_call": None, "check_output": None,  # subprocess.*
+    "system": None, "spawnv": None, "spawnl": None, "execv": None, "execvp": None,  # os.*
+}
+CONCURRENCY_MODULES = ("threading", "_thread", "multiprocessing", "subprocess", "os",
+                       "concurrent")
 SUSPICIOUS_IMPORTS = {
     "autograder": "imports the grader",
     "importlib": "uses importlib",
@@ -87,8 +104,12 @@ def _dotted(node: ast.AST) -> str:
 
 
 class _Scanner(ast.NodeVisitor):
-    def __init__(self, protected_names: set[str]):
+    def __init__(self, protected_names: set[str], imported: dict[str, str] | None = None,
+                 borrowed: tuple[str, ...] = (), exercise: str = ""):
         self.protected = protected_names  # names bound to protected modules or their members
+        self.imported = imported if imported is not None else {}  # name -> module it came from
+        self.borrowed = set(borrowed)  # the exercise's own implementations (a TODO cell only)
+        self.exercise = exercise
         self.findings: list[tuple[int, str]] = []
 
     def add(self, node: ast.AST, what: str) -> None:
@@ -103,6 +124,7 @@ class _Scanner(ast.NodeVisitor):
                 self.add(node, f"{what} (import {alias.name})")
             if root in PROTECTED_MODULES:
                 self.protected.add(alias.asname or root)
+            self.imported[alias.asname or root] = alias.name if alias.asname else root
         self.generic_visit(node)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
@@ -113,7 +135,28 @@ class _Scanner(ast.NodeVisitor):
         if root in PROTECTED_MODULES:
             for alias in node.names:
                 self.protected.add(alias.asname or alias.name)
+        for alias in node.names:
+            self.imported[alias.asname or alias.name] = f"{node.module or ''}.{alias.name}"
+            if alias.name in self.borrowed and root in BORROWED_FROM:
+                self.add(node, self._borrowed_words(f"{node.module}.{alias.name}"))
         self.generic_visit(node)
+
+    def _borrowed_words(self, what: str) -> str:
+        return (f"uses {what}, the package's or torch's own implementation of "
+                f"{self.exercise or 'this exercise'}: the TODO asks for your own")
+
+    def _borrowed_name(self, node: ast.AST) -> str | None:
+        """``node`` names a borrowed implementation from torch or fusionlab: its dotted name."""
+        if isinstance(node, ast.Attribute) and node.attr in self.borrowed:
+            root = _root_name(node)
+            origin = self.imported.get(root or "", "")
+            if origin.split(".")[0] in BORROWED_FROM:
+                return _dotted(node) or node.attr
+        if isinstance(node, ast.Name):  # by its own name or an alias of it
+            origin = self.imported.get(node.id, "")
+            if origin.split(".")[0] in BORROWED_FROM and origin.split(".")[-1] in self.borrowed:
+                return origin
+        return None
 
     # modifying protected objects
     def _check_target(self, target: ast.AST, node: ast.AST) -> None:
@@ -124,6 +167,9 @@ class _Scanner(ast.NodeVisitor):
             root = _root_name(target)
             if root in self.protected:
                 self.add(node, f"modifies {_dotted(target) or root}")
+            elif root in self.imported and isinstance(target, ast.Attribute):
+                self.add(node, f"patches {_dotted(target) or root} (an imported module's or "
+                               "class's attribute)")
 
     def visit_Assign(self, node: ast.Assign) -> None:
         for target in node.targets:
@@ -144,8 +190,22 @@ class _Scanner(ast.NodeVisitor):
         name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
         if name in ("setattr", "delattr") and node.args:
             root = _root_name(node.args[0])
-            if root in self.protected:
-                self.add(node, f"{name} on {_dotted(node.args[0]) or root}")
+            if root in self.protected or root in self.imported:
+                self.add(node, f"{name} on {_dotted(node.args[0]) or root} (patches it)")
+        dotted = _dotted(func)
+        if isinstance(func, ast.Attribute) and name == "register" and \
+                _dotted(func.value).endswith("events"):
+            self.add(node, "installs an IPython hook (events.register)")
+        elif any(isinstance(arg, ast.Constant) and arg.value in IPYTHON_EVENTS
+                 for arg in node.args):
+            self.add(node, "installs an IPython hook")
+        if name in CONCURRENCY:
+            origin = self.imported.get((dotted or name).split(".")[0], "")
+            if origin.split(".")[0] in CONCURRENCY_MODULES:
+                self.add(node, f"{CONCURRENCY[name] or 'starts a process'} ({dotted or name})")
+        borrowed = self._borrowed_name(func)
+        if borrowed:
+            self.add(node, self._borrowed_words(borrowed))
         if isinstance(func, ast.Name) and name in SUSPICIOUS_CALLS:
             self.add(node, SUSPICIOUS_CALLS[name])
         if isinstance(func, ast.Attribute) and name in SUSPICIOUS_METHODS:
@@ -166,21 +226,41 @@ class _Scanner(ast.NodeVisitor):
             self.add(node, owner[1])
         self.generic_visit(node)
 
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        for base in node.bases:
+            borrowed = self._borrowed_name(base)
+            if borrowed:
+                self.add(node, self._borrowed_words(borrowed).replace("uses ", "subclasses ", 1))
+        self.imported.pop(node.name, None)  # the cell's own class from here on
+        self.generic_visit(node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self.imported.pop(node.name, None)
+        self.generic_visit(node)
+
     def visit_Name(self, node: ast.Name) -> None:
         if node.id in SUSPICIOUS_DUNDERS:
             self.add(node, SUSPICIOUS_DUNDERS[node.id])
         self.generic_visit(node)
 
 
-def _scan(source: str, protected: set[str]) -> list:
+BORROWED_FROM = ("torch", "fusionlab")  # where an exercise's own implementation may come from
+
+
+def _scan(source: str, protected: set[str], imported: dict | None = None,
+          borrowed: tuple[str, ...] = (), exercise: str = "") -> list:
     """Parse one cell (never run it) and return its findings; adds its imports to
-    ``protected``. A cell that is not valid Python has no findings."""
+    ``protected`` (and ``imported``). A cell that is not valid Python has no findings; one too
+    deeply nested for Python's parser (``1+1+...+1`` three thousand times) has that finding."""
+    scanner = _Scanner(protected, imported, borrowed, exercise)
     try:
         tree = ast.parse(_python_source(source))
+        scanner.visit(tree)
     except SyntaxError:
         return []
-    scanner = _Scanner(protected)
-    scanner.visit(tree)
+    except (RecursionError, MemoryError, ValueError) as exc:
+        return [(0, f"could not be scanned: nested too deeply for Python's parser "
+                    f"({type(exc).__name__})")]
     return scanner.findings
 
 
@@ -200,17 +280,39 @@ def changed_cells(nb, released=None) -> list[int]:
             if cell.cell_type == "code" and _comparable(cell.source) not in released_sources]
 
 
-def scan_notebook(nb, released=None) -> list[str]:
+def _todo_exercises(exercises) -> dict[str, object]:
+    """TODO cell grade_id -> its exercise."""
+    return {e.solution: e for e in exercises or () if getattr(e, "solution", None)}
+
+
+def _borrowed(exercise) -> tuple[str, ...]:
+    """The names a TODO cell of ``exercise`` must not take from torch or fusionlab: the
+    declaration's ``borrowed`` and the exercise's own target (``fusionlab``'s class of the same
+    name, e.g. ``CoAttentionBlock``)."""
+    return tuple(dict.fromkeys([*getattr(exercise, "borrowed", ()),
+                                getattr(exercise, "target", "")])) if exercise else ()
+
+
+def scan_notebook(nb, released=None, exercises=()) -> list[str]:
     """Flags for the code cells of ``nb`` that are not identical to a cell of ``released``
     (the notebook as distributed; None scans every cell). Imports in unchanged cells still
-    count, so ``import torch`` in the setup cell makes ``torch.x = ...`` later a finding."""
+    count, so ``import torch`` in the setup cell makes ``torch.x = ...`` later a finding.
+    ``exercises`` (the assignment's ``registry.Exercise``s): a TODO cell that subclasses, wraps
+    or calls torch's or fusionlab's own implementation of its exercise is flagged too."""
+    from .submission import nbgrader_meta
+
     changed = changed_cells(nb, released)
+    todo = _todo_exercises(exercises)
     protected: set[str] = set()
+    imported: dict[str, str] = {}
     for index, cell in enumerate(nb.cells):  # learn the names the course's own cells import
         if cell.cell_type == "code" and index not in changed:
-            _scan(cell.source, protected)
+            _scan(cell.source, protected, imported)
     flags = []
     for index in changed:
-        for line, what in _scan(nb.cells[index].source, protected):
+        cell = nb.cells[index]
+        exercise = todo.get(nbgrader_meta(cell).get("grade_id"))
+        for line, what in _scan(cell.source, protected, imported, _borrowed(exercise),
+                                getattr(exercise, "target", "")):
             flags.append(f"scan: cell {index}, line {line}: {what}")
     return list(dict.fromkeys(flags))

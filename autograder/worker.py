@@ -9,7 +9,9 @@ runs nbgrader ``autograde`` (the student's notebook, for the feedback), the clea
 trusted verdicts (``autograder.cleanroom``, ``autograder.verdicts``) and ``generate_feedback``
 in that shard, and answers one JSON line
 on stdout: ``{"student", "autograde_ok", "feedback_ok", "error", "log", "seconds",
-"autograde_seconds"}`` (the rest of ``seconds`` is the feedback).
+"autograde_seconds", "verdicts", "timed_out"}`` (the rest of ``seconds`` is the feedback;
+``verdicts``: grade_id -> {"passed", "message"}, the clean room's, also when the notebook's run
+failed; ``timed_out``: a cell ran past its limit, in the kernel or in the clean room).
 
 The worker imports nbgrader once and serves many jobs, which saves its start-up time on every
 submission. Student code never runs in this process (it runs in the kernel that nbgrader
@@ -42,12 +44,26 @@ def grade_job(job: dict) -> dict:
             "feedback_ok": False,
             "error": autograded.get("error") or "",
             "log": autograded.get("log") or "",
+            "timed_out": _kernel_timed_out(job, autograded),
             **({"sandbox": limits} if limits else {}),
         }
-        if autograded["success"]:  # the trusted verdicts replace nbgrader's scores
-            result["cleanroom_seconds"] = decide(job)
+        # the trusted verdicts, whatever the notebook's run did (a notebook that crashes or
+        # hangs in a later cell still gets its TODO cells' verdicts); they replace nbgrader's
+        # scores in the shard when the run succeeded, otherwise the pipeline records them
+        try:
+            decided, result["cleanroom_seconds"], cleanroom_timed_out = decide(job)
+        except Exception as exc:  # noqa: BLE001 (reported as the submission's failure)
+            decided, cleanroom_timed_out = None, False
+            result["error"] = (result["error"] + "\n" if result["error"] else "") + (
+                f"the trusted verdicts could not be computed: {type(exc).__name__}: {exc}")
+        result["timed_out"] = result["timed_out"] or cleanroom_timed_out
+        if decided is not None:
+            result["verdicts"] = {grade_id: {"passed": bool(v.passed), "message": str(v.message)}
+                                  for grade_id, v in decided.items()}
+        if autograded["success"] and decided is not None:
+            apply_verdicts(job, decided)
         result["autograde_seconds"] = round(time.perf_counter() - start, 3)
-        if autograded["success"]:
+        if autograded["success"] and decided is not None:
             feedback = api.generate_feedback(job["assignment"], job["student"], force=True)
             result["feedback_ok"] = bool(feedback["success"])
             if not feedback["success"]:
@@ -57,15 +73,32 @@ def grade_job(job: dict) -> dict:
     return result
 
 
+def _kernel_timed_out(job: dict, autograded: dict) -> bool:
+    """Did a cell of the notebook's run time out (in the autograded notebook, or the run)?"""
+    from pathlib import Path
+
+    text = (autograded.get("error") or "") + (autograded.get("log") or "")
+    if "CellTimeoutError" in text or "UnresponsiveKernelError" in text:
+        return True
+    folder = Path(job["root"]) / "autograded" / job["student"] / job["assignment"]
+    for path in folder.glob("*.ipynb"):
+        try:
+            if "CellTimeoutError" in path.read_text(errors="replace"):
+                return True
+        except OSError:
+            pass
+    return False
+
+
 def make_api_for(job: dict, box):
     from autograder.course import make_api
 
     return make_api(job["root"], job.get("cell_timeout"), configure=box.configure if box else None)
 
 
-def decide(job: dict) -> float:
-    """Measure the submission in the clean room and write the trusted verdicts into the shard
-    (gradebook and autograded notebook); the clean room's seconds."""
+def decide(job: dict):
+    """Measure the submission in the clean room: (grade_id -> verdict, the clean room's
+    seconds, whether a cell or a collection ran past its limit there)."""
     from pathlib import Path
 
     import nbformat
@@ -76,7 +109,7 @@ def decide(job: dict) -> float:
 
     course = Course(Path(job["root"]), job["assignment"])
     seeds = Seeds(**job["seeds"])
-    seconds = 0.0
+    seconds, decided, timed_out = 0.0, {}, False
     for name in course.notebooks:
         release = nbformat.read(course.root / "release" / course.assignment / f"{name}.ipynb",
                                 as_version=4)
@@ -87,13 +120,40 @@ def decide(job: dict) -> float:
             cell_timeout=job.get("cell_timeout") or cleanroom.DEFAULT_CELL_TIMEOUT_S,
             workdir=course.root, module_dir=course.root / "source" / course.assignment)
         seconds += measurement.seconds
-        verdicts.apply(course.root, course.assignment, job["student"],
-                       verdicts.decide(release, measurement, seeds,
-                                       course.root / "source" / course.assignment))
-    return round(seconds, 3)
+        found = verdicts.decide(release, measurement, seeds,
+                                course.root / "source" / course.assignment)
+        timed_out |= PAST_LIMIT in measurement.error or any(
+            PAST_LIMIT in v.message for v in found.values())
+        decided.update(found)
+    return decided, round(seconds, 3), timed_out
+
+
+PAST_LIMIT = "ran past its"  # the clean room's words for a time limit reached
+
+
+def apply_verdicts(job: dict, decided: dict) -> None:
+    """Write the trusted verdicts into the shard (gradebook and autograded notebook)."""
+    from autograder import verdicts
+
+    verdicts.apply(job["root"], job["assignment"], job["student"], decided)
+
+
+WORKER_MEMORY_LIMIT = 3 * 2**30  # bytes of data (RLIMIT_DATA) of the trusted worker itself
+
+
+def limit_own_memory(limit: int = WORKER_MEMORY_LIMIT) -> None:
+    """Bound this process's data (heap and anonymous mappings): a submission whose outputs or
+    files are huge makes this one job fail with MemoryError, never the machine. Only the soft
+    limit: the sandbox's launcher sets its kernels' own limits."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    value = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (value, hard))
 
 
 def main() -> None:
+    limit_own_memory(int(os.environ.get("AUTOGRADER_WORKER_MEMORY", WORKER_MEMORY_LIMIT)))
     # Keep fd 1 for our answers; anything else that prints (nbgrader, a library) goes to stderr.
     answers = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)

@@ -440,8 +440,13 @@ def test_toy_hostile_batch(toy):
         if result.score < toy_course.MAX_SCORE:
             assert result.reason or all(t.reason for t in result.tests if not t.passed)
     by = report.by_student()
-    assert "kernel died" in by["crash"].reason
-    assert "ignored the interrupt" in by["unstoppable"].reason
+
+    def why(name):  # the notebook's own run failing is a flag: the clean room decides points
+        return " ".join([by[name].reason, *by[name].flags])
+
+    assert "kernel died" in why("crash")
+    assert "ignored the interrupt" in why("unstoppable") or "graded again alone" in why(
+        "unstoppable")
     assert "invalid JSON" in by["garbage"].reason
 
 

@@ -38,7 +38,8 @@ pytestmark = pytest.mark.grading
 # in the command line of every process a hostile kernel starts
 MARKER, SLEEP = "h1sandboxmarker", "7771.25"
 VICTIM_SECRET = "victim-secret-5d41402a"  # only in the victim's notebook
-HIDDEN_CODE = ("add(2.5, 2.5)", "add(-1, 1)", "BEGIN HIDDEN TESTS")  # the toy's hidden test
+# lines of the toy's hidden test (its verdict may name the inputs: "add(2.5, 2.5) gave 4")
+HIDDEN_CODE = ("assert add(2.5, 2.5)", "assert add(-1, 1)", "BEGIN HIDDEN TESTS")
 MEMORY_LIMIT = 256 * 2**20  # small, so the memory hog stays cheap on a shared machine
 CORRECT, WRONG = toy_course.CORRECT, toy_course.WRONG  # honest grades 5 and 2
 
@@ -278,7 +279,8 @@ def test_probe_sees_nothing_of_the_course(batch):
     found = _probe(batch)
     assert found["visible"] == [], f"visible from the kernel: {found['visible']}"
     assert set(found["repo_entries"]) <= {".venv", "fusionlab"}, found["repo_entries"]
-    assert found["cwd_entries"] == ["toy.ipynb"]
+    # the notebook, the released exercise module, the one folder it may write results to
+    assert found["cwd_entries"] == ["evidence", "toy.ipynb", "toy_exercises.py"]
     assert found["shards"] == ["probe"]
     assert found["cwd"].endswith("autograded/probe/toy")
     assert found["fusionlab_writable"] is False
@@ -332,10 +334,10 @@ def test_installed_packages_are_untouched(batch):
 
 def test_limits_give_a_clear_reason(batch):
     by = batch["report"].by_student()
-    hog = by["memory_hog"]
-    assert hog.status == "not graded"
-    assert hog.reason == "the kernel ran out of its 256 MiB memory limit"
-    assert hog.sandbox["oom_kills"] >= 1
+    hog = by["memory_hog"]  # its TODO cell hoards memory in the clean room too: 0 points
+    assert hog.score == 0 and hog.sandbox["oom_kills"] >= 1
+    assert any("the kernel ran out of its 256 MiB memory limit" in f for f in hog.flags)
+    assert all("clean room ran out of its memory limit" in t.reason for t in hog.tests)
     bomb = by["fork_bomb"]
     assert any("limit of 256 processes" in flag for flag in bomb.flags), bomb.flags
     assert by["victim"].flags == [] and by["victim"].sandbox["oom_kills"] == 0
