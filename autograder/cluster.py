@@ -246,7 +246,7 @@ class Cluster:
         pending = list(reversed(jobs))
         in_flight: dict[str, tuple[dict, int]] = {}  # task key -> (job, attempt)
         answers: dict[str, dict] = {}
-        tasks = as_completed()
+        tasks = as_completed(loop=self.client.loop)
 
         def submit(job: dict, attempt: int = 0) -> None:
             root = Path(job["root"])
