@@ -42,6 +42,7 @@ from pathlib import Path
 
 from . import REPO_ROOT
 from .course import CourseError
+from .report import first_line
 
 CONNECT_TIMEOUT_S = 30
 WORKER_WAIT_S = 120  # how long the coordinator waits for the first worker to join
@@ -276,6 +277,14 @@ class Cluster:
                 self.echo(f"warning: Dask worker {exc}; it gets no more jobs")
                 submit(job, attempt + 1)
                 continue
+            except RuntimeError as exc:
+                if "deserialization" not in str(exc):
+                    raise
+                raise CourseError(
+                    f"the Dask scheduler at {self.address} cannot load the grading jobs "
+                    f"({first_line(str(exc))}): start it from the course checkout with its "
+                    "environment, e.g. `PYTHONPATH=$PWD dask scheduler` in the repository"
+                ) from None
             except KilledWorker:
                 answer = {"student": student, "autograde_ok": False, "feedback_ok": False,
                           "error": "WorkerDied: the grading process died while running this "
