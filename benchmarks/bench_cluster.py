@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 from autograder.preflight import UNTOUCHED
@@ -44,6 +45,7 @@ class SimulatedCluster:
 
     def run_jobs(self, jobs: list[dict], timeout: float) -> dict[str, dict]:
         from nbgrader.api import Gradebook
+        from sqlalchemy.exc import SAWarning
 
         from autograder.course import Course
 
@@ -52,7 +54,8 @@ class SimulatedCluster:
         for job in jobs:
             shard = Course(Path(job["root"]), job["assignment"])
             student = job["student"]
-            with Gradebook(shard.db_url) as gb:  # the verdicts, as the worker writes them
+            with warnings.catch_warnings(), Gradebook(shard.db_url) as gb:  # the verdicts
+                warnings.simplefilter("ignore", SAWarning)  # nbgrader's autoflush notices
                 gb.add_student(student)
                 submission = gb.add_submission(job["assignment"], student)
                 for notebook in submission.notebooks:
