@@ -175,9 +175,34 @@ def run_workers(n: int, counts=(1, 2), log=print) -> dict:
     return results
 
 
+def run_preflight(log=print) -> dict:
+    """The preflight's cost in one ordinary run (default workers, sandboxed): the seconds it
+    reports, against the whole command's."""
+    import re
+
+    from autograder import REPO_ROOT
+    from autograder.examples import write_examples
+
+    with tempfile.TemporaryDirectory(prefix="bench-preflight-") as tmp:
+        tmp = Path(tmp)
+        examples = write_examples(ASSIGNMENT, tmp / "examples")
+        folder = tmp / "submissions"
+        folder.mkdir()
+        shutil.copy(next(p for p in examples if p.stem == "correct"), folder / "alice.ipynb")
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "autograder", "grade", ASSIGNMENT,
+                               str(folder), "--out", str(tmp / "out")], cwd=REPO_ROOT,
+                              capture_output=True, text=True)
+        total = time.perf_counter() - start
+    found = re.search(r"Preflight passed in ([\d.]+) s", done.stdout)
+    seconds = float(found.group(1)) if found else float("nan")
+    log(f"   preflight: {seconds:.1f} s of a {total:.0f} s run grading one submission")
+    return {"seconds": seconds, "run_s": round(total, 1), "ok": done.returncode == 0}
+
+
 def run(n_simulated: int, n_real: int, log=print) -> dict:
     return {"coordinator": run_coordinator(n_simulated, log=log),
-            "workers": run_workers(n_real, log=log)}
+            "workers": run_workers(n_real, log=log), "preflight": run_preflight(log=log)}
 
 
 def summary(result: dict) -> list[tuple[str, str, str]]:
@@ -186,6 +211,10 @@ def summary(result: dict) -> list[tuple[str, str, str]]:
              f"{coordinator['per_s']:g}/s ({coordinator['per_submission_ms']:g} ms each, "
              f"{coordinator['n']} simulated submissions)",
              "PASS" if coordinator["per_s"] >= TARGET_PER_S else "FAIL")]
+    if "preflight" in result:
+        rows.append(("the preflight: about one submission's time",
+                     f"{result['preflight']['seconds']:g} s per run",
+                     "PASS" if result["preflight"]["ok"] else "FAIL"))
     workers = result["workers"]
     if workers:
         one, most = workers[min(workers)], workers[max(workers)]
@@ -210,6 +239,12 @@ def markdown(result: dict) -> str:
     for count, row in sorted(result["workers"].items()):
         lines.append(f"| {count} | {row['n']} | {row['seconds']:g} | {row['per_minute']:g} | "
                      f"{row['full_marks']}/{row['n']} |")
+    if "preflight" in result:
+        lines += ["", f"The preflight (the solution and the untouched notebook graded first, "
+                      f"default workers): {result['preflight']['seconds']:g} s of a "
+                      f"{result['preflight']['run_s']:g} s run that grades one submission. "
+                      "Sections 3 and 3b grade with `--skip-preflight`, so that their figures "
+                      "stay per submission."]
     return "\n".join(lines) + "\n"
 
 
