@@ -8,6 +8,8 @@
 Modules: ``nbgrader_config`` (course settings), ``course`` (course directories, shards),
 ``intake`` (student ids, safe LMS zips, printable text), ``grade`` (the pipeline's steps),
 ``pool`` and ``worker`` (worker processes, each grading one submission at a time),
+``cluster`` (the same jobs on a Dask cluster: ``grade --scheduler``), ``preflight`` (the
+solution and the untouched notebook graded before anyone),
 ``sandbox`` (bubblewrap around every kernel), ``gradebook`` (sqlite in and out), ``report``
 (results, reasons, feedback pages, summary), ``verdicts`` and ``hidden`` (the trusted verdicts,
 decided outside the student's kernel from the evidence the graded cells export), ``scan``

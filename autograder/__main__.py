@@ -37,6 +37,14 @@ def _add_grading_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-sandbox", dest="sandbox", action="store_false",
                         help="run the submissions' kernels WITHOUT the sandbox (bubblewrap), "
                              "with the grader's permissions; the summary and results.json say so")
+    # issue 21: a Dask cluster, the preflight (autograder/cluster.py, autograder/preflight.py)
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
+                        help="grade on this Dask distributed scheduler's workers instead of "
+                             "local worker processes (see 'Grading a large course' in "
+                             "autograder/README.md)")
+    parser.add_argument("--skip-preflight", dest="preflight", action="store_false",
+                        help="do not first grade the master's solution and the untouched "
+                             "notebook (grading refuses unless they score full marks and 0)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 
         options = dict(source_root=source, workers=args.workers, cell_timeout=args.cell_timeout,
                        submission_timeout=args.submission_timeout, use_sandbox=args.sandbox,
-                       memory_limit=args.memory_limit, reseed=args.reseed)
+                       memory_limit=args.memory_limit, reseed=args.reseed,
+                       scheduler=args.scheduler, preflight=args.preflight)
         if args.command == "demo":
             from .examples import write_examples
 

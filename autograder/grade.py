@@ -33,7 +33,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import cleanroom, sandbox, scan, submission, verdicts
+from . import cleanroom, preflight, sandbox, scan, submission, verdicts
 from .course import (
     SOURCE_ROOT,
     Course,
@@ -87,6 +87,10 @@ class Run:
     echo: Callable[[str], None]
     start: float = field(default_factory=time.perf_counter)
     reseed: bool = False
+    # issue 21: the engine (None: the local pool; else a Dask scheduler's address) and the
+    # preflight (autograder/cluster.py, autograder/preflight.py)
+    scheduler: str | None = None
+    preflight: bool = True
 
     @property
     def logs(self) -> Path:
@@ -105,33 +109,51 @@ def grade(
     use_sandbox: bool = True,
     memory_limit: int = sandbox.DEFAULT_MEMORY_LIMIT,
     reseed: bool = False,
+    scheduler: str | None = None,
+    preflight: bool = True,
     echo=print,
 ) -> GradingReport:
     """Grade every submission of ``assignment``; write the results under ``out``.
 
     Each kernel runs in ``autograder.sandbox`` under ``memory_limit`` bytes; without the
     sandbox on this machine the command refuses, unless ``use_sandbox=False``. The grading
-    seeds come from the course secret in ``out`` (``reseed``: a new one)."""
+    seeds come from the course secret in ``out`` (``reseed``: a new one). ``scheduler``: grade
+    on that Dask cluster instead of the local pool (``autograder.cluster``); ``preflight``:
+    first grade the solution and the untouched notebook, and refuse unless they grade as
+    documented (``autograder.preflight``)."""
     if use_sandbox and sandbox.missing():
         raise CourseError(f"cannot build the sandbox for the submissions' kernels: "
                           f"{sandbox.missing()}. Grade without it only with --no-sandbox.")
     limits = ({"memory_limit": int(memory_limit), "pids_limit": sandbox.DEFAULT_PIDS_LIMIT}
               if use_sandbox else None)
     run = Run(assignment, Path(out).resolve(), Path(source_root), cell_timeout,
-              submission_timeout, limits, echo, reseed=reseed)
+              submission_timeout, limits, echo, reseed=reseed, scheduler=scheduler,
+              preflight=preflight)
     if not any((run.source_root / assignment).glob("*.ipynb")):
         raise CourseError(f"no instructor notebook found in {run.source_root / assignment}")
     _clear_outputs(run.out)
     if workers is None:
         workers = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                    else os.cpu_count())
+    workers = max(1, workers)
+    # ---- issue 21: the jobs go to a Dask cluster (autograder.cluster), or to the local pool
+    cluster = None
+    if scheduler is not None:
+        from .cluster import Cluster
+
+        cluster = Cluster(scheduler, sandboxed=use_sandbox, echo=echo,
+                          log=run.logs / "cluster.log")
+        workers = 0
+    # ---- end of the hook
     # the workers import nbgrader while the course is released and the submissions collected
-    pool = [Worker(run.out, run.logs / f"worker-{i}.log").spawn() for i in range(max(1, workers))]
+    pool = [Worker(run.out, run.logs / f"worker-{i}.log").spawn() for i in range(workers)]
     try:
-        return _grade(run, Path(submissions), pool)
+        return _grade(run, Path(submissions), pool, cluster)
     finally:
         for worker in pool:
             worker.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def _clear_outputs(out: Path) -> None:
@@ -146,7 +168,7 @@ def _clear_outputs(out: Path) -> None:
     (out / "logs").mkdir()
 
 
-def _grade(run: Run, submissions: Path, pool: list[Worker]) -> GradingReport:
+def _grade(run: Run, submissions: Path, pool: list[Worker], cluster=None) -> GradingReport:
     run.echo(f"Releasing {run.assignment} from {run.source_root / run.assignment} ...")
     course = create_course(run.out / "course", run.assignment, run.source_root, run.cell_timeout)
     release_nb = course.root / "release" / run.assignment / f"{course.notebooks[0]}.ipynb"
@@ -168,6 +190,12 @@ def _grade(run: Run, submissions: Path, pool: list[Worker]) -> GradingReport:
     results = {student: _guarded(student, cells, _inspect, course, batch, student, cells,
                                  exercises)
                for student in batch.students}
+
+    def make_job(root: Path, student: str) -> dict:
+        return {"root": str(root), "assignment": run.assignment, "student": student,
+                "cell_timeout": run.cell_timeout, "sandbox": run.limits,
+                "seeds": verdicts.seeds_for(secret, run.assignment, student).as_dict()}
+
     jobs = []
     for student, result in results.items():
         if result.status != "graded":
@@ -178,16 +206,26 @@ def _grade(run: Run, submissions: Path, pool: list[Worker]) -> GradingReport:
             _fail(result, f"its files could not be prepared for grading: "
                           f"{type(exc).__name__}: {exc}")
             continue
-        jobs.append({"root": str(root), "assignment": run.assignment, "student": student,
-                     "cell_timeout": run.cell_timeout, "sandbox": run.limits,
-                     "seeds": verdicts.seeds_for(secret, run.assignment, student).as_dict()})
+        jobs.append(make_job(root, student))
+
+    # ---- issue 21: one engine for the preflight and the batch (the Dask cluster or the pool)
+    def execute(batch: list[dict]) -> dict:
+        if cluster is not None:
+            return cluster.run_jobs(batch, run.submission_timeout)
+        return run_jobs(batch, pool[: max(1, len(batch))], run.submission_timeout)
+
+    if run.preflight and jobs:
+        preflight.check(course, cells, execute, make_job, echo=run.echo, local=cluster is None)
+    # ---- end of the hook
 
     busy = pool[: max(1, len(jobs))]
     for worker in pool[len(busy):]:
         worker.close()
-    run.echo(f"Autograding {len(jobs)} submission(s) on {len(busy)} worker(s) ...")
-    answers = run_jobs(jobs, busy, run.submission_timeout) if jobs else {}
-    answers.update(_regrade_alone(run, jobs, answers, busy))
+    engine = f"the Dask cluster {run.scheduler}" if cluster else f"{len(busy)} worker(s)"
+    run.echo(f"Autograding {len(jobs)} submission(s) on {engine} ...")
+    answers = execute(jobs) if jobs else {}
+    if cluster is None:
+        answers.update(_regrade_alone(run, jobs, answers, busy))
 
     for student, result in results.items():
         shard = Course(work / student, run.assignment, run.cell_timeout)

@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import bench_floor, bench_grading, bench_loop, bench_multiseed, bench_process
+from . import bench_cluster, bench_floor, bench_grading, bench_loop, bench_multiseed, bench_process
 from .timing import Samples, machine
 
-SECTIONS = ("loop", "multiseed", "grading", "assignments", "floor", "process")
+SECTIONS = ("loop", "multiseed", "grading", "assignments", "floor", "process", "cluster")
 # Section "assignments": the assignments after Part 1 with the speed budgets of issue 10, each
 # timed the same way (its solution notebook in a fresh kernel, its grading per submission).
 # Another assignment joins by adding its name here.
@@ -100,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
                                                        assignment=assignment),
                 "grading": bench_grading.run_grading(n, log=log, assignment=assignment),
             }
+    if "cluster" in only:
+        log("6. grading a large course: the coordinator, 1 and 2 Dask workers ...")
+        results["cluster"] = bench_cluster.run(200 if quick else 1000, 2 if quick else 4,
+                                               log=log)
     elapsed = time.perf_counter() - started
 
     report = render(results, info, command, quick, elapsed)
@@ -146,6 +150,8 @@ def render(results: dict, info: dict, command: str, quick: bool, elapsed: float)
         rows.append(("4. the floor", *bench_floor.summary(results["floor"])))
     if "process" in results:
         rows.append(("5. the whole process", *bench_process.summary(results["process"])))
+    for row in bench_cluster.summary(results["cluster"]) if "cluster" in results else []:
+        rows.append(("6. grading a large course", *row))
     lines += [
         "",
         "## Summary",
@@ -170,6 +176,8 @@ def render(results: dict, info: dict, command: str, quick: bool, elapsed: float)
         lines.append(bench_floor.markdown(results["floor"], loop, results.get("multiseed")))
     if "process" in results:
         lines.append(bench_process.markdown(results["process"]))
+    if "cluster" in results:
+        lines.append(bench_cluster.markdown(results["cluster"]))
     return "\n".join(lines)
 
 

@@ -20,8 +20,9 @@ def grade_batch(assignment: str, batch: dict, tmp_path_factory, *, cell_timeout:
         nb = submission(master, student, replace=replace or None, solved=replace is not None)
         nbformat.write(nb, folder / f"{name}.ipynb")
     out = tmp_path_factory.mktemp(f"{assignment}-out")
+    # no preflight: the batch itself grades the solution and the untouched notebook
     report = grade(assignment, folder, out, workers=2, cell_timeout=cell_timeout,
-                   submission_timeout=submission_timeout, echo=lambda *_: None)
+                   submission_timeout=submission_timeout, preflight=False, echo=lambda *_: None)
     return report, out
 
 

@@ -214,8 +214,9 @@ def part1(tmp_path_factory):
     folder = tmp_path_factory.mktemp("part1-submissions")
     expected = _write(folder, PART1)
     out = tmp_path_factory.mktemp("part1-out")
+    # no preflight: the batch itself grades the solution and the untouched notebook
     report = grade(ASSIGNMENT, folder, out, workers=2, cell_timeout=CELL_TIMEOUT,
-                   submission_timeout=600, echo=_quiet)
+                   submission_timeout=600, preflight=False, echo=_quiet)
     return report, expected, out
 
 
@@ -261,7 +262,7 @@ def test_a_regrade_gives_the_same_verdicts(part1, tmp_path):
     folder = tmp_path / "again"
     _write(folder, DEMO)
     again = grade(ASSIGNMENT, folder, out, workers=2, cell_timeout=CELL_TIMEOUT,
-                  submission_timeout=600, echo=_quiet)
+                  submission_timeout=600, preflight=False, echo=_quiet)
     first, second = report.by_student(), again.by_student()
     for name in DEMO:
         assert [(t.name, t.score, t.reason) for t in second[name].tests] == \
@@ -413,7 +414,7 @@ def test_a_copied_master_is_graded_by_its_exercises_not_by_the_kernel(tmp_path):
     nbformat.write(submission(masters["part1_copy"], released["part1_copy"], solved=False),
                    folder / "alice.ipynb")
     report = grade("part1_copy", folder, tmp_path / "out", source_root=source, workers=1,
-                   cell_timeout=CELL_TIMEOUT, use_sandbox=False, echo=_quiet)
+                   cell_timeout=CELL_TIMEOUT, use_sandbox=False, preflight=False, echo=_quiet)
     assert report.by_student()["alice"].score == 0
 
 
@@ -457,7 +458,8 @@ def test_submission_wall_clock_limit(tmp_path):
     folder = tmp_path / "subs"
     toy_course.write_submissions(folder, source, names=("correct", "hang"))
     report = grade(toy_course.ASSIGNMENT, folder, tmp_path / "out", source_root=source,
-                   workers=1, cell_timeout=30, submission_timeout=20, echo=_quiet)
+                   workers=1, cell_timeout=30, submission_timeout=20, preflight=False,
+                   echo=_quiet)
     by = report.by_student()
     assert by["correct"].score == toy_course.MAX_SCORE
     assert by["hang"].score == 0 and "longer than 20 s" in by["hang"].reason
@@ -472,7 +474,7 @@ def test_rerun_and_zip_give_the_same_grades(tmp_path):
     toy_course.write_submissions(folder, source, names=("correct", "wrong", "garbage"))
     out = tmp_path / "out"
     grade(toy_course.ASSIGNMENT, folder, out, source_root=source, workers=2, cell_timeout=10,
-          echo=_quiet)
+          preflight=False, echo=_quiet)
     first = (out / "grades.csv").read_text()
     archive = tmp_path / "lms-export.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -480,7 +482,7 @@ def test_rerun_and_zip_give_the_same_grades(tmp_path):
             zf.write(path, f"{path.stem}/{toy_course.ASSIGNMENT}.ipynb")
         zf.writestr("zz/wrong.ipynb", "a later duplicate of wrong: skipped, not an error")
     grade(toy_course.ASSIGNMENT, archive, out, source_root=source, workers=2, cell_timeout=10,
-          echo=_quiet)
+          preflight=False, echo=_quiet)
     assert (out / "grades.csv").read_text() == first
     assert "wrong" in first and "garbage" in first
 

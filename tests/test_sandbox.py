@@ -366,7 +366,8 @@ def test_a_killed_worker_leaves_no_sandbox_behind(tmp_path):
     folder = tmp_path / "subs"
     toy_course.write_submissions(folder, source, names=("hang",))
     report = grade(toy_course.ASSIGNMENT, folder, tmp_path / "out", source_root=source,
-                   workers=1, cell_timeout=60, submission_timeout=8, echo=lambda *a: None)
+                   workers=1, cell_timeout=60, submission_timeout=8, preflight=False,
+                   echo=lambda *a: None)
     assert "longer than 8 s" in report.by_student()["hang"].reason
     assert _leftovers() - before == set()
     assert _marked_processes(tmp_path / "out") == []

@@ -1,0 +1,254 @@
+"""Grading a large course (issue 21): the coordinator's own cost per submission, and throughput
+on a real Dask cluster with 1 and 2 workers.
+
+- **The coordinator.** ``autograder.grade`` on N small submissions (Part 1's solution, N
+  students) with a simulated engine: every job's answer is what a worker sends back (the shard's
+  gradebook with the verdicts, the autograded notebook, the feedback page), written into the
+  shard at once. Everything else is the real path: release, intake, scan, shards, the preflight,
+  the gradebook merges, ``grades.csv``, the feedback, ``results.json``, the summary. The
+  simulated workers' own time is left out, so the rate is the coordinator's alone: the batch
+  rate a cluster of unlimited workers could reach. Target (issue 21): 50 submissions/s.
+- **Workers.** A Dask scheduler and 1, then 2, ``dask worker`` processes on this machine
+  (``--nthreads 1``); ``grade --scheduler`` on M Part 1 submissions, the preflight skipped.
+
+``python -m benchmarks --only cluster`` (``--quick``: 200 simulated submissions, 2 real ones).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from autograder.preflight import UNTOUCHED
+
+TARGET_PER_S = 50.0
+PHASES = {"Releasing": "release", "Collecting": "intake, scan, shards", "Preflight:": "preflight",
+          "Autograding": "jobs, then gradebook, feedback, report (simulated workers excluded)"}
+ASSIGNMENT = "part1_fusion_strategies"
+
+
+class SimulatedCluster:
+    """Stands in for ``autograder.cluster.Cluster``: answers each job as a worker would, from
+    a template shard graded once for real (scores, autograded notebook, feedback page)."""
+
+    spent = 0.0  # seconds inside the simulated workers (not the coordinator's)
+
+    def __init__(self, address, *, sandboxed, echo=print, log=None):
+        self.echo = echo
+
+    def run_jobs(self, jobs: list[dict], timeout: float) -> dict[str, dict]:
+        from nbgrader.api import Gradebook
+        from sqlalchemy.exc import SAWarning
+
+        from autograder.course import Course
+
+        start = time.perf_counter()
+        answers = {}
+        for job in jobs:
+            shard = Course(Path(job["root"]), job["assignment"])
+            student = job["student"]
+            with warnings.catch_warnings(), Gradebook(shard.db_url) as gb:  # the verdicts
+                warnings.simplefilter("ignore", SAWarning)  # nbgrader's autoflush notices
+                gb.add_student(student)
+                submission = gb.add_submission(job["assignment"], student)
+                for notebook in submission.notebooks:
+                    for grade in notebook.grades:  # the untouched notebook gets 0
+                        grade.auto_score = 0.0 if student == UNTOUCHED else grade.max_score
+                        grade.needs_manual_grade = False
+                gb.db.commit()
+            for name in shard.notebooks:
+                autograded = shard.autograded(student)
+                autograded.mkdir(parents=True)
+                shutil.copy(shard.submitted(student) / f"{name}.ipynb", autograded)
+                shard.feedback(student).mkdir(parents=True)
+                (shard.feedback(student) / f"{name}.html").write_text(
+                    "<html><body>simulated feedback</body></html>\n")
+            answers[student] = {"student": student, "autograde_ok": True, "feedback_ok": True,
+                                "error": "", "log": "", "seconds": 0.0}
+        SimulatedCluster.spent += time.perf_counter() - start
+        return answers
+
+    def close(self) -> None:
+        pass
+
+
+def run_coordinator(n: int, log=print) -> dict:
+    """The coordinator's rate on ``n`` small submissions (see the module doc)."""
+    import autograder.cluster
+    from autograder.examples import write_examples
+    from autograder.grade import grade
+
+    with tempfile.TemporaryDirectory(prefix="bench-coordinator-") as tmp:
+        tmp = Path(tmp)
+        examples = write_examples(ASSIGNMENT, tmp / "examples")
+        correct = next(p for p in examples if p.stem == "correct")
+        folder = tmp / "submissions"
+        folder.mkdir()
+        for i in range(n):
+            shutil.copy(correct, folder / f"student{i:05d}.ipynb")
+        marks: list[tuple[float, str]] = []
+        real = autograder.cluster.Cluster
+        autograder.cluster.Cluster = SimulatedCluster
+        SimulatedCluster.spent = 0.0
+        try:
+            start = time.perf_counter()
+            report = grade(ASSIGNMENT, folder, tmp / "out", scheduler="simulated",
+                           echo=lambda line: marks.append((time.perf_counter(), line)))
+            total = time.perf_counter() - start
+        finally:
+            autograder.cluster.Cluster = real
+        graded = sum(1 for s in report.students if s.status == "graded")
+    coordinator = total - SimulatedCluster.spent
+    phases = {}  # each announced step, until the next announcement
+    for (stamp, line), (after, _) in zip(marks, marks[1:] + [(start + total, "")]):
+        name = PHASES.get(line.split(" ", 1)[0])
+        if name:
+            phases[name] = phases.get(name, 0.0) + after - stamp
+    phases[PHASES["Autograding"]] -= SimulatedCluster.spent
+    result = {"n": n, "graded": graded, "total_s": round(total, 2),
+              "workers_s": round(SimulatedCluster.spent, 2),
+              "coordinator_s": round(coordinator, 2),
+              "per_submission_ms": round(1000 * coordinator / n, 2),
+              "per_s": round(n / coordinator, 1),
+              "phases_s": {k: round(v, 2) for k, v in phases.items()}}
+    log(f"   coordinator: {n} submissions in {coordinator:.1f} s of its own "
+        f"({result['per_s']:.0f}/s)")
+    return result
+
+
+def run_workers(n: int, counts=(1, 2), log=print) -> dict:
+    """Throughput of ``grade --scheduler`` with 1 and 2 local Dask workers, ``n`` submissions."""
+    from autograder import REPO_ROOT
+    from autograder.examples import write_examples
+
+    results = {}
+    dask = str(Path(sys.executable).parent / "dask")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
+        tmp = Path(tmp)
+        examples = write_examples(ASSIGNMENT, tmp / "examples")
+        correct = next(p for p in examples if p.stem == "correct")
+        folder = tmp / "submissions"
+        folder.mkdir()
+        for i in range(n):
+            shutil.copy(correct, folder / f"student{i:03d}.ipynb")
+        for count in counts:
+            procs = []
+            scheduler_file = tmp / f"scheduler-{count}.json"
+            try:
+                procs.append(subprocess.Popen(
+                    [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                     "--scheduler-file", str(scheduler_file)], env=env, cwd=REPO_ROOT,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                while not scheduler_file.exists():
+                    time.sleep(0.2)
+                address = json.loads(scheduler_file.read_text())["address"]
+                for i in range(count):
+                    procs.append(subprocess.Popen(
+                        [dask, "worker", address, "--nthreads", "1", "--no-dashboard",
+                         "--local-directory", str(tmp / f"w{count}-{i}")], env=env,
+                        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                start = time.perf_counter()
+                done = subprocess.run(
+                    [sys.executable, "-m", "autograder", "grade", ASSIGNMENT, str(folder),
+                     "--out", str(tmp / f"out-{count}"), "--scheduler", address,
+                     "--skip-preflight"], cwd=REPO_ROOT, capture_output=True, text=True)
+                seconds = time.perf_counter() - start
+            finally:
+                for proc in reversed(procs):
+                    proc.terminate()
+                    proc.wait()
+            data = json.loads((tmp / f"out-{count}" / "results.json").read_text()) \
+                if done.returncode == 0 else {"students": []}
+            graded = sum(1 for s in data["students"] if s["score"] == s["max_score"])
+            results[count] = {"n": n, "seconds": round(seconds, 1), "full_marks": graded,
+                              "per_minute": round(60 * n / seconds, 1),
+                              "error": "" if done.returncode == 0 else done.stderr[-500:]}
+            log(f"   {count} Dask worker(s): {n} submissions in {seconds:.0f} s")
+    return results
+
+
+def run_preflight(log=print) -> dict:
+    """The preflight's cost in one ordinary run (default workers, sandboxed): the seconds it
+    reports, against the whole command's."""
+    import re
+
+    from autograder import REPO_ROOT
+    from autograder.examples import write_examples
+
+    with tempfile.TemporaryDirectory(prefix="bench-preflight-") as tmp:
+        tmp = Path(tmp)
+        examples = write_examples(ASSIGNMENT, tmp / "examples")
+        folder = tmp / "submissions"
+        folder.mkdir()
+        shutil.copy(next(p for p in examples if p.stem == "correct"), folder / "alice.ipynb")
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "autograder", "grade", ASSIGNMENT,
+                               str(folder), "--out", str(tmp / "out")], cwd=REPO_ROOT,
+                              capture_output=True, text=True)
+        total = time.perf_counter() - start
+    found = re.search(r"Preflight passed in ([\d.]+) s", done.stdout)
+    seconds = float(found.group(1)) if found else float("nan")
+    log(f"   preflight: {seconds:.1f} s of a {total:.0f} s run grading one submission")
+    return {"seconds": seconds, "run_s": round(total, 1), "ok": done.returncode == 0}
+
+
+def run(n_simulated: int, n_real: int, log=print) -> dict:
+    return {"coordinator": run_coordinator(n_simulated, log=log),
+            "workers": run_workers(n_real, log=log), "preflight": run_preflight(log=log)}
+
+
+def summary(result: dict) -> list[tuple[str, str, str]]:
+    coordinator = result["coordinator"]
+    rows = [(f">= {TARGET_PER_S:g} submissions/s",
+             f"{coordinator['per_s']:g}/s ({coordinator['per_submission_ms']:g} ms each, "
+             f"{coordinator['n']} simulated submissions)",
+             "PASS" if coordinator["per_s"] >= TARGET_PER_S else "FAIL")]
+    if "preflight" in result:
+        rows.append(("the preflight: about one submission's time",
+                     f"{result['preflight']['seconds']:g} s per run",
+                     "PASS" if result["preflight"]["ok"] else "FAIL"))
+    workers = result["workers"]
+    if workers:
+        one, most = workers[min(workers)], workers[max(workers)]
+        rows.append(("scales with the workers",
+                     ", ".join(f"{k} worker(s): {v['per_minute']:g}/min" for k, v in
+                               sorted(workers.items())),
+                     "PASS" if most["per_minute"] > one["per_minute"] else "FAIL"))
+    return rows
+
+
+def markdown(result: dict) -> str:
+    coordinator = result["coordinator"]
+    lines = ["## 6. Grading a large course: the coordinator and the Dask workers", "",
+             __doc__.split("\n\n", 1)[1].split("``python -m")[0].strip(), "",
+             f"Coordinator: {coordinator['n']} submissions ({coordinator['graded']} graded) in "
+             f"{coordinator['total_s']:g} s, of which {coordinator['workers_s']:g} s in the "
+             f"simulated workers: **{coordinator['per_s']:g} submissions/s** "
+             f"({coordinator['per_submission_ms']:g} ms each). Its steps: "
+             + ", ".join(f"{k} {v:g} s" for k, v in coordinator["phases_s"].items()) + ".", "",
+             "| Dask workers | submissions | seconds | per minute | full marks |",
+             "|---|---|---|---|---|"]
+    for count, row in sorted(result["workers"].items()):
+        lines.append(f"| {count} | {row['n']} | {row['seconds']:g} | {row['per_minute']:g} | "
+                     f"{row['full_marks']}/{row['n']} |")
+    if "preflight" in result:
+        lines += ["", f"The preflight (the solution and the untouched notebook graded first, "
+                      f"default workers): {result['preflight']['seconds']:g} s of a "
+                      f"{result['preflight']['run_s']:g} s run that grades one submission. "
+                      "Sections 3 and 3b grade with `--skip-preflight`, so that their figures "
+                      "stay per submission."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    quick = "--quick" in sys.argv
+    outcome = run(200 if quick else 1000, 2 if quick else 4, log=print)
+    print(markdown(outcome))
