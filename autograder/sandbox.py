@@ -157,7 +157,8 @@ def bwrap_argv(
     # fusionlab) must be mounted on top of it, not hidden by it
     args += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_SIZE_LIMIT), "--tmpfs", "/tmp",
              "--dir", SANDBOX_HOME, "--dir", "/tmp/ipython", "--dir", "/tmp/matplotlib"]
-    for root in python_roots() + package_roots():
+    packages = package_roots()
+    for root in python_roots() + packages:
         args += ["--ro-bind", root, root]
     if font_cache:
         args += ["--ro-bind", font_cache, f"/tmp/matplotlib/{os.path.basename(font_cache)}"]
@@ -176,6 +177,11 @@ def bwrap_argv(
         "HOME": SANDBOX_HOME, "IPYTHONDIR": "/tmp/ipython", "MPLCONFIGDIR": "/tmp/matplotlib",
         "TMPDIR": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "AUTOGRADER_SANDBOX": "1",
     })
+    # the kernel imports the fusionlab the grader mounted, wherever the venv's own install
+    # points (a clone graded with another checkout's venv); its parent holds nothing else here
+    search_path = [os.path.dirname(root) for root in packages]
+    if search_path:
+        kernel_env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(search_path))
     for key, value in sorted(kernel_env.items()):
         args += ["--setenv", key, value]
     return args + ["--", *command]

@@ -432,3 +432,22 @@ def test_a_checkout_under_tmp_stays_visible_in_the_sandbox(tmp_path, monkeypatch
                               ipc_dir=str(ipc))
     completed = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert completed.stdout == "visible", completed.stderr
+
+
+def test_the_sandbox_imports_the_fusionlab_the_grader_mounted(tmp_path, monkeypatch):
+    """A clone graded with another checkout's venv: the venv's editable install points at a
+    folder the sandbox does not mount, so the kernel must find the mounted package itself."""
+    package = tmp_path / "clone" / "fusionlab"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("WHERE = 'the clone'\n")
+    (tmp_path / "clone" / "secret.txt").write_text("not for the kernel")
+    monkeypatch.setattr(sandbox, "package_roots", lambda: [str(package)])
+    scratch, ipc = tmp_path / "scratch", tmp_path / "ipc"
+    scratch.mkdir()
+    ipc.mkdir()
+    probe = ("import fusionlab, os; print(fusionlab.WHERE, "
+             f"os.path.exists({str(tmp_path / 'clone' / 'secret.txt')!r}))")
+    argv = sandbox.bwrap_argv([sys.executable, "-c", probe], workdir=str(tmp_path / "work"),
+                              scratch=str(scratch), ipc_dir=str(ipc))
+    completed = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert completed.stdout.strip() == "the clone False", completed.stderr
