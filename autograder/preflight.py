@@ -97,7 +97,21 @@ def outcome(shard: Course, student: str, answer: dict | None, label: str,
         why = _full_reason(autograded[name], shard) if name in autograded else ""
         result.cells.append((name, got, most, why if got < most else ""))
     result.score = sum(c[1] for c in result.cells)
+    result.text += "\n" + "\n".join(_run_errors(shard, student))
     return result
+
+
+def _run_errors(shard: Course, student: str) -> list[str]:
+    """The errors of the notebook's own run, every cell (a setup cell's failed import explains
+    the graded cells' failures; it decides no points, so no verdict names it)."""
+    errors = []
+    for name in shard.notebooks:
+        path = shard.autograded(student) / f"{name}.ipynb"
+        if path.exists():
+            errors += [f"{o.get('ename')}: {o.get('evalue', '')}"
+                       for cell in nbformat.read(path, as_version=4).cells
+                       for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    return errors
 
 
 def _full_reason(cell, shard: Course) -> str:
@@ -176,9 +190,11 @@ def likely_cause(solution: Outcome, untouched: Outcome, solution_fails: bool, *,
             fusionlab_diagnosis() if local else "On the Dask workers, install the course "
             "checkout's fusionlab in the workers' environment (pip install -e . there)."))
     missing = re.search(r"No module named '([\w.]+)'", text)
-    if missing:
-        return (f"the submissions' kernel cannot import {missing.group(1)}: the grading "
-                "environment lacks it (pip install -e '.[instructor]' in it)")
+    missing_name = re.search(r"cannot import name '(\w+)' from '([\w.]+)'", text)
+    if missing or missing_name:
+        what = missing.group(1) if missing else "{1}.{0}".format(*missing_name.groups())
+        return (f"the submissions' kernel cannot import {what}: the grading environment "
+                "lacks it (pip install -e '.[instructor]' in it, from a complete checkout)")
     for marker, cause in (
         ("memory limit", "the kernel ran out of memory: raise --memory-limit"),
         ("GradingTimeout", "the solution ran past --submission-timeout on this machine: "
