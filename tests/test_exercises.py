@@ -88,7 +88,8 @@ def test_each_known_mistake_loses_exactly_its_own_cells(variant):
 
 # Words that would tell an honest student that their evidence was tampered with: the trusted
 # process has no proof of that for a known mistake, which is honest code.
-_SUSPICION = re.compile(r"tamper|\bforg(e|ed|es|ery|ing)\b|edited|not what your exported|recorded .* not what", re.I)
+_SUSPICION = re.compile(r"tamper|\bforg(e|ed|es|ery|ing)\b|edited|not what your exported"
+                        r"|recorded .* not what", re.I)
 
 
 @pytest.mark.parametrize("variant", _variant_params())

@@ -26,9 +26,10 @@ def test_a_grading_environment_that_lacks_a_module_makes_grade_refuse_before_gra
         tmp_path):
     """A broken environment (issue 21): the grader runs from a checkout whose fusionlab is
     half there (the notebook's `from fusionlab import check, plots` fails), so the sandboxed
-    kernel fails in the locked setup cell, and the clean room with it. Every student would get 0, and the command exit 0. (A venv whose
-    editable install points at another checkout no longer breaks grading: the sandbox imports
-    the fusionlab it mounts, see tests/test_sandbox.py and tests/test_student_work.py.)"""
+    kernel fails in the locked setup cell, and the clean room with it. Every student would
+    get 0, and the command exit 0. (A venv whose editable install points at another checkout
+    no longer breaks grading: the sandbox imports the fusionlab it mounts, see
+    tests/test_sandbox.py and tests/test_student_work.py.)"""
     checkout = tmp_path / "half-copied-checkout"
     for package in ("autograder", "fusionlab"):
         shutil.copytree(REPO_ROOT / package, checkout / package,
