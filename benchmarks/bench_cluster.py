@@ -82,7 +82,7 @@ class SimulatedCluster:
 def run_coordinator(n: int, log=print) -> dict:
     """The coordinator's rate on ``n`` small submissions (see the module doc)."""
     import autograder.cluster
-    from autograder.examples import write_examples
+    from autograder.authoring.examples import write_examples
     from autograder.grade import grade
 
     with tempfile.TemporaryDirectory(prefix="bench-coordinator-") as tmp:
@@ -126,7 +126,7 @@ def run_coordinator(n: int, log=print) -> dict:
 def run_workers(n: int, counts=(1, 2), log=print) -> dict:
     """Throughput of ``grade --scheduler`` with 1 and 2 local Dask workers, ``n`` submissions."""
     from autograder import REPO_ROOT
-    from autograder.examples import write_examples
+    from autograder.authoring.examples import write_examples
 
     results = {}
     dask = str(Path(sys.executable).parent / "dask")
@@ -181,7 +181,7 @@ def run_preflight(log=print) -> dict:
     import re
 
     from autograder import REPO_ROOT
-    from autograder.examples import write_examples
+    from autograder.authoring.examples import write_examples
 
     with tempfile.TemporaryDirectory(prefix="bench-preflight-") as tmp:
         tmp = Path(tmp)

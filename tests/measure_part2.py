@@ -46,7 +46,7 @@ from fusionlab.scene_models import (
 )
 from fusionlab.scenes import QUESTION_TYPES, answer_balance
 
-from autograder.examples import master_namespace
+from autograder.authoring.examples import master_namespace
 from fusionlab import scene_experiments as lab
 from fusionlab.multiseed import fit_seeds
 

@@ -50,7 +50,7 @@ from fusionlab.gating_data import (
     with_missing,
 )
 
-from autograder.examples import master_namespace
+from autograder.authoring.examples import master_namespace
 from fusionlab.data import make_splits
 from fusionlab.models import LateFusion, UnimodalClassifier
 from fusionlab.multiseed import fit_seeds

@@ -34,8 +34,8 @@ import nbformat
 import pytest
 
 from autograder import report, sandbox, scan, submission
-from autograder.examples import release
-from autograder.examples import submission as build_submission
+from autograder.authoring.examples import release
+from autograder.authoring.examples import submission as build_submission
 from autograder.feedback import SanitizeSubmission, _dimension, shortened_cells
 from autograder.grade import grade
 from autograder.outputs import (

@@ -10,7 +10,8 @@ import re
 import nbformat
 import pytest
 
-from autograder import REPO_ROOT, rubric
+from autograder import REPO_ROOT
+from autograder.authoring import rubric
 from fusionlab.grading import registry
 
 ASSIGNMENT = "part2_attention_that_selects"
