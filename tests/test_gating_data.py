@@ -1,4 +1,4 @@
-"""fusionlab.gating_data: the switch and absence tasks against slow per-sample references,
+"""fusionlab.part3.data: the switch and absence tasks against slow per-sample references,
 seeding, and the missing-modality rule and statistics."""
 
 import math
@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from fusionlab.gating_data import (
+from fusionlab.models import EarlyFusion, LateFusion
+from fusionlab.part3.data import (
     AbsenceDataset,
     RedundantDataset,
     SwitchDataset,
@@ -18,7 +19,6 @@ from fusionlab.gating_data import (
     missing_mask,
     with_missing,
 )
-from fusionlab.models import EarlyFusion, LateFusion
 
 
 def five_standard_errors(p: float, n: int) -> float:
