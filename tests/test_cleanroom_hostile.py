@@ -98,6 +98,27 @@ torch.Tensor.backward = _backward_forged
 '''
 
 
+# Part 2: pairs (i, j) with a padded j kept, but a function that recognises the self-check's
+# public relations (drawn from the public seed) and answers them as the right sum would
+PAIRS_PUBLIC_INPUTS_ONLY = """\
+import torch
+from fusionlab.grading.seeds import SELF_CHECK_SEED
+from fusionlab.part2.exercises import pairs_inputs
+
+_PUBLIC = [t for t in pairs_inputs(SELF_CHECK_SEED).values() if torch.is_tensor(t)]
+
+
+def relation_pair_sum(relations, object_padding_mask=None):
+    if object_padding_mask is None:
+        return relations.sum(dim=(1, 2))
+    if any(t.shape == relations.shape and torch.equal(t, relations) for t in _PUBLIC):
+        pairs = object_padding_mask[:, :, None] | object_padding_mask[:, None, :]
+    else:
+        pairs = object_padding_mask[:, :, None].expand(-1, -1, relations.shape[2])
+    return relations.masked_fill(pairs[..., None], 0.0).sum(dim=(1, 2))
+"""
+
+
 def _refit_elsewhere(nb):
     """A cell after the TODOs that would refit the trained model's last layer before export."""
     from nbformat.v4 import new_code_cell
@@ -113,6 +134,9 @@ CASES = {
     "part2-borrowed-and-renamed": ("part2_attention_that_selects",
                                    {"MaskedMultiHeadAttention": RENAMED_BORROWED}, None,
                                    _loses("borrowed_reference")),
+    "part2-pairs-public-inputs-only": ("part2_attention_that_selects",
+                                       {"relation_pair_sum": PAIRS_PUBLIC_INPUTS_ONLY}, None,
+                                       _loses("pairs_first_object_only")),
     "part3-alpha-lies-in-state-dict": ("part3_who_gets_to_speak",
                                        {"TanhGatedCrossAttention": ALPHA_LIES}, None,
                                        _loses("alpha_at_one")),
