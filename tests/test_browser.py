@@ -451,9 +451,11 @@ def test_solved_notebook_runs_without_error_and_every_self_check_passes(page, la
     screenshot(page, shot(part, "3-solved-end"))
     assert errors(cells) == {}
     ids = [c["id"] for c in cells]
-    if part.solved_until:  # the cells from there on did not run
+    if part.solved_until:  # the cells from there on did not run, and none of them is graded
         below = cells[ids.index(part.solved_until):]
         assert all(c.get("execution_count") is None for c in below if c["cell_type"] == "code")
+        assert not [c["id"] for c in below
+                    if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
         figures, training = (), ()
     else:
         figures, training = part.figures + part.solved_figures, part.training
