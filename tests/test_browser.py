@@ -1,4 +1,4 @@
-"""Parts 1 and 4 as a student meets them, in a real browser: Debian's chromium driven by
+"""The four parts as a student meets them, in a real browser: Debian's chromium driven by
 playwright.
 
 For each part (``PARTS``), one JupyterLab server, on localhost with a token, serving a temporary
@@ -9,12 +9,17 @@ install.
   ``raises-exception`` (the visible tests of the unfilled TODOs) fail, every figure renders as an
   image, every progress bar as a widget.
 - The notebook solved in the browser (the master's solutions typed into its solution cells,
-  then saved) runs again without any error, and every self-check passes. Part 1 only: Part 4's
-  solved run takes two minutes more, and its solution runs in full under nbval
-  (tests/test_notebooks.py); in the browser its untouched run covers the same JupyterLab
-  machinery (its experiments say that a TODO is missing and skip).
-- The feedback HTML of a real ``python -m autograder grade`` run on one example submission shows
-  the score and one entry per graded cell.
+  then saved) runs again without any error, and every self-check passes. Parts 1 and 3 run to
+  the end (Part 3's solved figures render too). Parts 2 and 4 run their TODOs, self-checks and
+  visible tests ("Run All Above" the first experiment): solved, their experiments take 4.5 and
+  2 minutes more on 2 cores, they run in full under nbval (tests/test_notebooks.py), and the
+  untouched run already drives the same JupyterLab machinery (Part 2's baselines train with
+  their progress bars and plot).
+- The feedback HTML of a real ``python -m autograder grade`` run on one submission with a known
+  mistake shows the score and one entry per graded cell. Part 2's (the attention mask inverted,
+  graded with ``autograder.masters.submission``) also gives, in the failed cell, the reason the
+  student's self-check prints for the same mistake, and no words that suggest tampering.
+  Part 3 grades nothing: two more minutes on 2 cores (see ``PART3``).
 
 Screenshots go to ``test-artifacts/browser/`` (ignored by git). The browser is never downloaded:
 ``.ci/run`` installs Debian's ``chromium``; without it (or playwright) the tests skip, except
@@ -41,7 +46,13 @@ import nbformat
 import pytest
 
 from autograder.authoring import notebooks as generator
-from autograder.authoring.examples import strip_solution_markers, write_examples
+from autograder.authoring import trial
+from autograder.authoring.examples import examples, release, write_examples
+from autograder.hidden import references
+from autograder.masters import master_path, strip_solution_markers, submission
+from fusionlab.grading import registry
+from tests.test_exercises import _SUSPICION as SUSPICION  # the parity test's, one source
+from tests.test_exercises import _mask as masked
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -61,24 +72,49 @@ class Part:
     figures: tuple[str, ...]  # cells that show a figure (untouched notebook)
     training: tuple[str, ...]  # cells with progress-bar widgets (untouched notebook)
     self_checks: tuple[str, ...]  # the self-check cells after the TODOs
-    graded_example: str  # the example submission graded for the feedback page
-    failed_cell: str  # a graded cell that example fails (its link is clicked)
-    solved_run: bool  # whether the solved notebook runs in the browser too
+    # the submission graded for the feedback page, "wrong_<known mistake>" (None: no grading)
+    graded_example: str | None
+    failed_cell: str | None  # a graded cell that example fails (its link is clicked)
+    solved_until: str | None = None  # the solved run stops before this cell (Run All Above)
+    solved_figures: tuple[str, ...] = ()  # cells that show a figure once solved, besides those
+    # (exercise, self-check): the failed cell's feedback gives the reason this self-check prints
+    reason: tuple[str, str] | None = None
 
 
 PART1 = Part("part1_fusion_strategies",
              figures=("plot-data", "curves", "xor-data", "final-per-class", "final-comparison"),
              training=("train-original", "train-xor"),
              self_checks=("bidirectional-selfcheck", "gated-selfcheck"),
-             graded_example="wrong_no_residual", failed_cell="bidir_equivalence",
-             solved_run=True)
-# untouched, every Part 4 experiment trains with a TODO: it skips, and only the data is drawn
+             graded_example="wrong_no_residual", failed_cell="bidir_equivalence")
+# Untouched, the experiments with a student's class skip; the baselines train and plot. Solved,
+# the experiments take 4.5 minutes on 2 cores (relational-train alone 3): the solved run stops
+# at them; they run in full under nbval (tests/test_notebooks.py).
+PART2 = Part("part2_attention_that_selects",
+             figures=("scene-attention", "mix-plot", "relational-plot"),
+             training=("binding-train", "mix-train", "relational-train"),
+             self_checks=("attention-self-check", "coattention-self-check",
+                          "pairs-self-check"),
+             graded_example="wrong_mask_inverted", failed_cell="attn_padding",
+             solved_until="settings-code", reason=("attention", "padding"))
+# Untouched, only the baselines train (no progress bar: none runs 10 s); solved, 70 s. No
+# feedback page: grading a Part 3 submission takes two minutes on 2 cores, and Part 2's page
+# already shows a known mistake's true reason (tests/test_exercises.py holds every mistake's
+# verdicts to their self-check's words). To see the GMU with z.detach() in the browser, set
+# graded_example="wrong_gmu_gate_detached", failed_cell="gmu_accuracy",
+# reason=("gmu", "gradients").
+PART3 = Part("part3_who_gets_to_speak", figures=("insertion-plot", "missing-plot"), training=(),
+             self_checks=("gmu-self-check", "gated-block-self-check",
+                          "modality-dropout-self-check"),
+             graded_example=None, failed_cell=None, solved_figures=("gate-plot",))
+# Untouched, every Part 4 experiment trains with a TODO: it skips, and only the data is drawn.
+# Solved, the experiments take two minutes more: the solved run stops at them; they run in
+# full under nbval (tests/test_notebooks.py).
 PART4 = Part("part4_align_before_fuse", figures=("plot-data",), training=(),
              self_checks=("clip-selfcheck", "recall-selfcheck", "zeroshot-selfcheck",
                           "siglip-selfcheck"),
              graded_example="wrong_temperature_twice", failed_cell="clip_equivalence",
-             solved_run=False)
-PARTS = (PART1, PART4)
+             solved_until="settings")
+PARTS = (PART1, PART2, PART3, PART4)
 
 
 def require_browser():
@@ -126,6 +162,29 @@ def student_config(config_dir: Path, settings_dir: Path) -> None:
                                                     "checkForUpdates": False})
 
 
+def known_mistake(part: Part):
+    """The known mistake ``part.graded_example`` names (``wrong_<variant>``)."""
+    name = part.graded_example.removeprefix("wrong_")
+    (variant,) = [v for v in references.variants() if v.name == name
+                  and registry.exercise(v.exercise).assignment == part.name]
+    return variant
+
+
+def write_submission(part: Part, folder: Path) -> None:
+    """Write ``part.graded_example`` into ``folder``: one of the demo examples
+    (``autograder.authoring.examples``), or else the released notebook solved with one known
+    mistake."""
+    if part.graded_example in examples(part.name):
+        written = write_examples(part.name, folder.parent / "examples")
+        (example,) = [path for path in written if path.stem == part.graded_example]
+        shutil.copy(example, folder / example.name)
+        return
+    masters, released = release(part.name)
+    (name,) = masters
+    nb = submission(masters[name], released[name], replace=known_mistake(part).replace)
+    nbformat.write(nb, folder / f"{part.graded_example}.ipynb")
+
+
 @pytest.fixture(scope="module", params=PARTS, ids=lambda part: part.name)
 def part(request) -> Part:
     return request.param
@@ -136,11 +195,12 @@ def grading(tmp_path_factory, part):
     """A real `python -m autograder grade` of one example submission, started at once so that
     it runs while the browser works; yields a function that waits for it."""
     require_browser()
+    if part.graded_example is None:
+        yield None
+        return
     root = tmp_path_factory.mktemp("grading")
-    examples = write_examples(part.name, root / "examples")
     (root / "submissions").mkdir()
-    (example,) = [path for path in examples if path.stem == part.graded_example]
-    shutil.copy(example, root / "submissions" / example.name)
+    write_submission(part, root / "submissions")
     log = open(root / "grade.log", "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "autograder", "grade", part.name, str(root / "submissions"),
@@ -166,7 +226,7 @@ def lab(tmp_path_factory, grading, part):
     root = tmp_path_factory.mktemp("lab")
     work = root / "work"
     work.mkdir()
-    student, _ = generator.output_paths(generator.master_path(part.name))
+    student, _ = generator.output_paths(master_path(part.name))
     notebook = work / student.name
     shutil.copy(student, notebook)
     student_config(root / "config", root / "settings")
@@ -259,9 +319,9 @@ NOTEBOOK_STATE = """() => {
 STALL_S = 300  # no new output for this long: the run has stopped
 
 
-def run_all(page) -> list[dict]:
-    """Clear the outputs, "Run All", wait until every code cell has run; return the cells as a
-    notebook file holds them.
+def run_all(page, until: str | None = None) -> list[dict]:
+    """Clear the outputs, "Run All" (or, ``until`` a cell, "Run All Above" it), wait until every
+    code cell (above it) has run; return the cells as a notebook file holds them.
 
     Done is when every code cell has an execution count. Neither the command's promise nor the
     "[*]" prompts tell: when a cell tagged ``raises-exception`` fails, JupyterLab settles the
@@ -270,13 +330,25 @@ def run_all(page) -> list[dict]:
     between the progress bars' comm messages during training.
     """
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
-    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    if until is None:
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    else:
+        found = page.evaluate("""(id) => {
+            const notebook = window.jupyterapp.shell.currentWidget.content;
+            const index = notebook.widgets.findIndex((widget) => widget.model.id === id);
+            if (index < 0) return false;
+            notebook.activeCellIndex = index;
+            window.jupyterapp.commands.execute('notebook:run-all-above');
+            return true;
+        }""", until)
+        assert found, until
     deadline = time.monotonic() + RUN_TIMEOUT_S
     last, changed_at, cells = None, time.monotonic(), []
     while time.monotonic() < deadline:
         time.sleep(2)
         cells = page.evaluate(NOTEBOOK_STATE)["cells"]
-        pending = [c["id"] for c in cells
+        above = cells[:[c["id"] for c in cells].index(until)] if until else cells
+        pending = [c["id"] for c in above
                    if c["cell_type"] == "code" and c["execution_count"] is None]
         if not pending:
             return cells
@@ -312,15 +384,15 @@ def cell_locator(page, cell_id: str):
     return page.locator(f'[data-test-cell-id="{cell_id}"]')
 
 
-def assert_figures_and_widgets_render(page, part: Part):
-    for cell_id in part.figures:
+def assert_figures_and_widgets_render(page, figures: tuple[str, ...], training: tuple[str, ...]):
+    for cell_id in figures:
         images = cell_locator(page, cell_id).locator(".jp-OutputArea-output img")
         assert images.count() >= 1, f"no figure shown by {cell_id}"
         for i in range(images.count()):
             image = images.nth(i)
             image.scroll_into_view_if_needed()
             assert image.evaluate("(img) => img.complete && img.naturalWidth > 100"), cell_id
-    for cell_id in part.training:
+    for cell_id in training:
         cell = cell_locator(page, cell_id)
         bars = cell.locator(".jp-OutputArea-output .jupyter-widgets.widget-hprogress .progress-bar")
         cell.scroll_into_view_if_needed()
@@ -345,16 +417,14 @@ def test_untouched_notebook_runs_to_the_end_and_only_tagged_cells_fail(page, lab
     failed = errors(cells)
     assert tagged and set(failed) == tagged, failed
     assert all(e.startswith("NotImplementedError") for e in failed.values()), failed
-    assert_figures_and_widgets_render(page, part)
+    assert_figures_and_widgets_render(page, part.figures, part.training)
     cell_locator(page, part.figures[-1]).scroll_into_view_if_needed()
     screenshot(page, shot(part, "2-untouched-last-figure"))
 
 
 def test_solved_notebook_runs_without_error_and_every_self_check_passes(page, lab, part):
-    if not part.solved_run:
-        pytest.skip(f"{part.name}: its solution runs in full under nbval (tests/test_notebooks.py)")
     _, notebook = lab
-    master = nbformat.read(str(generator.master_path(part.name)), as_version=4)
+    master = nbformat.read(str(master_path(part.name)), as_version=4)
     solutions = {c.metadata.nbgrader.grade_id: strip_solution_markers(c.source)
                  for c in master.cells if c.metadata.get("nbgrader", {}).get("solution")}
     typed = page.evaluate("""(solutions) => {
@@ -371,21 +441,32 @@ def test_solved_notebook_runs_without_error_and_every_self_check_passes(page, la
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
     page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty")
     saved = nbformat.read(str(notebook), as_version=4)
-    assert sum(s in c.source for c in saved.cells for s in solutions.values()) == 2
+    assert sum(s in c.source for c in saved.cells for s in solutions.values()) == len(solutions)
 
-    cells = run_all(page)
+    cells = run_all(page, until=part.solved_until)
     screenshot(page, shot(part, "3-solved-end"))
     assert errors(cells) == {}
-    by_id = {c["id"]: c for c in cells}
+    ids = [c["id"] for c in cells]
+    if part.solved_until:  # the cells from there on did not run, and none of them is graded
+        below = cells[ids.index(part.solved_until):]
+        assert all(c.get("execution_count") is None for c in below if c["cell_type"] == "code")
+        assert not [c["id"] for c in below
+                    if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+        figures, training = (), ()
+    else:
+        figures, training = part.figures + part.solved_figures, part.training
+    by_id = dict(zip(ids, cells))
     for cell_id in part.self_checks:
         output = text_of(by_id[cell_id])
         assert re.search(r"All \d+ checks passed", output), output
         assert "❌" not in output and "FAIL" not in output, output
-    assert_figures_and_widgets_render(page, part)
+    assert_figures_and_widgets_render(page, figures, training)
     cell_locator(page, part.self_checks[-1]).scroll_into_view_if_needed()
     screenshot(page, shot(part, "4-solved-self-check"))
 
 
+@pytest.mark.parametrize("part", [p for p in PARTS if p.graded_example], indirect=True,
+                         ids=lambda part: part.name)
 def test_feedback_html_shows_the_score_and_every_graded_cell(browser, grading, part):
     out = grading()
     feedback = out / "feedback" / part.graded_example / f"{part.name}.html"
@@ -394,7 +475,7 @@ def test_feedback_html_shows_the_score_and_every_graded_cell(browser, grading, p
         (row,) = [r for r in csv.DictReader(f) if r["student_id"] == part.graded_example]
     score, max_score = float(row["score"]), float(row["max_score"])
     assert max_score == 50 and 0 < score < 50, row  # the example loses some points
-    master = nbformat.read(str(generator.master_path(part.name)), as_version=4)
+    master = nbformat.read(str(master_path(part.name)), as_version=4)
     graded = [(c.metadata.nbgrader.grade_id, c.metadata.nbgrader.points) for c in master.cells
               if c.metadata.get("nbgrader", {}).get("grade")]
 
@@ -422,4 +503,28 @@ def test_feedback_html_shows_the_score_and_every_graded_cell(browser, grading, p
     assert earned == score
     page.locator(f'a[href="#{part.failed_cell}"]').click()
     screenshot(page, shot(part, "6-feedback-failed-test"))
+    if part.reason:
+        assert_the_true_reason(page, part, text)
     context.close()
+
+
+def words(text: str) -> str:
+    """``text`` as one line, its numbers masked (the grader's inputs are not the self-check's)."""
+    return masked(" ".join(text.split()))
+
+
+def assert_the_true_reason(page, part: Part, text: str) -> None:
+    """The failed cell's feedback gives the reason the student's self-check prints for the same
+    mistake, word for word, and nothing in the page suggests tampering (the code is honest)."""
+    name, check = part.reason
+    exercise = registry.exercise(name)
+    hint = trial.self_check(exercise, known_mistake(part).replace[exercise.target])[check]
+    assert not hint.passed, hint
+    anchor = page.locator(f'[id="{part.failed_cell}"], a[name="{part.failed_cell}"]')
+    cell = anchor.locator("xpath=ancestor::div[contains(concat(' ', @class, ' '), ' code_cell ')]")
+    shown = cell.inner_text()  # the cell as the page shows it: its source, then its output
+    if words(hint.message) not in words(shown):
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / f"{shot(part, 'feedback')}.html").write_text(page.content())
+    assert words(hint.message) in words(shown), (hint.message, shown[-2000:])
+    assert not SUSPICION.search(text), SUSPICION.search(text)
