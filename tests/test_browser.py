@@ -96,13 +96,14 @@ PART2 = Part("part2_attention_that_selects",
                           "pairs-self-check"),
              graded_example="wrong_mask_inverted", failed_cell="attn_padding",
              solved_until="settings-code", reason=("attention", "padding"))
-# Untouched, only the baselines train (no progress bar: none runs 10 s); solved, 70 s. No
-# feedback page: grading a Part 3 submission takes two minutes on 2 cores, and Part 2's page
-# already shows a known mistake's true reason (tests/test_exercises.py holds every mistake's
-# verdicts to their self-check's words). To see the GMU with z.detach() in the browser, set
+# Untouched, the baselines train, each under its progress bar; solved, 70 s. No feedback page:
+# grading a Part 3 submission takes two minutes on 2 cores, and Part 2's page already shows a
+# known mistake's true reason (tests/test_exercises.py holds every mistake's verdicts to their
+# self-check's words). To see the GMU with z.detach() in the browser, set
 # graded_example="wrong_gmu_gate_detached", failed_cell="gmu_accuracy",
 # reason=("gmu", "gradients").
-PART3 = Part("part3_who_gets_to_speak", figures=("insertion-plot", "missing-plot"), training=(),
+PART3 = Part("part3_who_gets_to_speak", figures=("insertion-plot", "missing-plot"),
+             training=("switch-train", "insertion-train", "missing-train", "absence-train"),
              self_checks=("gmu-self-check", "gated-block-self-check",
                           "modality-dropout-self-check"),
              graded_example=None, failed_cell=None, solved_figures=("gate-plot",))
