@@ -113,6 +113,19 @@ def zero_shot_score(what: str, threshold: float):
 
 # ----------------------------------------------------------------------------- known mistakes
 
+def _filler(template: str, **defaults: str):
+    """``source(**parts)``: ``template`` written with ``defaults``, any of them replaced by a
+    keyword of ``parts`` (the reference's source, or a mistake's)."""
+
+    def source(**parts: str) -> str:
+        unknown = set(parts) - set(defaults)
+        if unknown:
+            raise TypeError(f"no part named {', '.join(sorted(unknown))}")
+        return template.format(**{**defaults, **parts})
+
+    return source
+
+
 _CLIP = '''\
 def clip_loss(image_emb, text_emb, logit_scale):
     image_emb = {image}
@@ -191,10 +204,9 @@ def siglip_loss(image_emb, text_emb, logit_scale, logit_bias):
 '''
 
 
-def siglip_src(logits="logit_scale.exp() * image_emb @ text_emb.T + logit_bias",
-               labels="2 * torch.eye(len(logits)) - 1",
-               result="-F.logsigmoid(labels * logits).sum() / len(logits)") -> str:
-    return _SIGLIP.format(logits=logits, labels=labels, result=result)
+siglip_src = _filler(_SIGLIP, logits="logit_scale.exp() * image_emb @ text_emb.T + logit_bias",
+                     labels="2 * torch.eye(len(logits)) - 1",
+                     result="-F.logsigmoid(labels * logits).sum() / len(logits)")
 
 
 _SIGLIP_CELLS = ("siglip_visible_value", "siglip_equivalence")
@@ -237,10 +249,8 @@ _RANK_I = "(similarity >= true[:, None]).sum(dim=1)"
 _RANK_T = "(similarity >= true[None, :]).sum(dim=0)"
 
 
-def recall_src(image_rank=_RANK_I, text_rank=_RANK_T, hit_i="(image_rank <= k)",
-               hit_t="(text_rank <= k)", result="image_to_text, text_to_image") -> str:
-    return _RECALL.format(image_rank=image_rank, text_rank=text_rank, hit_i=hit_i, hit_t=hit_t,
-                          result=result)
+recall_src = _filler(_RECALL, image_rank=_RANK_I, text_rank=_RANK_T, hit_i="(image_rank <= k)",
+                     hit_t="(text_rank <= k)", result="image_to_text, text_to_image")
 
 
 _INDEX_TIES = '''\
@@ -289,10 +299,9 @@ def zero_shot_scores(image_emb, prompt_emb):
 '''
 
 
-def zero_shot_src(prompts="F.normalize(prompt_emb, dim=-1)",
-                  classes="F.normalize(prompts.mean(dim=1), dim=-1)",
-                  scores="F.normalize(image_emb, dim=-1) @ classes.T") -> str:
-    return _ZERO_SHOT.format(prompts=prompts, classes=classes, scores=scores)
+zero_shot_src = _filler(_ZERO_SHOT, prompts="F.normalize(prompt_emb, dim=-1)",
+                        classes="F.normalize(prompts.mean(dim=1), dim=-1)",
+                        scores="F.normalize(image_emb, dim=-1) @ classes.T")
 
 
 def _zero_shot(name, description, loses, example=False, **parts) -> Variant:
