@@ -126,6 +126,19 @@ def _filler(template: str, **defaults: str):
     return source
 
 
+def _declarer(exercise: str, write):
+    """``declare(name, description, loses, example=False, threshold=False, source=None,
+    **parts)``: a known mistake of ``exercise`` (the TODO defines a function of the same name),
+    its source given whole or written by ``write(**parts)``."""
+
+    def declare(name, description, loses, example=False, threshold=False, source=None,
+                **parts) -> Variant:
+        return Variant(name, exercise, {exercise: source or write(**parts)}, tuple(loses),
+                       description, example, threshold)
+
+    return declare
+
+
 _CLIP = '''\
 def clip_loss(image_emb, text_emb, logit_scale):
     image_emb = {image}
@@ -161,10 +174,7 @@ def clip_loss(image_emb, text_emb, logit_scale):
 _CLIP_CELLS = ("clip_visible_value", "clip_equivalence")
 
 
-def _clip(name, description, loses, example=False, threshold=False, source=None,
-          **parts) -> Variant:
-    return Variant(name, "clip_loss", {"clip_loss": source or clip_src(**parts)}, tuple(loses),
-                   description, example, threshold)
+_clip = _declarer("clip_loss", clip_src)
 
 
 CLIP_MISTAKES = (
@@ -212,9 +222,7 @@ siglip_src = _filler(_SIGLIP, logits="logit_scale.exp() * image_emb @ text_emb.T
 _SIGLIP_CELLS = ("siglip_visible_value", "siglip_equivalence")
 
 
-def _siglip(name, description, loses, example=False, threshold=False, **parts) -> Variant:
-    return Variant(name, "siglip_loss", {"siglip_loss": siglip_src(**parts)}, tuple(loses),
-                   description, example, threshold)
+_siglip = _declarer("siglip_loss", siglip_src)
 
 
 # Two mistakes are recognised by name (formulas.CLIP_VARIANTS, SIGLIP_VARIANTS) but declared
@@ -265,9 +273,7 @@ def recall_at_k(similarity, k):
 '''
 
 
-def _recall(name, description, loses, example=False, source=None, **parts) -> Variant:
-    return Variant(name, "recall_at_k", {"recall_at_k": source or recall_src(**parts)},
-                   tuple(loses), description, example)
+_recall = _declarer("recall_at_k", recall_src)
 
 
 RECALL_MISTAKES = (
@@ -304,9 +310,7 @@ zero_shot_src = _filler(_ZERO_SHOT, prompts="F.normalize(prompt_emb, dim=-1)",
                         scores="F.normalize(image_emb, dim=-1) @ classes.T")
 
 
-def _zero_shot(name, description, loses, example=False, **parts) -> Variant:
-    return Variant(name, "zero_shot_scores", {"zero_shot_scores": zero_shot_src(**parts)},
-                   tuple(loses), description, example)
+_zero_shot = _declarer("zero_shot_scores", zero_shot_src)
 
 
 ZERO_SHOT_MISTAKES = (
