@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..grading.checks import accuracy, equivalence, gradient_problems, no_output, visible_shape
 from ..grading.known import KnownAnswers
@@ -38,17 +37,16 @@ from ..grading.results import (
 from ..grading.seeds import Stream, generator
 from ..grading.toolkit import (
     build_module,
-    describe_error,
     fit_quietly,
+    guarded_module_state,
     isolated,
-    module_state,
-    projection_loss,
+    other_size,
+    projected_gradients,
     record,
     stored_attribute,
     target_name,
     to_array,
 )
-from ..grading.toolkit import gradients as record_gradients
 
 ASSIGNMENT = "part1_fusion_strategies"
 
@@ -147,11 +145,6 @@ def xor_training_data(seed: int, exercise: str):
 
 # ----------------------------------------------------------------------------- collectors
 
-def _gradients(ev: dict, module: nn.Module, forward, projection, seed: int, exercise: str):
-    module.train()
-    record_gradients(ev, module, lambda: projection_loss(forward(), projection, seed, exercise))
-
-
 def collect_bidirectional(cls, seed: int, weights=None) -> dict:
     """Evidence on a ``BidirectionalCrossAttention`` class; never raises."""
     d, h = CONFIG.dim, CONFIG.heads
@@ -163,22 +156,15 @@ def collect_bidirectional(cls, seed: int, weights=None) -> dict:
                               seed)
         if module is None:
             return ev
-        try:
-            module_state(ev, module, weights, seed, "bidirectional")
-        except Exception as error:  # noqa: BLE001 (e.g. a property that raises)
-            ev["error/state"] = np.array(describe_error(error))
+        guarded_module_state(ev, module, weights, seed, "bidirectional")
         module.eval()
         with torch.no_grad():
             for i, (dim, *_) in enumerate(CONFIG.bidir_shape_cases):
-                m = module
-                if dim != d:
-                    torch.manual_seed(seed + 1)
-                    try:
-                        m = cls(dim, num_heads=h).eval()
-                    except Exception as error:  # noqa: BLE001
-                        ev[f"error/out/shape{i}"] = np.array(
-                            f"{name}({dim}, num_heads={h}) raised {describe_error(error)}")
-                        continue
+                m = module if dim == d else other_size(
+                    ev, f"out/shape{i}", lambda dim=dim: cls(dim, num_heads=h),
+                    f"{name}({dim}, num_heads={h})", seed)
+                if m is None:
+                    continue
                 record(ev, f"out/shape{i}", lambda m=m, i=i: m(x[f"shape{i}/img"],
                                                                   x[f"shape{i}/txt"]))
             record(ev, "out/eq", lambda: module(x["eq/img"], x["eq/txt"]))
@@ -189,8 +175,8 @@ def collect_bidirectional(cls, seed: int, weights=None) -> dict:
                        lambda attr=attr: getattr(module, attr)(x["sub/query"], x["sub/kv"]))
             for attr in NORMS:
                 record(ev, f"sub/{attr}", lambda attr=attr: getattr(module, attr)(x["sub/query"]))
-        _gradients(ev, module, lambda: module(x["grad/img"], x["grad/txt"]),
-                   x["grad/projection"], seed, "bidirectional")
+        projected_gradients(ev, module, lambda: module(x["grad/img"], x["grad/txt"]),
+                            x["grad/projection"], seed, "bidirectional")
     return ev
 
 
@@ -205,26 +191,23 @@ def collect_gated(cls, seed: int, weights=None) -> dict:
         model = build_module(ev, lambda: cls(**sizes), signature, seed)
         if model is None:
             return ev
-        try:
+
+        def initial_gate():  # its initial value, registered or not
             gate = stored_attribute(model, "gate")
-            if isinstance(gate, torch.Tensor):  # its initial value, registered or not
+            if isinstance(gate, torch.Tensor):
                 ev["attr/gate"] = to_array(gate)
                 ev["attr/gate_type"] = np.array(type(gate).__name__)
-            module_state(ev, model, weights, seed, "gated")
-        except Exception as error:  # noqa: BLE001
-            ev["error/state"] = np.array(describe_error(error))
+
+        guarded_module_state(ev, model, weights, seed, "gated", first=initial_gate)
         model.eval()
         with torch.no_grad():
             for i, (classes, _) in enumerate(CONFIG.gated_shape_cases):
-                m = model
-                if classes != sizes["num_classes"]:
-                    torch.manual_seed(seed + 1)
-                    try:
-                        m = cls(**{**sizes, "num_classes": classes}).eval()
-                    except Exception as error:  # noqa: BLE001
-                        ev[f"error/out/shape{i}"] = np.array(
-                            f"{name}(num_classes={classes}) raised {describe_error(error)}")
-                        continue
+                m = model if classes == sizes["num_classes"] else other_size(
+                    ev, f"out/shape{i}", lambda classes=classes: cls(
+                        **{**sizes, "num_classes": classes}),
+                    f"{name}(num_classes={classes})", seed)
+                if m is None:
+                    continue
                 record(ev, f"out/shape{i}", lambda m=m, i=i: m(x[f"shape{i}/img"],
                                                                   x[f"shape{i}/txt"]))
             record(ev, "out/eq", lambda: model(x["eq/img"], x["eq/txt"]))
@@ -239,8 +222,8 @@ def collect_gated(cls, seed: int, weights=None) -> dict:
                     gate.copy_(saved)
             else:
                 ev["error/out/eq_uneven_gate"] = np.array("no gate of shape (1,) to set")
-        _gradients(ev, model, lambda: model(x["eq/img"], x["eq/txt"]), x["grad/projection"],
-                   seed, "gated")
+        projected_gradients(ev, model, lambda: model(x["eq/img"], x["eq/txt"]),
+                            x["grad/projection"], seed, "gated")
     return ev
 
 

@@ -48,10 +48,10 @@ from ..grading.seeds import Stream, derive, generator
 from ..grading.toolkit import (
     build_module,
     class_name,
-    describe_error,
     fit_quietly,
+    guarded_module_state,
     isolated,
-    module_state,
+    other_size,
     projection_loss,
     record,
     record_pair,
@@ -240,24 +240,20 @@ def collect_attention(cls, seed: int, weights=None) -> dict:
                               seed)
         if module is None:
             return ev
-        try:
+
+        def sizes():
             ev["attrs"] = np.array(json.dumps(
                 {a: stored_attribute(module, a) for a in ("num_heads", "head_dim")}, default=str))
-            module_state(ev, module, weights, seed, "attention")
-        except Exception as error:  # noqa: BLE001 (e.g. a property that raises)
-            ev["error/state"] = np.array(describe_error(error))
+
+        guarded_module_state(ev, module, weights, seed, "attention", first=sizes)
         module.eval()
         with torch.no_grad():
             for i, (dim, heads, *_) in enumerate(CONFIG.attention_shape_cases):
-                m = module
-                if (dim, heads) != (d, h):
-                    torch.manual_seed(seed + 1)
-                    try:
-                        m = cls(dim, num_heads=heads).eval()
-                    except Exception as error:  # noqa: BLE001
-                        ev[f"error/out/shape{i}"] = np.array(
-                            f"{name}({dim}, num_heads={heads}) raised {describe_error(error)}")
-                        continue
+                m = module if (dim, heads) == (d, h) else other_size(
+                    ev, f"out/shape{i}", lambda dim=dim, heads=heads: cls(dim, num_heads=heads),
+                    f"{name}({dim}, num_heads={heads})", seed)
+                if m is None:
+                    continue
                 if record(ev, f"out/shape{i}", lambda m=m, i=i: m(
                         x[f"shape{i}/query"], x[f"shape{i}/kv"])) is not None:
                     if _last_weights(m) is not None:
@@ -302,8 +298,9 @@ def collect_coattention(cls, seed: int, weights=None) -> dict:
                               seed)
         if module is None:
             return ev
-        blocks = {}
-        try:
+
+        def directions():
+            blocks = {}
             for attr in DIRECTIONS:
                 block = stored_attribute(module, attr)
                 if isinstance(block, nn.Module):
@@ -315,9 +312,8 @@ def collect_coattention(cls, seed: int, weights=None) -> dict:
                         "heads": stored_attribute(attention, "num_heads")
                         if isinstance(attention, nn.Module) else None}
             ev["blocks"] = np.array(json.dumps(blocks, default=str))
-            module_state(ev, module, weights, seed, "coattention")
-        except Exception as error:  # noqa: BLE001
-            ev["error/state"] = np.array(describe_error(error))
+
+        guarded_module_state(ev, module, weights, seed, "coattention", first=directions)
         wro, orw = (stored_attribute(module, a) for a in DIRECTIONS)
 
         def formula(case, words, objects, word_mask, object_mask):

@@ -53,17 +53,16 @@ from ..grading.toolkit import (
     build_module,
     describe_error,
     fit_quietly,
+    guarded_module_state,
     isolated,
     load_weights,
-    module_state,
-    projection_loss,
+    projected_gradients,
     record,
     record_pair,
     stored_attribute,
     target_name,
     to_array,
 )
-from ..grading.toolkit import gradients as record_gradients
 
 ASSIGNMENT = "part3_who_gets_to_speak"
 
@@ -182,11 +181,6 @@ def with_inputs(name: str, inputs):
 
 # ----------------------------------------------------------------------------- collectors
 
-def _gradients(ev: dict, module: nn.Module, forward, projection, seed: int, exercise: str):
-    module.train()
-    record_gradients(ev, module, lambda: projection_loss(forward(), projection, seed, exercise))
-
-
 def collect_gmu(cls, seed: int, weights=None) -> dict:
     """Evidence on a ``GatedMultimodalUnit`` class; never raises."""
     s = CONFIG.gmu_sizes
@@ -197,10 +191,7 @@ def collect_gmu(cls, seed: int, weights=None) -> dict:
         module = build_module(ev, lambda: cls(**s), signature, seed)
         if module is None:
             return ev
-        try:
-            module_state(ev, module, weights, seed, "gmu")
-        except Exception as error:  # noqa: BLE001 (e.g. a property that raises)
-            ev["error/state"] = np.array(describe_error(error))
+        guarded_module_state(ev, module, weights, seed, "gmu")
         module.eval()
         with torch.no_grad():
             for i in range(len(CONFIG.gmu_batches)):
@@ -221,8 +212,8 @@ def collect_gmu(cls, seed: int, weights=None) -> dict:
             for attr, inp in (("img_proj", x["eq/img"]), ("txt_proj", x["eq/txt"]),
                               ("gate_proj", both)):
                 record(ev, f"sub/{attr}", lambda attr=attr, inp=inp: getattr(module, attr)(inp))
-        _gradients(ev, module, lambda: module(x["eq/img"], x["eq/txt"]), x["grad/projection"],
-                   seed, "gmu")
+        projected_gradients(ev, module, lambda: module(x["eq/img"], x["eq/txt"]),
+                            x["grad/projection"], seed, "gmu")
     return ev
 
 
@@ -245,11 +236,8 @@ def collect_tanh_gated(cls, seed: int, weights=None) -> dict:
         module.eval()
         with torch.no_grad():
             record(ev, "out/init", lambda: module(y.clone(), x.clone()))
-        try:
-            module_state(ev, module, weights, seed, "tanh_gated",
-                         fixed={"alpha": np.array([CONFIG.open_alpha], dtype=np.float32)})
-        except Exception as error:  # noqa: BLE001
-            ev["error/state"] = np.array(describe_error(error))
+        guarded_module_state(ev, module, weights, seed, "tanh_gated",
+                             fixed={"alpha": np.array([CONFIG.open_alpha], dtype=np.float32)})
         with torch.no_grad():
             record(ev, "out/eq", lambda: module(y.clone(), x.clone()))
             record(ev, "sub/cross_attn", lambda: module.cross_attn(y.clone(), x.clone()))
@@ -264,8 +252,8 @@ def collect_tanh_gated(cls, seed: int, weights=None) -> dict:
         except Exception as error:  # noqa: BLE001
             ev["error/grad"] = np.array(f"closing the gate raised {describe_error(error)}")
             return ev
-        _gradients(ev, module, lambda: module(y.clone(), x.clone()), inp["grad/projection"],
-                   seed, "tanh_gated")
+        projected_gradients(ev, module, lambda: module(y.clone(), x.clone()),
+                            inp["grad/projection"], seed, "tanh_gated")
     return ev
 
 
