@@ -64,6 +64,20 @@ def no_output(ev: dict, key: str, where: str, check: str = "shapes") -> CheckRes
     return CheckResult(check, False, f"{where} it raised {error}")
 
 
+def shapes(ev: dict, cases, passed: str, missing=no_output) -> CheckResult:
+    """The ``shapes`` verdict over ``cases``, ``(key, where, expected, wrong)`` each: the first
+    case whose output ``key`` is missing (``missing(ev, key, where)`` says why) or has another
+    shape than ``expected`` (``wrong(shape)`` says what is wrong) fails the check; else it
+    passes, saying ``passed``."""
+    for key, where, expected, wrong in cases:
+        if key not in ev:
+            return missing(ev, key, where)
+        shape = tuple(np.asarray(ev[key]).shape)
+        if shape != expected:
+            return CheckResult("shapes", False, wrong(shape))
+    return CheckResult("shapes", True, passed)
+
+
 def equivalence(ev: dict, facts: dict, keys, *, formula: str, attributes,
                 mistakes: dict[str, str]) -> CheckResult | None:
     """None when the outputs ``keys`` equal the reference's (``facts["variants"]

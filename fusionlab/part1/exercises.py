@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..grading.checks import accuracy, equivalence, gradient_problems, no_output, visible_shape
+from ..grading.checks import accuracy, equivalence, gradient_problems, shapes, visible_shape
 from ..grading.known import KnownAnswers
 from ..grading.registry import Exercise, GradedCell, register
 from ..grading.results import (
@@ -308,22 +308,22 @@ def bidir_attributes(ev, facts) -> CheckResult:
 
 def bidir_shapes(ev, facts) -> CheckResult:
     d = CONFIG.dim
-    for i, (dim, B, n_img, n_txt) in enumerate(CONFIG.bidir_shape_cases):
+
+    def case(i, dim, B, n_img, n_txt):
         where = f"for img_embed {(B, n_img, dim)} and txt_embed {(B, n_txt, dim)}"
-        key = f"out/shape{i}"
-        if key not in ev:
-            return no_output(ev, key, where)
-        shape = tuple(np.asarray(ev[key]).shape)
-        if shape != (B, dim):
+
+        def wrong(shape):
             hint = ""
             if shape == (B, n_img + n_txt, dim):
                 hint = ": the tokens are concatenated but not mean-pooled (.mean(dim=1))"
             elif len(shape) == 2 and shape[1] == 2 * dim:
                 hint = ": concatenate along the token axis (dim=1), then mean-pool"
-            return CheckResult("shapes", False, f"expected output shape {(B, dim)} {where}, got "
-                               f"{shape}{hint}")
-    return CheckResult("shapes", True, f"(B, N_img, {d}) and (B, N_txt, {d}) give (B, {d}) for "
-                       "several B, N and dim")
+            return f"expected output shape {(B, dim)} {where}, got {shape}{hint}"
+
+        return f"out/shape{i}", where, (B, dim), wrong
+
+    return shapes(ev, (case(i, *c) for i, c in enumerate(CONFIG.bidir_shape_cases)),
+                  f"(B, N_img, {d}) and (B, N_txt, {d}) give (B, {d}) for several B, N and dim")
 
 
 def bidir_equivalence(ev, facts) -> CheckResult:
@@ -428,18 +428,15 @@ def gated_gate(ev, facts) -> CheckResult:
 
 def gated_shapes(ev, facts) -> CheckResult:
     s = CONFIG.gated_sizes
-    for i, (classes, B) in enumerate(CONFIG.gated_shape_cases):
+
+    def case(i, classes, B):
         where = (f"with num_classes={classes}, for img_feat {(B, s['img_dim'])} and txt_feat "
                  f"{(B, s['txt_dim'])}")
-        key = f"out/shape{i}"
-        if key not in ev:
-            return no_output(ev, key, where)
-        shape = tuple(np.asarray(ev[key]).shape)
-        if shape != (B, classes):
-            return CheckResult("shapes", False, f"{where}, expected output shape "
-                               f"{(B, classes)}, got {shape}")
-    return CheckResult("shapes", True, f"(B, {s['img_dim']}) and (B, {s['txt_dim']}) give "
-                       "(B, num_classes) logits")
+        return (f"out/shape{i}", where, (B, classes),
+                lambda shape: f"{where}, expected output shape {(B, classes)}, got {shape}")
+
+    return shapes(ev, (case(i, *c) for i, c in enumerate(CONFIG.gated_shape_cases)),
+                  f"(B, {s['img_dim']}) and (B, {s['txt_dim']}) give (B, num_classes) logits")
 
 
 GATED_KEYS = ("out/eq", "out/eq_uneven_gate")

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..grading.checks import accuracy, gradient_problems, identified
+from ..grading.checks import accuracy, gradient_problems, identified, shapes
 from ..grading.known import KnownAnswers
 from ..grading.registry import Exercise, GradedCell, register
 from ..grading.results import (
@@ -768,16 +768,14 @@ def pairs_facts(ev: dict, seed: int) -> dict:
 
 
 def pairs_shapes(ev, facts) -> CheckResult:
-    for i, (B, N, H) in enumerate(CONFIG.pairs_shape_cases):
-        key = f"out/shape{i}"
+    def case(i, B, N, H):
         where = f"for relations {(B, N, N, H)}"
-        if key not in ev:
-            return _no_output(ev, key, where, caller="it")
-        shape = tuple(np.asarray(ev[key]).shape)
-        if shape != (B, H):
-            return CheckResult("shapes", False, f"{where} expected shape {(B, H)}, got {shape}: "
-                               "sum over both object axes")
-    return CheckResult("shapes", True, "(B, N, N, H) gives (B, H)")
+        return (f"out/shape{i}", where, (B, H), lambda shape: f"{where} expected shape {(B, H)}, "
+                f"got {shape}: sum over both object axes")
+
+    return shapes(ev, (case(i, *c) for i, c in enumerate(CONFIG.pairs_shape_cases)),
+                  "(B, N, N, H) gives (B, H)",
+                  missing=lambda ev, key, where: _no_output(ev, key, where, caller="it"))
 
 
 def pairs_sum(ev, facts) -> CheckResult:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..grading.checks import equivalence, gradient_problems, identified, no_output
+from ..grading.checks import equivalence, gradient_problems, identified, shapes
 from ..grading.known import KnownAnswers
 from ..grading.registry import Exercise, GradedCell, register
 from ..grading.results import (
@@ -413,16 +413,14 @@ def gmu_attributes(ev, facts) -> CheckResult:
 def gmu_shapes(ev, facts) -> CheckResult:
     s = CONFIG.gmu_sizes
     H = s["hidden_dim"]
-    for i, B in enumerate(CONFIG.gmu_batches):
+
+    def case(i, B):
         where = f"for img_feat {(B, s['img_dim'])} and txt_feat {(B, s['txt_dim'])}"
-        key = f"out/shape{i}"
-        if key not in ev:
-            return no_output(ev, key, where)
-        shape = tuple(np.asarray(ev[key]).shape)
-        if shape != (B, H):
-            return CheckResult("shapes", False, f"expected h of shape {(B, H)} {where}, got "
-                               f"{shape}")
-    return CheckResult("shapes", True, "h has shape (B, hidden_dim) for several B")
+        return (f"out/shape{i}", where, (B, H),
+                lambda shape: f"expected h of shape {(B, H)} {where}, got {shape}")
+
+    return shapes(ev, (case(i, B) for i, B in enumerate(CONFIG.gmu_batches)),
+                  "h has shape (B, hidden_dim) for several B")
 
 
 def gmu_equivalence(ev, facts) -> CheckResult:
