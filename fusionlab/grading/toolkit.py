@@ -316,6 +316,12 @@ def target_name(obj) -> str:
     return getattr(obj, "__name__", repr(obj))
 
 
+def call_text(target, *args, **kwargs) -> str:
+    """The call of ``target`` in words, as a student would write it: ``Name(32, num_heads=4)``."""
+    words = [str(a) for a in args] + [f"{k}={v}" for k, v in kwargs.items()]
+    return f"{target_name(target)}(" + ", ".join(words) + ")"
+
+
 @contextlib.contextmanager
 def isolated(seed: int):
     """One thread, float32, gradients on, warnings off; the caller's random states restored."""

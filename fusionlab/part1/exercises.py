@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..grading.checks import accuracy, equivalence, gradient_problems, shapes, visible_shape
+from ..grading.checks import (
+    accuracy,
+    equivalence,
+    gradient_problems,
+    gradients_verdict,
+    shapes,
+    visible_shape,
+)
 from ..grading.known import KnownAnswers
 from ..grading.registry import Exercise, GradedCell, register
 from ..grading.results import (
@@ -37,6 +44,7 @@ from ..grading.results import (
 from ..grading.seeds import Stream, generator
 from ..grading.toolkit import (
     build_module,
+    call_text,
     fit_quietly,
     guarded_module_state,
     isolated,
@@ -186,9 +194,8 @@ def collect_gated(cls, seed: int, weights=None) -> dict:
     sizes = dict(CONFIG.gated_sizes)
     name = target_name(cls)
     x = gated_inputs(seed)
-    signature = f"{name}(" + ", ".join(f"{k}={v}" for k, v in sizes.items()) + ")"
     with isolated(seed):
-        model = build_module(ev, lambda: cls(**sizes), signature, seed)
+        model = build_module(ev, lambda: cls(**sizes), call_text(cls, **sizes), seed)
         if model is None:
             return ev
 
@@ -340,17 +347,8 @@ def bidir_gradients(ev, facts) -> CheckResult:
         return CheckResult("gradients", False, f"`{b}` is the same layer as `{a}`, so it has no "
                            "parameters of its own to train: create two layers")
     problems = gradient_problems(ev, facts, {a: f"{a}." for a in _BIDIR_ATTRS}, ("out/eq",))
-    none = [g for g, why in problems.items() if why == "none"]
-    differs = [g for g, why in problems.items() if why == "differs"]
-    if none:
-        return CheckResult("gradients", False, f"no gradient reaches {', '.join(none)}: is its "
-                           "output part of the result?")
-    if differs:
-        return CheckResult("gradients", False, f"the gradients of {', '.join(differs)} are not "
-                           "what your output sends back: is part of the computation detached "
-                           "(.detach())?")
-    return CheckResult("gradients", True,
-                       "gradients reach txt_to_img, img_to_txt, norm_txt and norm_img")
+    return gradients_verdict(problems,
+                             "gradients reach txt_to_img, img_to_txt, norm_txt and norm_img")
 
 
 def bidir_no_nan(ev, facts) -> CheckResult:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..grading.checks import accuracy, gradient_problems, identified, shapes
+from ..grading.checks import accuracy, gradient_problems, gradients_verdict, identified, shapes
 from ..grading.known import KnownAnswers
 from ..grading.registry import Exercise, GradedCell, register
 from ..grading.results import (
@@ -582,22 +582,8 @@ def attention_order(ev, facts) -> CheckResult:
 def attention_gradients(ev, facts) -> CheckResult:
     problems = gradient_problems(ev, facts, {p: f"{p}." for p in PROJECTIONS},
                                  ("out/plain", "out/mask"))
-    return _gradient_verdict(problems, "every projection receives the gradient the output "
+    return gradients_verdict(problems, "every projection receives the gradient the output "
                              "sends back")
-
-
-def _gradient_verdict(problems: dict[str, str], passed: str) -> CheckResult:
-    """The gradients verdict from ``gradient_problems``' findings."""
-    none = [g for g, why in problems.items() if why == "none"]
-    differs = [g for g, why in problems.items() if why == "differs"]
-    if none:
-        return CheckResult("gradients", False, f"no gradient reaches {', '.join(none)}: is its "
-                           "output part of the result?")
-    if differs:
-        return CheckResult("gradients", False, f"the gradients of {', '.join(differs)} are not "
-                           "what your output sends back: is part of the computation detached "
-                           "(.detach())?")
-    return CheckResult("gradients", True, passed)
 
 
 # ----------------------------------------------------------------------------- co-attention
@@ -756,7 +742,7 @@ def coattention_gradients(ev, facts) -> CheckResult:
     problems = gradient_problems(ev, formula, {a: f"{a}." for a in DIRECTIONS
                                                if a not in aliases},
                                  ("out/plain/words", "out/plain/objects"))
-    return _gradient_verdict(problems, "both directions receive the gradient the output "
+    return gradients_verdict(problems, "both directions receive the gradient the output "
                              "sends back")
 
 

@@ -51,6 +51,7 @@ from ..grading.seeds import Stream, derive, generator
 from ..grading.toolkit import (
     bad_input,
     build_module,
+    call_text,
     describe_error,
     fit_quietly,
     guarded_module_state,
@@ -186,9 +187,8 @@ def collect_gmu(cls, seed: int, weights=None) -> dict:
     s = CONFIG.gmu_sizes
     ev: dict = {}
     x = gmu_inputs(seed)
-    signature = f"{target_name(cls)}(" + ", ".join(f"{k}={v}" for k, v in s.items()) + ")"
     with isolated(seed):
-        module = build_module(ev, lambda: cls(**s), signature, seed)
+        module = build_module(ev, lambda: cls(**s), call_text(cls, **s), seed)
         if module is None:
             return ev
         guarded_module_state(ev, module, weights, seed, "gmu")
