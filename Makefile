@@ -94,7 +94,7 @@ claims-cpus: $(STAMP)
 
 # Maintainers: regenerate notebooks/ and solutions/ from source/.
 notebooks: $(STAMP)
-	$(BIN)/python -m autograder.notebooks $(NOTEBOOKS_ARGS)
+	$(BIN)/python -m autograder.authoring.notebooks $(NOTEBOOKS_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

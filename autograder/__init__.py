@@ -13,10 +13,11 @@ solution and the untouched notebook graded before anyone),
 ``sandbox`` (bubblewrap around every kernel), ``gradebook`` (sqlite in and out), ``report``
 (results, reasons, feedback pages, summary), ``verdicts`` and ``hidden`` (the trusted verdicts,
 decided outside the student's kernel from the evidence the graded cells export), ``scan``
-(static tamper scan, advisory), ``feedback`` (feedback preprocessors), ``examples`` (example
-submissions), ``known_answers`` and ``thresholds`` (the self-checks' stored answers, the
-accuracy cells' thresholds), ``notebooks``
-(``make notebooks``), ``release``. See autograder/README.md.
+(static tamper scan, advisory), ``submission`` and ``outputs`` (a submitted notebook read and
+bounded), ``cleanroom`` (the TODO cells run alone, sandboxed), ``feedback`` (feedback
+preprocessors), ``masters`` (what a master notebook is, for both halves). The maintainers'
+tools are in ``authoring`` (``notebooks``, ``rubric``, ``known_answers``, ``thresholds``,
+``examples``, ``release``, ``trial``). See autograder/README.md.
 """
 
 import os

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     source = getattr(args, "source", None) or SOURCE_ROOT
     try:
         if args.command == "release":
-            from .release import write_release
+            from .authoring.release import write_release
 
             for path in write_release(args.out):
                 print(path)
@@ -97,13 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "rubric":
             from fusionlab.grading import registry
 
-            from .rubric import mistakes_table, table
+            from .authoring.rubric import mistakes_table, table
 
             exercises = registry.exercises(args.assignment)
             print(table(exercises), mistakes_table(exercises), sep="\n\n")
             return 0
         if args.command == "examples":
-            from .examples import write_examples
+            from .authoring.examples import write_examples
 
             for path in write_examples(args.assignment, args.out, source):
                 print(path)
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                        memory_limit=args.memory_limit, reseed=args.reseed,
                        scheduler=args.scheduler, preflight=args.preflight)
         if args.command == "demo":
-            from .examples import write_examples
+            from .authoring.examples import write_examples
 
             unknown = [name for name in args.assignments if name not in ASSIGNMENTS]
             if unknown:

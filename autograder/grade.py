@@ -50,8 +50,8 @@ from .gradebook import (
     scores_from_gradebook,
 )
 from .intake import printable, submitted_as
+from .masters import graded_cells
 from .nbgrader_config import CELL_TIMEOUT_S
-from .notebooks import graded_cells
 from .pool import Worker, run_jobs
 from .report import (
     NO_SANDBOX_WARNING,

@@ -56,7 +56,7 @@ class Outcome:
 def build_shards(course: Course, folder: Path) -> dict[str, Course]:
     """Two shards of ``course``: the master's solutions filled into the release, and the
     release as it is, each as a student's submission."""
-    from .examples import submission
+    from .masters import submission
 
     if folder.exists():
         shutil.rmtree(folder)

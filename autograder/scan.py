@@ -8,7 +8,7 @@ findings are flags in the summary and in results.json; they do not change the sc
 
 Only cells that differ from every cell of the released notebook are scanned, so the course's
 own setup code is never reported. Sources are compared without the ``# NBVAL_CHECK_OUTPUT``
-lines that the student copy in ``notebooks/`` drops (``autograder.notebooks.OUTPUT_MARKER``), so
+lines that the student copy in ``notebooks/`` drops (``autograder.masters.OUTPUT_MARKER``), so
 a notebook started from either copy is compared like for like.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ast
 
-from .notebooks import OUTPUT_MARKER
+from .masters import OUTPUT_MARKER
 
 # Import roots whose objects a submission has no reason to modify.
 PROTECTED_MODULES = ("torch", "fusionlab", "autograder", "numpy", "builtins", "math", "nbgrader",

@@ -82,7 +82,7 @@ class SimulatedCluster:
 def copies_of_the_correct_example(tmp: Path, names) -> Path:
     """``tmp/submissions`` holding a copy of the demo's correct notebook for each of
     ``names`` (``<name>.ipynb``)."""
-    from autograder.examples import write_examples
+    from autograder.authoring.examples import write_examples
 
     examples = write_examples(ASSIGNMENT, tmp / "examples")
     correct = next(p for p in examples if p.stem == "correct")

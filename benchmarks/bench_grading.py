@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from autograder.notebooks import master_path
+from autograder.masters import master_path
 
 from .timing import Samples, Timer, usable_cores
 

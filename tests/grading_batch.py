@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nbformat
 
-from autograder.examples import release, submission
+from autograder.authoring.examples import release, submission
 from autograder.grade import grade
 
 

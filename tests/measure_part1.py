@@ -27,7 +27,7 @@ import time
 
 import torch
 
-from autograder.examples import master_namespace
+from autograder.authoring.examples import master_namespace
 from fusionlab.data import make_splits
 from fusionlab.models import (
     CommitteeFusion,

@@ -15,7 +15,7 @@ test of ``tests/test_claims_part2.py`` says which range it saw and how its bound
 Each function returns plain numbers (lists over seeds); ``main`` prints them as mean ± std and
 the CPU time each part took. The models are built with the master notebook's own exercise
 solutions (``MaskedMultiHeadAttention``, ``CoAttentionBlock``), as the notebook builds them,
-and trained with the notebook's settings (``fusionlab.scene_experiments``).
+and trained with the notebook's settings (``fusionlab.part2.experiments``).
 
 - ``binding``: the six models on "what shape is X" only; accuracy in distribution (3-6
   objects) and on scenes of 8 objects; the padding-mask ablation (1-layer cross-attention
@@ -37,18 +37,18 @@ import time
 from dataclasses import replace
 
 import torch
-from fusionlab.scene_models import (
+
+from autograder.authoring.examples import master_namespace
+from fusionlab.multiseed import fit_seeds
+from fusionlab.part2 import experiments as lab
+from fusionlab.part2.models import (
     CoAttentionFusion,
     FlatEarlyFusion,
     PooledLateFusion,
     RelationNetwork,
     SceneCrossAttention,
 )
-from fusionlab.scenes import QUESTION_TYPES, answer_balance
-
-from autograder.examples import master_namespace
-from fusionlab import scene_experiments as lab
-from fusionlab.multiseed import fit_seeds
+from fusionlab.part2.scenes import QUESTION_TYPES, answer_balance
 
 ASSIGNMENT = "part2_attention_that_selects"
 _NOTEBOOK = master_namespace(ASSIGNMENT, ("attention_solution", "coattention_solution"))

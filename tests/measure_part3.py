@@ -34,7 +34,18 @@ import time
 from dataclasses import replace
 
 import torch
-from fusionlab.gating import (
+
+from autograder.authoring.examples import master_namespace
+from fusionlab.data import make_splits
+from fusionlab.models import LateFusion, UnimodalClassifier
+from fusionlab.multiseed import fit_seeds
+from fusionlab.part3.data import (
+    make_absence_splits,
+    make_redundant_splits,
+    make_switch_splits,
+    with_missing,
+)
+from fusionlab.part3.models import (
     ConcatFusion,
     FiLMFusion,
     FusionClassifier,
@@ -43,17 +54,6 @@ from fusionlab.gating import (
     SumFusion,
     gate_switch_correlation,
 )
-from fusionlab.gating_data import (
-    make_absence_splits,
-    make_redundant_splits,
-    make_switch_splits,
-    with_missing,
-)
-
-from autograder.examples import master_namespace
-from fusionlab.data import make_splits
-from fusionlab.models import LateFusion, UnimodalClassifier
-from fusionlab.multiseed import fit_seeds
 from fusionlab.train import TrainConfig, accuracy, fit, per_class_accuracy
 from fusionlab.utils import seed_everything
 from tests import claims_table

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from autograder.examples import master_namespace
+from autograder.authoring.examples import master_namespace
 from fusionlab.part4 import data as digits
 from fusionlab.part4 import experiments as lab
 from fusionlab.part4.models import DualEncoder

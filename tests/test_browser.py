@@ -40,8 +40,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import notebooks as generator
-from autograder.examples import strip_solution_markers, write_examples
+from autograder.authoring import notebooks as generator
+from autograder.authoring.examples import strip_solution_markers, write_examples
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

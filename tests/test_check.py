@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from autograder import trial
+from autograder.authoring import trial
 from autograder.hidden import references
 from fusionlab import check
 from fusionlab.grading import registry

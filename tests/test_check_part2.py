@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 import fusionlab
-from autograder import known_answers, trial, verdicts
+from autograder import verdicts
+from autograder.authoring import known_answers, trial
 from autograder.cleanroom import Measurement
 from autograder.hidden import references
 from autograder.hidden.part2.mistakes import attention_src
@@ -135,8 +136,9 @@ def test_wrong_shapes_raise_value_errors_naming_the_expected_shape():
 
 @pytest.mark.exercise("attention")
 def test_the_stored_known_answers_are_what_the_references_compute():
-    """``fusionlab/part2/known_answers.npz`` (written by ``python -m autograder.known_answers``)
-    equals a fresh computation, to the float tolerance of another CPU."""
+    """``fusionlab/part2/known_answers.npz`` (written by
+    ``python -m autograder.authoring.known_answers``) equals a fresh computation, to the float
+    tolerance of another CPU."""
     fresh = known_answers.compute()["fusionlab.part2"]
     stored = KnownAnswers("fusionlab.part2").arrays
     assert set(stored) == set(fresh)

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell
 
-from autograder import cleanroom, thresholds, trial
+from autograder import cleanroom
+from autograder.authoring import thresholds, trial
 from autograder.hidden import references
 from autograder.hidden.part3 import block_src, gmu_src
 from fusionlab.grading import registry

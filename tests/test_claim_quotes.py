@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.notebooks import find_masters
+from autograder.masters import find_masters
 
 TESTS = Path(__file__).parent
 # a quote opens after a space or "(" (not the apostrophe of "figure's") and closes before one

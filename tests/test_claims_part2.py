@@ -5,7 +5,7 @@ Each test opens with the sentences it backs, word for word (``tests/test_noteboo
 checks that the notebook holds them), then says where its bounds come from. Every seed draws
 its own scenes *and* its own initial weights (``tests.measure_part2``), and the models are built
 on the master's own exercise solutions, trained with the notebook's settings
-(``fusionlab.scene_experiments``). The notebook runs seeds 0-2; so do these tests.
+(``fusionlab.part2.experiments``). The notebook runs seeds 0-2; so do these tests.
 
 Where the bounds come from:
 - 6.7 (the relational section): ``python -m tests.measure_part2 --seeds 0 ... 9 --only
@@ -24,9 +24,9 @@ with the notebook's text, change the text (or the experiment), never the test.
 import statistics
 
 import pytest
-from fusionlab.scenes import ANSWER_ID, SortOfClevr
 
-from fusionlab import scene_experiments as lab
+from fusionlab.part2 import experiments as lab
+from fusionlab.part2.scenes import ANSWER_ID, SortOfClevr
 from tests import measure_part2 as measure
 
 pytestmark = pytest.mark.slow

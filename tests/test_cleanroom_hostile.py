@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import pytest
 
-from autograder import cleanroom, trial
+from autograder import cleanroom
 from autograder import verdicts as trusted
-from autograder.examples import submission
+from autograder.authoring import trial
+from autograder.authoring.examples import submission
 from autograder.hidden import references
 from autograder.hidden.part2.mistakes import attention_src
 from autograder.hidden.part3 import block_src

@@ -27,9 +27,9 @@ import psutil
 import pytest
 
 from autograder import REPO_ROOT, cluster, sandbox
+from autograder.authoring.examples import examples as demo_examples
+from autograder.authoring.examples import release, submission
 from autograder.course import CourseError
-from autograder.examples import examples as demo_examples
-from autograder.examples import release, submission
 from autograder.grade import grade
 from autograder.verdicts import SECRET_FILE
 

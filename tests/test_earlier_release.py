@@ -11,7 +11,7 @@ import importlib
 
 import pytest
 
-from autograder import trial
+from autograder.authoring import trial
 from fusionlab import check, earlier
 from fusionlab.grading import registry
 

@@ -19,7 +19,7 @@ import re
 
 import pytest
 
-from autograder import trial
+from autograder.authoring import trial
 from autograder.hidden import references
 from fusionlab.grading import registry
 

@@ -1,5 +1,5 @@
-"""fusionlab.gating (the baselines, the classifier, the insertion wrapper, the gate correlation)
-and the reference solutions of Part 3's exercises (the master's solution cells, through
+"""fusionlab.part3.models (the baselines, the classifier, the insertion wrapper, the gate
+correlation) and the reference solutions of Part 3's exercises (the master's solution cells, through
 ``tests.measure_part3.notebook_models``): shapes, errors,
 expected values, the identity of the tanh-gated block at initialisation, modality dropout's
 statistics."""
@@ -11,7 +11,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from fusionlab.gating import (
+from fusionlab.models import UnimodalClassifier
+from fusionlab.multiseed import UnstackableModelError, stack_models
+from fusionlab.part3.models import (
     ConcatFusion,
     FiLMFusion,
     FusionClassifier,
@@ -20,8 +22,6 @@ from fusionlab.gating import (
     SumFusion,
     gate_switch_correlation,
 )
-from fusionlab.models import UnimodalClassifier
-from fusionlab.multiseed import UnstackableModelError, stack_models
 from tests.measure_part3 import notebook_models
 
 _NOTEBOOK = notebook_models()

@@ -1,11 +1,13 @@
-"""fusionlab.gating_data: the switch and absence tasks against slow per-sample references,
+"""fusionlab.part3.data: the switch and absence tasks against slow per-sample references,
 seeding, and the missing-modality rule and statistics."""
 
 import math
 
 import pytest
 import torch
-from fusionlab.gating_data import (
+
+from fusionlab.models import EarlyFusion, LateFusion
+from fusionlab.part3.data import (
     AbsenceDataset,
     RedundantDataset,
     SwitchDataset,
@@ -17,8 +19,6 @@ from fusionlab.gating_data import (
     missing_mask,
     with_missing,
 )
-
-from fusionlab.models import EarlyFusion, LateFusion
 
 
 def five_standard_errors(p: float, n: int) -> float:

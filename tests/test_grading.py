@@ -26,11 +26,17 @@ import pytest
 from nbformat.v4 import new_code_cell
 
 from autograder import REPO_ROOT
-from autograder.examples import examples, graded_cells, release, submission, write_examples
+from autograder.authoring.examples import (
+    examples,
+    graded_cells,
+    release,
+    submission,
+    write_examples,
+)
 from autograder.grade import grade
 from autograder.hidden import references
 from autograder.hidden.part1 import gated_src
-from autograder.notebooks import master_path
+from autograder.masters import master_path
 from autograder.verdicts import course_secret
 
 sys.path.insert(0, str(Path(__file__).parent / "grading"))

@@ -16,7 +16,8 @@ import torch
 from nbformat.v4 import new_code_cell, new_notebook
 
 import fusionlab
-from autograder import cleanroom, known_answers, trial, verdicts
+from autograder import cleanroom, verdicts
+from autograder.authoring import known_answers, trial
 from fusionlab import check
 from fusionlab.grading import known, registry, seeds
 from fusionlab.grading.cleanroom import run_job, setup_imports, strip_magics

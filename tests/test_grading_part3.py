@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from autograder.examples import examples, graded_cells, write_examples
+from autograder.authoring.examples import examples, graded_cells, write_examples
 from autograder.hidden import references
 from fusionlab.grading import registry
 from tests.grading_batch import (

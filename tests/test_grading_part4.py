@@ -10,7 +10,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from autograder.examples import examples, graded_cells
+from autograder.authoring.examples import examples, graded_cells
 from tests.grading_batch import (
     assert_each_submission_loses_its_cells,
     assert_feedback_for_every_submission,

@@ -34,8 +34,8 @@ import nbformat
 import pytest
 
 from autograder import report, sandbox, scan, submission
-from autograder.examples import release
-from autograder.examples import submission as build_submission
+from autograder.authoring.examples import release
+from autograder.authoring.examples import submission as build_submission
 from autograder.feedback import SanitizeSubmission, _dimension, shortened_cells
 from autograder.grade import grade
 from autograder.outputs import (
@@ -210,7 +210,7 @@ def test_normalize_keeps_one_copy_and_ignores_unknown_cells(tmp_path):
 # ----------------------------------------------------------------------------- static scan
 
 SCAN_CASES = {
-    "subclasses": ("from fusionlab.scene_models import CoAttentionBlock as Base\n"
+    "subclasses": ("from fusionlab.part2.models import CoAttentionBlock as Base\n"
                    "class CoAttentionBlock(Base):\n    pass", "subclasses"),
     "wraps": ("import torch.nn as nn\nclass MaskedMultiHeadAttention(nn.Module):\n"
               "    def __init__(self):\n        super().__init__()\n"

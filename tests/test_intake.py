@@ -417,7 +417,7 @@ def test_scan_compares_without_output_markers():
 def test_honest_submission_from_notebooks_gets_no_flag():
     """The committed student copy (notebooks/, without nbval markers) with the master's
     solutions: only the solution cells count as changed, and nothing is flagged."""
-    from autograder.examples import release, submission
+    from autograder.authoring.examples import release, submission
 
     assignment = "part1_fusion_strategies"
     student_copy = REPO_ROOT / "notebooks" / f"{assignment}.ipynb"
@@ -437,7 +437,7 @@ def test_honest_submission_from_notebooks_gets_no_flag():
 # ----------------------------------------------------------------------------- release
 
 def test_release_is_the_student_facing_course(tmp_path):
-    from autograder.release import write_release
+    from autograder.authoring.release import write_release
 
     out = tmp_path / "course"
     write_release(out)
@@ -462,7 +462,7 @@ def test_release_is_the_student_facing_course(tmp_path):
 
 
 def test_release_refuses_a_folder_with_work_in_it(tmp_path):
-    from autograder.release import write_release
+    from autograder.authoring.release import write_release
 
     out = tmp_path / "course"
     (out / "notebooks").mkdir(parents=True)

@@ -20,8 +20,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
+from autograder.authoring.examples import release, submission
 from autograder.course import CourseError
-from autograder.examples import release, submission
 from autograder.grade import grade
 from autograder.intake import student_id_for
 

@@ -23,14 +23,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import notebooks as generator
-from autograder import rubric
+from autograder import masters
+from autograder.authoring import notebooks as generator
+from autograder.authoring import rubric
 from fusionlab.grading import registry
 from tests.notebook_contract import by_id
 
 REPO = generator.REPO_ROOT
-MASTERS = generator.find_masters()
-PART1 = generator.master_path("part1_fusion_strategies")
+MASTERS = masters.find_masters()
+PART1 = masters.master_path("part1_fusion_strategies")
 
 pytestmark = pytest.mark.notebooks
 
@@ -84,7 +85,7 @@ def test_the_master_agrees_with_the_exercise_registry(master):
 @pytest.mark.parametrize("exercise", [pytest.param(e, id=e.name)
                                       for e in registry.exercises()])
 def test_each_todo_is_followed_by_its_self_check_then_its_graded_cells(exercise):
-    nb = read(generator.master_path(exercise.assignment))
+    nb = read(masters.master_path(exercise.assignment))
     ids = [cell.get("id") for cell in nb.cells]
     cell = by_id(nb)[exercise.solution]
     meta = cell.metadata.nbgrader
@@ -219,7 +220,7 @@ def test_student_stubs_raise_not_implemented_and_only_visible_tests_are_tagged(m
     tagged = {c.get("id") for c in code_cells(nb)
               if "raises-exception" in c.metadata.get("tags", [])}
     visible = {c.get("id") for c in code_cells(nb)
-               if generator.is_test_cell(c) and generator.has_code(c.source)}
+               if masters.is_test_cell(c) and generator.has_code(c.source)}
     assert tagged == visible and visible
 
 

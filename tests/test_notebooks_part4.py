@@ -8,8 +8,8 @@ nbval run for every master in tests/test_notebooks.py.)"""
 import nbformat
 import pytest
 
-from autograder.examples import graded_cells
-from autograder.notebooks import master_path
+from autograder.authoring.examples import graded_cells
+from autograder.masters import master_path
 from fusionlab.grading import registry
 from tests.notebook_contract import assert_sections_in_order, by_id
 

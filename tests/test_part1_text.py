@@ -5,7 +5,8 @@ import re
 import nbformat
 import pytest
 
-from autograder.notebooks import REPO_ROOT, find_masters
+from autograder import REPO_ROOT
+from autograder.masters import find_masters
 from fusionlab import show_source
 
 PART1 = next(m for m in find_masters() if m.stem == "part1_fusion_strategies")

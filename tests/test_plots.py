@@ -118,7 +118,7 @@ def notebook_figure(cell_id: str, table: dict, xor_table: dict):
     """The figure that the Part 1 master's cell ``cell_id`` draws from these results."""
     from types import SimpleNamespace
 
-    from autograder.examples import master_namespace
+    from autograder.authoring.examples import master_namespace
 
     cells = master_namespace("part1_fusion_strategies", [])  # the setup cell's imports
     source = {c["id"]: c["source"] for c in _master_cells()}[cell_id]
@@ -132,7 +132,7 @@ def notebook_figure(cell_id: str, table: dict, xor_table: dict):
 def _master_cells():
     import nbformat
 
-    from autograder.notebooks import find_masters
+    from autograder.masters import find_masters
 
     master = next(m for m in find_masters() if m.stem == "part1_fusion_strategies")
     return nbformat.read(str(master), as_version=4).cells

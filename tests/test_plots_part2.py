@@ -5,10 +5,10 @@ import matplotlib
 import matplotlib.pyplot as plt
 import pytest
 import torch
-from fusionlab.scenes import ANSWERS, COLORS, SortOfClevr
 from matplotlib.patches import Circle, Rectangle
 
 from fusionlab import plots
+from fusionlab.part2.scenes import ANSWERS, COLORS, SortOfClevr
 from tests.figures import render
 
 

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from autograder import REPO_ROOT, SOURCE_ROOT, preflight
-from autograder.examples import write_examples
+from autograder.authoring.examples import write_examples
 from autograder.grade import grade
 from tests.grading import toy_course
 

@@ -25,8 +25,8 @@ import psutil
 import pytest
 
 from autograder import sandbox
+from autograder.authoring.examples import release, submission
 from autograder.course import REPO_ROOT, CourseError
-from autograder.examples import release, submission
 from autograder.grade import grade
 from autograder.report import NO_SANDBOX_WARNING, format_summary
 

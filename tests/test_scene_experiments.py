@@ -1,13 +1,13 @@
-"""fusionlab.scene_experiments: the pieces Part 2's experiments are made of (fast: no training but
+"""fusionlab.part2.experiments: the pieces Part 2's experiments are made of (fast: no training but
 two epochs of a tiny model)."""
 
 from dataclasses import replace
 
 import torch
-from fusionlab.scene_models import RelationNetwork, SceneCrossAttention
-from fusionlab.scenes import ANSWERS, QUESTION_TYPES, SortOfClevr
 
-from fusionlab import scene_experiments as lab
+from fusionlab.part2 import experiments as lab
+from fusionlab.part2.models import RelationNetwork, SceneCrossAttention
+from fusionlab.part2.scenes import ANSWERS, QUESTION_TYPES, SortOfClevr
 
 
 def test_only_keeps_one_question_type_and_every_attribute_in_step():

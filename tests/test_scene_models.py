@@ -1,4 +1,4 @@
-"""fusionlab.scene_models: shapes, errors, padding and order invariance, mask polarity,
+"""fusionlab.part2.models: shapes, errors, padding and order invariance, mask polarity,
 gradient flow, stacking in fusionlab.multiseed, and a short training run.
 
 The co-attention model is built on the grader's trusted co-attention block
@@ -9,7 +9,7 @@ import torch
 
 from autograder.hidden.part2.formulas import CoAttention, MaskedAttention
 from fusionlab.multiseed import stack_models
-from fusionlab.scene_models import (
+from fusionlab.part2.models import (
     CoAttentionFusion,
     CrossAttentionBlock,
     FlatEarlyFusion,
@@ -17,7 +17,7 @@ from fusionlab.scene_models import (
     RelationNetwork,
     SceneCrossAttention,
 )
-from fusionlab.scenes import NUM_ANSWERS, OBJECT_DIM, VOCAB_SIZE, SortOfClevr
+from fusionlab.part2.scenes import NUM_ANSWERS, OBJECT_DIM, VOCAB_SIZE, SortOfClevr
 
 MODELS = {
     "flat": lambda **kw: FlatEarlyFusion(num_slots=8, **kw),

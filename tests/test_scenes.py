@@ -1,4 +1,4 @@
-"""fusionlab.scenes: Sort-of-CLEVR's definitions, checked against a slow reference that reads
+"""fusionlab.part2.scenes: Sort-of-CLEVR's definitions, checked against a slow reference that reads
 each sample's tokens back one by one; seeding, masks, shapes and the balance report."""
 
 import math
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fusionlab.data import as_tensors
-from fusionlab.scenes import (
+from fusionlab.part2.scenes import (
     ANSWERS,
     COLORS,
     OBJECT_DIM,

@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import notebooks as generator
+from autograder.authoring import notebooks as generator
 
 REPO = generator.REPO_ROOT
 NAME = "part1_fusion_strategies"

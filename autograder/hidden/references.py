@@ -54,7 +54,7 @@ class Variant:
 class Reference:
     """``known_weights()``: the weights the self-check loads into the student's module, for an
     exercise whose self-check compares with stored known answers (``fusionlab.grading.known``:
-    ``python -m autograder.known_answers`` stores ``facts`` on them)."""
+    ``python -m autograder.authoring.known_answers`` stores ``facts`` on them)."""
 
     exercise: str
     facts: Callable[[dict, int], dict]

@@ -1,7 +1,7 @@
 """Known answers: the facts a self-check compares with, computed once by the trusted references.
 
 A self-check cannot compute what the reference solution outputs: the package holds no answer.
-Instead, ``python -m autograder.known_answers`` loads known weights into the
+Instead, ``python -m autograder.authoring.known_answers`` loads known weights into the
 reference formulas (``autograder.hidden``), runs them on the self-check's inputs and stores the
 resulting facts (the reference's outputs, each known mistake's, ...) in the part's
 ``known_answers.npz``. The self-check loads the same known weights into the student's module

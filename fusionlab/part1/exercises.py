@@ -77,7 +77,7 @@ class Part1Config:
     training: dict = field(default_factory=lambda: dict(n_train=1000, epochs=8, lr=3e-3,
                                                        batch_size=64))
     eval_samples: int = 500  # the grader's XOR evaluation set
-    accuracy_threshold: float = 0.90  # measured: python -m autograder.thresholds part1
+    accuracy_threshold: float = 0.90  # measured: python -m autograder.authoring.thresholds part1
 
 
 CONFIG = Part1Config()

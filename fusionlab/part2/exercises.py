@@ -88,7 +88,7 @@ class Part2Config:
     eval_scenes: int = 3000  # about 500 "what shape is X" questions
     eval_objects: tuple = (2, 2)
     eval_slots: int = 8
-    accuracy_threshold: float = 0.90  # measured: python -m autograder.thresholds part2
+    accuracy_threshold: float = 0.90  # measured: python -m autograder.authoring.thresholds part2
 
 
 CONFIG = Part2Config()

@@ -4,9 +4,9 @@ block (TODO 2) and modality dropout (TODO 3).
 Each exercise is one ``Exercise`` declaration (``fusionlab.grading.registry``): how its
 behaviour is recorded, the checks that judge the record, and its graded cells. The checks hold
 no formula of a TODO: they compare with facts. In a self-check the facts are stored known
-answers (``known_answers.npz``, written by ``python -m autograder.known_answers``) plus the
-public inputs drawn here; in the grader the trusted references recompute them from the weights
-the clean room exported and the grading seed (``autograder.hidden.part3``). The facts' keys:
+answers (``known_answers.npz``, written by ``python -m autograder.authoring.known_answers``)
+plus the public inputs drawn here; in the grader the trusted references recompute them from the
+weights the clean room exported and the grading seed (``autograder.hidden.part3``). The facts' keys:
 
 - ``inputs``: the inputs the evidence was collected on (``gmu_inputs``, ``block_inputs``,
   ``dropout_inputs``), as arrays;
@@ -96,7 +96,7 @@ class Part3Config:
     dropout_p_txt: float = 0.5  # the text is dropped with this probability while training
     dropout_classes: int = 4  # the redundant task's classes
     eval_samples: int = 2000  # the grader's evaluation data of each accuracy cell
-    # measured: python -m autograder.thresholds part3 (autograder/README.md)
+    # measured: python -m autograder.authoring.thresholds part3 (autograder/README.md)
     gmu_accuracy_threshold: float = 0.90
     gmu_correlation_threshold: float = 0.55  # |corr(z, M)|: the gate follows the switch
     gmu_gate_change: float = 0.01  # mean |z after - z before training|: the gate trains

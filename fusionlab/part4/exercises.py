@@ -9,7 +9,7 @@ Each TODO is a function, so the evidence is what the function returns on inputs 
 seed (``<exercise>_inputs``), and for the two losses the gradients it sends back and, for the
 accuracy cells, a dual encoder trained with it (``train_*``). The checks' facts are the
 reference's outputs on the same inputs: stored known answers in the self-check (computed by
-``python -m autograder.known_answers`` at ``SELF_CHECK_SEED``), recomputed by the grader
+``python -m autograder.authoring.known_answers`` at ``SELF_CHECK_SEED``), recomputed by the grader
 (``autograder.hidden.part4``) from the grading seed. Every facts dict has the same keys:
 
 - ``variants``: ``{variant: {output key: array}}``, the reference (``"reference"``) and each
@@ -52,7 +52,7 @@ class Part4Config:
     tie_cases: tuple = ((8, 1), (8, 2), (10, 3), (7, 2))  # (N, k), symmetric, with ties
     # the accuracy cells: a DualEncoder trained with the loss, zero-shot on held-out digits
     training: dict = field(default_factory=lambda: dict(epochs=15, lr=1e-3, batch_size=64))
-    clip_threshold: float = 0.75  # measured: python -m autograder.thresholds part4
+    clip_threshold: float = 0.75  # measured: python -m autograder.authoring.thresholds part4
     siglip_threshold: float = 0.75
 
 

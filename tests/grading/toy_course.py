@@ -114,7 +114,7 @@ NOT_NOTEBOOKS = {
 def write_submissions(folder: Path, source_root: Path, names=None) -> dict[str, float]:
     """Write ``<name>.ipynb`` for each submission, built from the notebook as nbgrader releases
     it from ``source_root``; return name -> expected score."""
-    from autograder.examples import release, submission
+    from autograder.authoring.examples import release, submission
 
     masters, released = release(ASSIGNMENT, source_root)
     master, student = masters[ASSIGNMENT], released[ASSIGNMENT]

@@ -5,7 +5,7 @@ graded cells each one loses (no other). The demo examples (``example=True``), th
 A mistake costs its own TODO's cells only: the co-attention is judged on the student's own
 attention, so no attention mistake reaches a ``coatt_`` cell; the accuracy cell trains the
 student's attention whatever it computes, and a mistake loses it only where that attention
-does not learn the task (measured: ``python -m autograder.thresholds part2``).
+does not learn the task (measured: ``python -m autograder.authoring.thresholds part2``).
 """
 
 from __future__ import annotations

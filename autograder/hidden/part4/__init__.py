@@ -227,9 +227,10 @@ _siglip = _declarer("siglip_loss", siglip_src)
 
 # Two mistakes are recognised by name (formulas.CLIP_VARIANTS, SIGLIP_VARIANTS) but declared
 # nowhere here: a CLIP loss that divides by the scale, and a sigmoid loss without its bias, train
-# to 0.54-0.87 and 0.26-0.95 over 20 grading seeds (python -m autograder.thresholds part4): which
-# side of the threshold they land on depends on the seed, so no declaration of their lost cells
-# could hold. The equivalence cells (and, without the bias, the gradients) catch them always.
+# to 0.54-0.87 and 0.26-0.95 over 20 grading seeds (python -m autograder.authoring.thresholds
+# part4): which side of the threshold they land on depends on the seed, so no declaration of
+# their lost cells could hold. The equivalence cells (and, without the bias, the gradients)
+# catch them always.
 SIGLIP_MISTAKES = (
     _siglip("pairs_mean", "the mean over all B * B pairs", _SIGLIP_CELLS, threshold=True,
             result="-F.logsigmoid(labels * logits).mean()"),

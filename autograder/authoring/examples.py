@@ -10,22 +10,20 @@ the tests build every variant in ``PART1_VARIANTS`` the same way.
 
 from __future__ import annotations
 
-import re
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
 
-from . import SOURCE_ROOT
-from .notebooks import graded_cells as notebook_graded_cells
-from .notebooks import strip_solution_markers
+from .. import SOURCE_ROOT
+from ..masters import graded_cells as notebook_graded_cells
+from ..masters import strip_solution_markers, submission
 
 
 def release(assignment: str, source_root: Path = SOURCE_ROOT) -> tuple[dict, dict]:
     """({notebook: master}, {notebook: released}) for ``assignment``, released by nbgrader in a
     temporary course directory."""
-    from .course import create_course  # nbgrader: imported only where it is needed
+    from ..course import create_course  # nbgrader: imported only where it is needed
 
     with tempfile.TemporaryDirectory(prefix="autograder-release-") as tmp:
         course = create_course(Path(tmp) / "course", assignment, source_root)
@@ -66,39 +64,6 @@ def graded_cells(assignment: str, source_root: Path = SOURCE_ROOT) -> dict[str, 
     return notebook_graded_cells(master)
 
 
-def _grade_id(cell) -> str | None:
-    return cell.metadata.get("nbgrader", {}).get("grade_id")
-
-
-def submission(master, released, replace: dict[str, str] | None = None,
-               edit: Callable | None = None, solved: bool = True):
-    """A student notebook: ``released`` with each solution cell set to the master's solution
-    (``solved``) or left as released; ``replace`` maps a class or function name
-    (``"GatedFusionModel"``, ``"clip_loss"``) or a grade_id to the source of the cell that
-    defines it; ``edit(nb)`` changes it further."""
-    solutions = {_grade_id(c): strip_solution_markers(c.source) for c in master.cells
-                 if c.metadata.get("nbgrader", {}).get("solution")}
-    nb = nbformat.reads(nbformat.writes(released), as_version=4)  # a deep copy
-    replaced = set()
-    for cell in nb.cells:
-        grade_id = _grade_id(cell)
-        if grade_id not in solutions:
-            continue
-        if solved:
-            cell.source = solutions[grade_id]
-        for key, source in (replace or {}).items():
-            if key == grade_id or re.search(rf"^(class|def) {re.escape(key)}\b",
-                                            solutions[grade_id], re.MULTILINE):
-                cell.source = source
-                replaced.add(key)
-    missing = set(replace or {}) - replaced
-    if missing:
-        raise ValueError(f"no solution cell defines {sorted(missing)}")
-    if edit is not None:
-        edit(nb)
-    return nb
-
-
 def examples(assignment: str) -> dict[str, tuple[dict[str, str] | None, tuple[str, ...]]]:
     """The example submissions of ``assignment``: name -> (the TODO cells replaced, or None for
     the untouched notebook; the graded cells it loses). ``correct`` and ``untouched`` first,
@@ -106,7 +71,7 @@ def examples(assignment: str) -> dict[str, tuple[dict[str, str] | None, tuple[st
     ``wrong_<variant>``."""
     from fusionlab.grading import registry
 
-    from .hidden import references
+    from ..hidden import references
 
     cells = tuple(c.grade_id for e in registry.exercises(assignment) for c in e.cells)
     found = {"correct": ({}, ()), "untouched": (None, cells)}

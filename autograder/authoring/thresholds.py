@@ -1,7 +1,7 @@
 """Measure the accuracy cells' thresholds: one tool for every exercise that trains.
 
-    python -m autograder.thresholds part1                       # every accuracy cell of Part 1
-    python -m autograder.thresholds part3 --exercise gmu --seeds 20
+    python -m autograder.authoring.thresholds part1      # every accuracy cell of Part 1
+    python -m autograder.authoring.thresholds part3 --exercise gmu --seeds 20
 
 For each exercise of the part with an accuracy cell (a ``GradedCell`` that ``trains``), it runs
 the grading path on ``--seeds`` grading seeds: the clean room's training run (the exercise's
@@ -26,8 +26,8 @@ from fusionlab.grading import registry
 from fusionlab.grading.seeds import Seeds
 from fusionlab.grading.toolkit import isolated, to_array
 
+from ..hidden import references
 from . import trial
-from .hidden import references
 
 EVAL_OFFSET = 100_000  # evaluation seed = EVAL_OFFSET + grading seed: never a training seed
 
@@ -84,7 +84,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autograder.thresholds",
+    parser = argparse.ArgumentParser(prog="python -m autograder.authoring.thresholds",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("part", help="part1, part2, ... (the assignment's prefix)")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .course import REPO_ROOT, CourseError
+from ..course import REPO_ROOT, CourseError
 
 RELEASED_DIRS = ("notebooks", "fusionlab")
 RELEASED_FILES = ("pyproject.toml", "README.md", "LICENSE", "environment.yml")

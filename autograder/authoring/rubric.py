@@ -69,7 +69,7 @@ def table(exercises) -> str:
 def mistakes_table(exercises) -> str:
     """The known mistakes of ``exercises`` (``autograder.hidden``), with the cells and points
     each one loses."""
-    from .hidden import references
+    from ..hidden import references
 
     points = {c.grade_id: c.points for e in exercises for c in e.cells}
     rows = ["### Known mistakes", "", "| exercise | mistake | loses | points lost |",

@@ -1,8 +1,8 @@
 """Generate every notebook's student and solution versions from its nbgrader master.
 
-    python -m autograder.notebooks                 # what `make notebooks` runs
-    python -m autograder.notebooks --no-execute    # skip running the solutions (fast, no outputs)
-    python -m autograder.notebooks --out DIR       # write DIR/notebooks/ and DIR/solutions/
+    python -m autograder.authoring.notebooks               # what `make notebooks` runs
+    python -m autograder.authoring.notebooks --no-execute  # skip running the solutions (no outputs)
+    python -m autograder.authoring.notebooks --out DIR     # write DIR/notebooks/, DIR/solutions/
 
 Each master ``source/<name>/<name>.ipynb`` (nbgrader's layout: one folder per assignment) gives
 
@@ -45,9 +45,16 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from . import REPO_ROOT, kernel_env
+from .. import REPO_ROOT, kernel_env
+from ..masters import (
+    HIDDEN_TESTS,
+    OUTPUT_MARKER,
+    SOURCE_DIR,
+    find_masters,
+    is_test_cell,
+    strip_solution_markers,
+)
 
-SOURCE_DIR = "source"
 STUDENT_DIR = "notebooks"
 SOLUTION_DIR = "solutions"
 BADGE_CELL_ID = "colab-badge"
@@ -57,15 +64,7 @@ EXECUTION_TIMEOUT_S = 600  # per cell, for the solution run
 
 REPO_VARIABLE = re.compile(r'^FUSIONLAB_REPO\s*=\s*["\']([^"\']+)["\']', re.MULTILINE)
 GITHUB_URL = re.compile(r"^https://github\.com/([\w.-]+/[\w.-]+?)(?:\.git)?/?$")
-SOLUTION_MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
-HIDDEN_TESTS = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS", re.DOTALL)
-OUTPUT_MARKER = re.compile(r"^# NBVAL_CHECK_OUTPUT[ \t]*\n", re.MULTILINE)
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-
-
-def strip_solution_markers(source: str) -> str:
-    """The solution code of a master cell, without nbgrader's ``### BEGIN/END SOLUTION``."""
-    return SOLUTION_MARKER.sub("", source)
 
 
 class GenerationError(RuntimeError):
@@ -73,20 +72,6 @@ class GenerationError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- discovery
-
-def find_masters(repo_root: Path = REPO_ROOT) -> list[Path]:
-    """Every nbgrader master ``source/<name>/<name>.ipynb``, sorted by name."""
-    source = Path(repo_root) / SOURCE_DIR
-    return sorted(
-        path for path in source.glob("*/*.ipynb")
-        if path.stem == path.parent.name and ".ipynb_checkpoints" not in path.parts
-    )
-
-
-def master_path(assignment: str, repo_root: Path = REPO_ROOT) -> Path:
-    """The master of ``assignment``: ``source/<assignment>/<assignment>.ipynb``."""
-    return Path(repo_root) / SOURCE_DIR / assignment / f"{assignment}.ipynb"
-
 
 def output_paths(master: Path, out_root: Path = REPO_ROOT) -> tuple[Path, Path]:
     """Where the student and the solution version of ``master`` go."""
@@ -144,22 +129,6 @@ def check_master_badge(master_nb: NotebookNode, name: str) -> None:
 
 # ----------------------------------------------------------------------------- helpers
 
-def _nbgrader(cell: NotebookNode) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
-
-
-def is_test_cell(cell: NotebookNode) -> bool:
-    meta = _nbgrader(cell)
-    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
-
-
-def graded_cells(nb: NotebookNode) -> dict[str, float]:
-    """grade_id -> points of every graded cell of ``nb`` (a master or a released notebook), in
-    notebook order: the one reading of the rubric from nbgrader's metadata."""
-    return {_nbgrader(cell)["grade_id"]: float(_nbgrader(cell).get("points", 0))
-            for cell in nb.cells if _nbgrader(cell).get("grade")}
-
-
 def has_code(source: str) -> bool:
     """Whether ``source`` holds anything but comments and blank lines."""
     return any(line.strip() and not line.lstrip().startswith("#") for line in source.splitlines())
@@ -187,7 +156,7 @@ def _clean_metadata(nb: NotebookNode, master: NotebookNode) -> None:
 
 def student_version(master_path: Path) -> NotebookNode:
     """nbgrader's release of the master, with tags for the cells that raise until solved."""
-    from .course import CourseError, create_course  # nbgrader: imported only where needed
+    from ..course import CourseError, create_course  # nbgrader: imported only where needed
 
     master_path = Path(master_path)
     name = master_path.stem
@@ -324,7 +293,7 @@ def solution_version(master_path: Path, execute_cells: bool = True,
 
 def stamp_rubric(master: Path, log=print) -> None:
     """Write the exercise registry's rubric into ``master`` (points, graded cells' header
-    comments, the rubric table: ``autograder.rubric``) when it differs."""
+    comments, the rubric table: ``autograder.authoring.rubric``) when it differs."""
     from . import rubric
 
     nb = read(master)
@@ -437,7 +406,8 @@ def _write(path: Path, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autograder.notebooks", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m autograder.authoring.notebooks",
+                                     description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("masters", nargs="*", type=Path,
                         help="master notebooks (default: every source/<name>/<name>.ipynb)")

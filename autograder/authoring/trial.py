@@ -18,10 +18,10 @@ from fusionlab.grading.cleanroom import run_cell, setup_imports
 from fusionlab.grading.results import CheckResult
 from fusionlab.grading.seeds import Seeds
 
-from . import cleanroom
-from . import verdicts as trusted
-from .examples import release, submission
-from .notebooks import strip_solution_markers
+from .. import cleanroom
+from .. import verdicts as trusted
+from ..masters import strip_solution_markers, submission
+from .examples import release
 
 SEEDS = Seeds(inputs=4242, evaluation=777)  # the tests' grading seeds
 

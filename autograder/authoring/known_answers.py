@@ -1,6 +1,6 @@
 """Write the self-checks' known answers from the trusted references.
 
-    python -m autograder.known_answers        # rewrites fusionlab/part<N>/known_answers.npz
+    python -m autograder.authoring.known_answers   # rewrites fusionlab/part<N>/known_answers.npz
 
 A self-check cannot compute the reference solution's outputs: the package holds no answer. For
 every exercise whose reference declares ``known_weights``, this tool loads those weights into
@@ -22,7 +22,7 @@ from fusionlab.grading import known, registry
 from fusionlab.grading.seeds import SELF_CHECK_SEED
 from fusionlab.grading.toolkit import save
 
-from .hidden import references
+from ..hidden import references
 
 
 def compute() -> dict[str, dict[str, np.ndarray]]:
