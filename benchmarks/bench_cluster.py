@@ -79,20 +79,29 @@ class SimulatedCluster:
         pass
 
 
+def copies_of_the_correct_example(tmp: Path, names) -> Path:
+    """``tmp/submissions`` holding a copy of the demo's correct notebook for each of
+    ``names`` (``<name>.ipynb``)."""
+    from autograder.authoring.examples import write_examples
+
+    examples = write_examples(ASSIGNMENT, tmp / "examples")
+    correct = next(p for p in examples if p.stem == "correct")
+    folder = tmp / "submissions"
+    folder.mkdir()
+    for name in names:
+        shutil.copy(correct, folder / f"{name}.ipynb")
+    return folder
+
+
 def run_coordinator(n: int, log=print) -> dict:
     """The coordinator's rate on ``n`` small submissions (see the module doc)."""
     import autograder.cluster
-    from autograder.authoring.examples import write_examples
     from autograder.grade import grade
 
     with tempfile.TemporaryDirectory(prefix="bench-coordinator-") as tmp:
         tmp = Path(tmp)
-        examples = write_examples(ASSIGNMENT, tmp / "examples")
-        correct = next(p for p in examples if p.stem == "correct")
-        folder = tmp / "submissions"
-        folder.mkdir()
-        for i in range(n):
-            shutil.copy(correct, folder / f"student{i:05d}.ipynb")
+        folder = copies_of_the_correct_example(
+            tmp, [f"student{i:05d}" for i in range(n)])
         marks: list[tuple[float, str]] = []
         real = autograder.cluster.Cluster
         autograder.cluster.Cluster = SimulatedCluster
@@ -126,19 +135,14 @@ def run_coordinator(n: int, log=print) -> dict:
 def run_workers(n: int, counts=(1, 2), log=print) -> dict:
     """Throughput of ``grade --scheduler`` with 1 and 2 local Dask workers, ``n`` submissions."""
     from autograder import REPO_ROOT
-    from autograder.authoring.examples import write_examples
 
     results = {}
     dask = str(Path(sys.executable).parent / "dask")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
         tmp = Path(tmp)
-        examples = write_examples(ASSIGNMENT, tmp / "examples")
-        correct = next(p for p in examples if p.stem == "correct")
-        folder = tmp / "submissions"
-        folder.mkdir()
-        for i in range(n):
-            shutil.copy(correct, folder / f"student{i:03d}.ipynb")
+        folder = copies_of_the_correct_example(
+            tmp, [f"student{i:03d}" for i in range(n)])
         for count in counts:
             procs = []
             scheduler_file = tmp / f"scheduler-{count}.json"
@@ -181,14 +185,10 @@ def run_preflight(log=print) -> dict:
     import re
 
     from autograder import REPO_ROOT
-    from autograder.authoring.examples import write_examples
 
     with tempfile.TemporaryDirectory(prefix="bench-preflight-") as tmp:
         tmp = Path(tmp)
-        examples = write_examples(ASSIGNMENT, tmp / "examples")
-        folder = tmp / "submissions"
-        folder.mkdir()
-        shutil.copy(next(p for p in examples if p.stem == "correct"), folder / "alice.ipynb")
+        folder = copies_of_the_correct_example(tmp, ["alice"])
         start = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "autograder", "grade", ASSIGNMENT,
                                str(folder), "--out", str(tmp / "out")], cwd=REPO_ROOT,

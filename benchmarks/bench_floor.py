@@ -21,7 +21,7 @@ from fusionlab.utils import cpu_threads
 
 from . import original
 from .bench_loop import EPOCHS, FUSIONLAB_MODELS, steps_per_epoch
-from .timing import Samples, Timer
+from .timing import Samples, Timer, table_row
 
 OPTIMISERS = {
     "for-loop": {"foreach": False},
@@ -116,7 +116,7 @@ def markdown(result, loop=None, multiseed=None) -> str:
     for m, by_opt in result["floor"].items():
         cells = [by_opt[o].fmt(0) for o in OPTIMISERS]
         cells += [result["seed_floor"][m].fmt(0), result["floor_default_threads"][m].fmt(0)]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append(table_row(m, *cells))
     lines += [
         "",
         "The loops' cost per step, against the fused floor (floor / loop: 100% would be no "
@@ -151,7 +151,7 @@ def markdown(result, loop=None, multiseed=None) -> str:
                 * 1e6
             )
             cells.append(f"{us:.0f} ({floor / us:.0%})")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append(table_row(m, *cells))
     lines += [
         "",
         "A step of these models is a few dozen tiny kernels, so its cost is the framework's "

@@ -19,7 +19,7 @@ from fusionlab.train import TrainConfig
 from fusionlab.utils import training_threads
 
 from .bench_loop import EPOCHS, FUSIONLAB_MODELS
-from .timing import Samples, Timer
+from .timing import Samples, Timer, table_row
 
 VARIANTS = ("vectorized, 1 thread", "vectorized, 2 threads", "sequential, one fit per seed")
 
@@ -121,12 +121,10 @@ def markdown(result, original_single_seed: Samples | None) -> str:
     for m in FUSIONLAB_MODELS:
         cells = [result["wall"][v][m].fmt() for v in VARIANTS]
         ratio = result["wall"][VARIANTS[2]][m].median / result["wall"][VARIANTS[0]][m].median
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {ratio:.1f}x |")
+        lines.append(table_row(m, *cells, f"{ratio:.1f}x"))
     totals = {v: total(result, v) for v in VARIANTS}
     ratio = totals[VARIANTS[2]].median / totals[VARIANTS[0]].median
-    lines.append(
-        "| **all three** | " + " | ".join(t.fmt() for t in totals.values()) + f" | {ratio:.1f}x |"
-    )
+    lines.append(table_row("**all three**", *(t.fmt() for t in totals.values()), f"{ratio:.1f}x"))
     lines += [
         "",
         "Agreement with the sequential runs (seed by seed, final test accuracy, first run):",

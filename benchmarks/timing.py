@@ -52,6 +52,11 @@ class Timer:
         self.cpu = time.process_time() - self._cpu
 
 
+def table_row(*cells: str) -> str:
+    """One row of a Markdown table: ``| a | b | c |``."""
+    return "| " + " | ".join(cells) + " |"
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:

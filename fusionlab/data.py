@@ -66,10 +66,7 @@ class MultimodalDataset(Dataset):
             raise ValueError(f"img_dim and txt_dim must be >= 2, got {img_dim} and {txt_dim}")
         if n_samples < 3:
             raise ValueError(f"n_samples must be >= 3, got {n_samples}")
-        if generator is None:
-            if seed is None:
-                raise ValueError("pass a seed or a torch.Generator: the global RNG is never used")
-            generator = torch.Generator().manual_seed(seed)
+        generator = seeded_generator(seed, generator)
         self.n_samples = n_samples
         self.img_dim = img_dim
         self.txt_dim = txt_dim
@@ -96,6 +93,16 @@ class MultimodalDataset(Dataset):
             f"MultimodalDataset(n_samples={self.n_samples}, img_dim={self.img_dim}, "
             f"txt_dim={self.txt_dim}, noise={self.noise}, interaction={self.interaction!r})"
         )
+
+
+def seeded_generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
+    """``generator`` when given, else a new one seeded with ``seed``: every dataset of the course
+    draws from one of these, never from the global RNG (a ValueError when both are None)."""
+    if generator is not None:
+        return generator
+    if seed is None:
+        raise ValueError("pass a seed or a torch.Generator: the global RNG is never used")
+    return torch.Generator().manual_seed(seed)
 
 
 def draw_original(n, img_dim, txt_dim, noise, g):

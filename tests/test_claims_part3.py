@@ -31,30 +31,12 @@ SEEDS = (0, 1, 2, 3, 4)
 
 
 @pytest.fixture(scope="module")
-def claimed(switch, insertion, missing, absence):
-    """The claimed quantities, {quantity: tensor over seeds} (``measure.claimed``)."""
-    results = {"switch": switch, "insertion": insertion, "missing": missing, "absence": absence}
+def claimed():
+    """The claimed quantities, {quantity: tensor over seeds} (``measure.claimed``), from every
+    experiment of section 6 (each test reads several)."""
+    results = {"switch": measure.switch(SEEDS), "insertion": measure.insertion(SEEDS),
+               "missing": measure.missing(SEEDS), "absence": measure.absence(SEEDS)}
     return {k: torch.tensor(v) for k, v in measure.claimed(results).items()}
-
-
-@pytest.fixture(scope="module")
-def switch():
-    return measure.switch(SEEDS)
-
-
-@pytest.fixture(scope="module")
-def insertion():
-    return measure.insertion(SEEDS)
-
-
-@pytest.fixture(scope="module")
-def missing():
-    return measure.missing(SEEDS)
-
-
-@pytest.fixture(scope="module")
-def absence():
-    return measure.absence(SEEDS)
 
 
 # ----------------------------------------------------------------------------- 6.1 switch task

@@ -28,12 +28,19 @@ def five_standard_errors(p: float, n: int) -> float:
 # ----------------------------------------------------------------------------- switch task
 
 
-def slow_switch(n, img_dim, txt_dim, num_classes, signal, noise, p_image, seed):
-    """SwitchDataset's definition written sample by sample, from the same random draws."""
+def first_draws(n, img_dim, txt_dim, noise, seed):
+    """The draws both tasks start with, in their order: one coin per sample, then the image
+    noise, then the text noise."""
     g = torch.Generator().manual_seed(seed)
     coins = torch.rand(n, generator=g)
     img = torch.randn(n, img_dim, generator=g) * noise
     txt = torch.randn(n, txt_dim, generator=g) * noise
+    return coins, img, txt
+
+
+def slow_switch(n, img_dim, txt_dim, num_classes, signal, noise, p_image, seed):
+    """SwitchDataset's definition written sample by sample, from the same random draws."""
+    coins, img, txt = first_draws(n, img_dim, txt_dim, noise, seed)
     labels, switch = [], []
     for i in range(n):
         y = i % num_classes
@@ -89,10 +96,7 @@ def test_switch_is_independent_of_the_label():
 
 
 def slow_absence(n, img_dim, txt_dim, noise, seed):
-    g = torch.Generator().manual_seed(seed)
-    coins = torch.rand(n, generator=g)
-    img = torch.randn(n, img_dim, generator=g) * noise
-    txt = torch.randn(n, txt_dim, generator=g) * noise
+    coins, img, txt = first_draws(n, img_dim, txt_dim, noise, seed)
     labels, mentions = [], []
     for i in range(n):
         y = i % 3

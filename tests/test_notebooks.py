@@ -27,6 +27,7 @@ from autograder import masters
 from autograder.authoring import notebooks as generator
 from autograder.authoring import rubric
 from fusionlab.grading import registry
+from tests.notebook_contract import by_id
 
 REPO = generator.REPO_ROOT
 MASTERS = masters.find_masters()
@@ -46,10 +47,6 @@ def code_cells(nb):
     return [cell for cell in nb.cells if cell.cell_type == "code"]
 
 
-def by_id(nb):
-    return {cell.get("id"): cell for cell in nb.cells}
-
-
 @pytest.fixture(params=MASTERS, ids=master_ids)
 def master(request):
     return request.param
@@ -66,7 +63,7 @@ def test_the_master_agrees_with_the_exercise_registry(master):
     """Points, graded cells' header comments and the rubric table are as declared (``make
     notebooks`` stamps them); no graded cell is undeclared and none declared is missing; a
     hidden cell is its header comment only (the grader measures the TODO cells itself), a
-    visible one is an assert the student can read."""
+    visible one is an assert the student can read; none records evidence in the notebook."""
     nb = read(master)
     assignment = master.stem
     assert rubric.differences(nb, assignment) == []
@@ -78,6 +75,7 @@ def test_the_master_agrees_with_the_exercise_registry(master):
         _, declared = registry.graded_cell(meta["grade_id"])
         assert cell.id == meta["grade_id"]
         assert (meta["solution"], meta["locked"], meta["schema_version"]) == (False, True, 3)
+        assert "evidence" not in cell.source and "HIDDEN TESTS" not in cell.source, cell.id
         if declared.visible:
             assert "assert " in cell.source, cell.id
         else:

@@ -1,9 +1,8 @@
 """The Part 2 master follows the course's notebook contract: its sections in order (P2-LAB's
-experiments between "## 6. Experiments" and "## 7. Reflection"), each TODO followed by its
-self-check (``check.<exercise>``) and its graded cells, the graded cells and the rubric table
-as the exercise registry declares them (visible tests keep their asserts, hidden tests are
-comments only: nothing of them runs in the student's notebook). (Freshness of the generated
-versions and nbval run for every master in tests/test_notebooks.py.)"""
+experiments between "## 6. Experiments" and "## 7. Reflection"), the graded cells in the
+exercise section, every claim test quoting the notebook. (Each TODO followed by its self-check
+and its graded cells, the graded cells and the rubric table as the registry declares them,
+freshness of the generated versions and nbval: for every master in tests/test_notebooks.py.)"""
 
 import re
 
@@ -11,8 +10,8 @@ import nbformat
 import pytest
 
 from autograder import REPO_ROOT
-from autograder.authoring import rubric
 from fusionlab.grading import registry
+from tests.notebook_contract import assert_sections_in_order, by_id
 
 ASSIGNMENT = "part2_attention_that_selects"
 MASTER = REPO_ROOT / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
@@ -26,64 +25,17 @@ def nb():
     return nbformat.read(MASTER, as_version=4)
 
 
-def by_id(nb):
-    return {cell.get("id"): cell for cell in nb.cells}
-
-
 def test_sections_in_order_and_the_reflection_last(nb):
-    headings = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "markdown"
-                and c.source.startswith("## ")]
-    found = [next(h for h in headings if h.startswith(s)) for s in SECTIONS]
-    assert [headings.index(h) for h in found] == sorted(headings.index(h) for h in found)
-    assert nb.cells[-1].source.startswith("## 7. Reflection")
+    assert_sections_in_order(nb, SECTIONS)
     setup = by_id(nb)["setup"].source
     assert 'GRADING = "NBGRADER_EXECUTION" in os.environ' in setup
     assert re.search(r"^from fusionlab import check\b", setup, re.MULTILINE)
-
-
-def test_the_master_agrees_with_the_exercise_registry(nb):
-    """Points, graded cells' header comments and the rubric table: as declared (``make
-    notebooks`` stamps them), no graded cell undeclared, none declared missing."""
-    assert rubric.differences(nb, ASSIGNMENT) == []
-    assert sum(e.points for e in EXERCISES) == 50
 
 
 def test_graded_cells_are_in_the_exercise_section(nb):
     ids = [c.get("id") for c in nb.cells]
     experiments = next(i for i, c in enumerate(nb.cells) if c.source.startswith("## 6."))
     assert all(ids.index(c.grade_id) < experiments for e in EXERCISES for c in e.cells)
-
-
-@pytest.mark.parametrize("exercise", [pytest.param(e, id=e.name) for e in EXERCISES])
-def test_todo_then_self_check_then_its_graded_cells(nb, exercise):
-    ids = [c.get("id") for c in nb.cells]
-    cell = by_id(nb)[exercise.solution]
-    meta = cell.metadata.nbgrader
-    assert (meta.grade_id, meta.solution, meta.grade, meta.locked) == (exercise.solution, True,
-                                                                       False, False)
-    assert cell.source.count("### BEGIN SOLUTION") == cell.source.count("### END SOLUTION") >= 1
-    self_check = nb.cells[ids.index(exercise.solution) + 1]
-    assert f"check.{exercise.name}({exercise.target})" in self_check.source
-    start = ids.index(exercise.solution) + 2
-    graded = [c.grade_id for c in exercise.cells]
-    assert ids[start:start + len(graded)] == graded
-
-
-def test_graded_cells_follow_the_contract(nb):
-    """Each graded cell is locked and named by its grade_id; a visible one asserts, a hidden one
-    is the registry's comment and nothing else; none records evidence in the notebook."""
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if not meta.get("grade"):
-            continue
-        _, declared = registry.graded_cell(meta["grade_id"])
-        assert cell.id == meta["grade_id"]
-        assert (meta["solution"], meta["locked"], meta["schema_version"]) == (False, True, 3)
-        assert "evidence" not in cell.source and "HIDDEN TESTS" not in cell.source, cell.id
-        if declared.visible:
-            assert "assert " in cell.source, cell.id
-        else:
-            assert cell.source == rubric.hidden_source(declared), cell.id
 
 
 def _words(text: str) -> str:

@@ -11,6 +11,7 @@ import pytest
 from autograder.authoring.examples import graded_cells
 from autograder.masters import master_path
 from fusionlab.grading import registry
+from tests.notebook_contract import assert_sections_in_order, by_id
 
 pytestmark = pytest.mark.notebooks
 
@@ -35,16 +36,8 @@ def ids(nb):
     return [cell.get("id") for cell in nb.cells]
 
 
-def by_id(nb):
-    return {cell.get("id"): cell for cell in nb.cells}
-
-
 def test_sections_in_order_and_the_reflection_last(nb):
-    headings = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "markdown"
-                and c.source.startswith("## ")]
-    found = [next(h for h in headings if h.startswith(s)) for s in SECTIONS]
-    assert [headings.index(h) for h in found] == sorted(headings.index(h) for h in found)
-    assert nb.cells[-1].source.startswith("## 6. Reflection")
+    assert_sections_in_order(nb, SECTIONS)
     assert 'GRADING = "NBGRADER_EXECUTION" in os.environ' in by_id(nb)["setup"].source
 
 

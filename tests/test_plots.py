@@ -1,8 +1,6 @@
 """fusionlab.plots: every figure renders headless (Agg) and draws what it says."""
 
-import io
 
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -11,20 +9,13 @@ import torch
 from fusionlab import plots
 from fusionlab.data import MultimodalDataset
 from fusionlab.train import History
+from tests.figures import render
 
 
 @pytest.fixture(autouse=True)
 def close_figures():
     yield
     plt.close("all")
-
-
-def render(fig):
-    assert matplotlib.get_backend().lower() == "agg"
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    assert buffer.getvalue().startswith(b"\x89PNG")
-    return fig
 
 
 def test_data_scatter_has_one_series_per_class_and_modality():

@@ -1,6 +1,5 @@
 """fusionlab.plots, Part 2's figures: each renders headless (Agg) and draws what it says."""
 
-import io
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -10,6 +9,7 @@ from matplotlib.patches import Circle, Rectangle
 
 from fusionlab import plots
 from fusionlab.part2.scenes import ANSWERS, COLORS, SortOfClevr
+from tests.figures import render
 
 
 @pytest.fixture(autouse=True)
@@ -21,14 +21,6 @@ def close_figures():
 @pytest.fixture(scope="module")
 def scenes():
     return SortOfClevr(n_samples=12, seed=3)
-
-
-def render(fig):
-    assert matplotlib.get_backend().lower() == "agg"
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    assert buffer.getvalue().startswith(b"\x89PNG")
-    return fig
 
 
 def objects_drawn(ax):

@@ -18,9 +18,10 @@ here, in ``autograder.hidden.part<N>``: never in the package, never in a sandbox
 from __future__ import annotations
 
 import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from fusionlab.grading.registry import import_parts
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,7 @@ def discover() -> None:
         return
     from autograder import hidden
 
-    for module in sorted(pkgutil.iter_modules(hidden.__path__), key=lambda m: m.name):
-        if module.ispkg and module.name.startswith("part"):
-            importlib.import_module(f"autograder.hidden.{module.name}")
+    import_parts(hidden)
     _DISCOVERED = True
 
 

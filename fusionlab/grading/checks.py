@@ -55,6 +55,21 @@ def gradient_problems(ev, facts, groups: dict[str, str], keys) -> dict[str, str]
     return problems
 
 
+def gradients_verdict(problems: dict[str, str], passed: str) -> CheckResult:
+    """The ``gradients`` verdict from ``gradient_problems``' findings: the groups that receive
+    none, else those whose gradients differ, else passed (saying ``passed``)."""
+    none = [g for g, why in problems.items() if why == "none"]
+    differs = [g for g, why in problems.items() if why == "differs"]
+    if none:
+        return CheckResult("gradients", False, f"no gradient reaches {', '.join(none)}: is its "
+                           "output part of the result?")
+    if differs:
+        return CheckResult("gradients", False, f"the gradients of {', '.join(differs)} are not "
+                           "what your output sends back: is part of the computation detached "
+                           "(.detach())?")
+    return CheckResult("gradients", True, passed)
+
+
 def no_output(ev: dict, key: str, where: str, check: str = "shapes") -> CheckResult:
     """The failed verdict of a call that produced no output: why, from its recorded error."""
     error = text(ev, f"error/{key}", "no output")
@@ -62,6 +77,20 @@ def no_output(ev: dict, key: str, where: str, check: str = "shapes") -> CheckRes
         return CheckResult(check, False, f"{where} forward returned None: did you forget "
                            "`return`?")
     return CheckResult(check, False, f"{where} it raised {error}")
+
+
+def shapes(ev: dict, cases, passed: str, missing=no_output) -> CheckResult:
+    """The ``shapes`` verdict over ``cases``, ``(key, where, expected, wrong)`` each: the first
+    case whose output ``key`` is missing (``missing(ev, key, where)`` says why) or has another
+    shape than ``expected`` (``wrong(shape)`` says what is wrong) fails the check; else it
+    passes, saying ``passed``."""
+    for key, where, expected, wrong in cases:
+        if key not in ev:
+            return missing(ev, key, where)
+        shape = tuple(np.asarray(ev[key]).shape)
+        if shape != expected:
+            return CheckResult("shapes", False, wrong(shape))
+    return CheckResult("shapes", True, passed)
 
 
 def equivalence(ev: dict, facts: dict, keys, *, formula: str, attributes,

@@ -151,14 +151,21 @@ def discover() -> None:
         return
     import fusionlab
 
-    for module in sorted(pkgutil.iter_modules(fusionlab.__path__), key=lambda m: m.name):
-        if module.ispkg and module.name.startswith("part"):
-            try:
-                importlib.import_module(f"fusionlab.{module.name}.exercises")
-            except ModuleNotFoundError as error:
-                if error.name != f"fusionlab.{module.name}.exercises":
-                    raise
+    import_parts(fusionlab, ".exercises")
     _DISCOVERED = True
+
+
+def import_parts(package, suffix: str = "") -> None:
+    """Import ``<package>.part<N><suffix>`` for every ``part<N>`` sub-package of ``package``, in
+    name order (a part without that module is passed over; an import error inside it is not)."""
+    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if module.ispkg and module.name.startswith("part"):
+            name = f"{package.__name__}.{module.name}{suffix}"
+            try:
+                importlib.import_module(name)
+            except ModuleNotFoundError as error:
+                if error.name != name:
+                    raise
 
 
 def load(module: str) -> None:

@@ -195,6 +195,31 @@ def module_state(ev: dict, module: nn.Module, weights, seed: int, exercise: str,
     record_structure(ev, module)
 
 
+def guarded_module_state(ev: dict, module: nn.Module, weights, seed: int, exercise: str,
+                         fixed: dict | None = None, first=None) -> None:
+    """``module_state``, with what it raises (e.g. a property of the class) recorded as
+    ``error/state``. ``first()``, when given, runs before it under the same guard: what an
+    exercise records of the module as it was built."""
+    try:
+        if first is not None:
+            first()
+        module_state(ev, module, weights, seed, exercise, fixed)
+    except Exception as error:  # noqa: BLE001 (the student's code can raise anything)
+        ev["error/state"] = np.array(describe_error(error))
+
+
+def other_size(ev: dict, key: str, factory, signature: str, seed: int):
+    """A second module for a shape case at other sizes: ``factory()`` after
+    ``torch.manual_seed(seed + 1)``, in eval mode; None, with ``error/<key>`` saying what
+    ``signature`` raised, when it cannot be built."""
+    torch.manual_seed(seed + 1)
+    try:
+        return factory().eval()
+    except Exception as error:  # noqa: BLE001
+        ev[f"error/{key}"] = np.array(f"{signature} raised {describe_error(error)}")
+        return None
+
+
 def load_weights(module: nn.Module, weights: dict[str, np.ndarray]) -> list[str]:
     """Copy ``weights`` into the matching entries of ``module``'s state (``stored_state``);
     the names loaded."""
@@ -250,6 +275,13 @@ def projection_loss(out, projection: torch.Tensor, seed: int, exercise: str) -> 
     return (out * projection).sum()
 
 
+def projected_gradients(ev: dict, module: nn.Module, forward, projection: torch.Tensor, seed: int,
+                        exercise: str) -> None:
+    """``gradients`` of ``projection_loss(forward(), projection)``, the module in train mode."""
+    module.train()
+    gradients(ev, module, lambda: projection_loss(forward(), projection, seed, exercise))
+
+
 def bad_input(ev: dict, call, key: str = "bad_input") -> None:
     """Whether ``call()`` raises a ValueError, in words (``"ValueError: ..."`` or what else)."""
     try:
@@ -282,6 +314,12 @@ def build_module(ev: dict, factory, signature: str, seed: int):
 
 def target_name(obj) -> str:
     return getattr(obj, "__name__", repr(obj))
+
+
+def call_text(target, *args, **kwargs) -> str:
+    """The call of ``target`` in words, as a student would write it: ``Name(32, num_heads=4)``."""
+    words = [str(a) for a in args] + [f"{k}={v}" for k, v in kwargs.items()]
+    return f"{target_name(target)}(" + ", ".join(words) + ")"
 
 
 @contextlib.contextmanager

@@ -20,9 +20,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 
-from ..grading.checks import accuracy, equivalence, gradient_problems, no_output, visible_shape
+from ..grading.checks import (
+    accuracy,
+    equivalence,
+    gradient_problems,
+    gradients_verdict,
+    shapes,
+    visible_shape,
+)
 from ..grading.known import KnownAnswers
 from ..grading.registry import Exercise, GradedCell, register
 from ..grading.results import (
@@ -38,17 +44,17 @@ from ..grading.results import (
 from ..grading.seeds import Stream, generator
 from ..grading.toolkit import (
     build_module,
-    describe_error,
+    call_text,
     fit_quietly,
+    guarded_module_state,
     isolated,
-    module_state,
-    projection_loss,
+    other_size,
+    projected_gradients,
     record,
     stored_attribute,
     target_name,
     to_array,
 )
-from ..grading.toolkit import gradients as record_gradients
 
 ASSIGNMENT = "part1_fusion_strategies"
 
@@ -147,11 +153,6 @@ def xor_training_data(seed: int, exercise: str):
 
 # ----------------------------------------------------------------------------- collectors
 
-def _gradients(ev: dict, module: nn.Module, forward, projection, seed: int, exercise: str):
-    module.train()
-    record_gradients(ev, module, lambda: projection_loss(forward(), projection, seed, exercise))
-
-
 def collect_bidirectional(cls, seed: int, weights=None) -> dict:
     """Evidence on a ``BidirectionalCrossAttention`` class; never raises."""
     d, h = CONFIG.dim, CONFIG.heads
@@ -163,22 +164,15 @@ def collect_bidirectional(cls, seed: int, weights=None) -> dict:
                               seed)
         if module is None:
             return ev
-        try:
-            module_state(ev, module, weights, seed, "bidirectional")
-        except Exception as error:  # noqa: BLE001 (e.g. a property that raises)
-            ev["error/state"] = np.array(describe_error(error))
+        guarded_module_state(ev, module, weights, seed, "bidirectional")
         module.eval()
         with torch.no_grad():
             for i, (dim, *_) in enumerate(CONFIG.bidir_shape_cases):
-                m = module
-                if dim != d:
-                    torch.manual_seed(seed + 1)
-                    try:
-                        m = cls(dim, num_heads=h).eval()
-                    except Exception as error:  # noqa: BLE001
-                        ev[f"error/out/shape{i}"] = np.array(
-                            f"{name}({dim}, num_heads={h}) raised {describe_error(error)}")
-                        continue
+                m = module if dim == d else other_size(
+                    ev, f"out/shape{i}", lambda dim=dim: cls(dim, num_heads=h),
+                    f"{name}({dim}, num_heads={h})", seed)
+                if m is None:
+                    continue
                 record(ev, f"out/shape{i}", lambda m=m, i=i: m(x[f"shape{i}/img"],
                                                                   x[f"shape{i}/txt"]))
             record(ev, "out/eq", lambda: module(x["eq/img"], x["eq/txt"]))
@@ -189,8 +183,8 @@ def collect_bidirectional(cls, seed: int, weights=None) -> dict:
                        lambda attr=attr: getattr(module, attr)(x["sub/query"], x["sub/kv"]))
             for attr in NORMS:
                 record(ev, f"sub/{attr}", lambda attr=attr: getattr(module, attr)(x["sub/query"]))
-        _gradients(ev, module, lambda: module(x["grad/img"], x["grad/txt"]),
-                   x["grad/projection"], seed, "bidirectional")
+        projected_gradients(ev, module, lambda: module(x["grad/img"], x["grad/txt"]),
+                            x["grad/projection"], seed, "bidirectional")
     return ev
 
 
@@ -200,31 +194,27 @@ def collect_gated(cls, seed: int, weights=None) -> dict:
     sizes = dict(CONFIG.gated_sizes)
     name = target_name(cls)
     x = gated_inputs(seed)
-    signature = f"{name}(" + ", ".join(f"{k}={v}" for k, v in sizes.items()) + ")"
     with isolated(seed):
-        model = build_module(ev, lambda: cls(**sizes), signature, seed)
+        model = build_module(ev, lambda: cls(**sizes), call_text(cls, **sizes), seed)
         if model is None:
             return ev
-        try:
+
+        def initial_gate():  # its initial value, registered or not
             gate = stored_attribute(model, "gate")
-            if isinstance(gate, torch.Tensor):  # its initial value, registered or not
+            if isinstance(gate, torch.Tensor):
                 ev["attr/gate"] = to_array(gate)
                 ev["attr/gate_type"] = np.array(type(gate).__name__)
-            module_state(ev, model, weights, seed, "gated")
-        except Exception as error:  # noqa: BLE001
-            ev["error/state"] = np.array(describe_error(error))
+
+        guarded_module_state(ev, model, weights, seed, "gated", first=initial_gate)
         model.eval()
         with torch.no_grad():
             for i, (classes, _) in enumerate(CONFIG.gated_shape_cases):
-                m = model
-                if classes != sizes["num_classes"]:
-                    torch.manual_seed(seed + 1)
-                    try:
-                        m = cls(**{**sizes, "num_classes": classes}).eval()
-                    except Exception as error:  # noqa: BLE001
-                        ev[f"error/out/shape{i}"] = np.array(
-                            f"{name}(num_classes={classes}) raised {describe_error(error)}")
-                        continue
+                m = model if classes == sizes["num_classes"] else other_size(
+                    ev, f"out/shape{i}", lambda classes=classes: cls(
+                        **{**sizes, "num_classes": classes}),
+                    f"{name}(num_classes={classes})", seed)
+                if m is None:
+                    continue
                 record(ev, f"out/shape{i}", lambda m=m, i=i: m(x[f"shape{i}/img"],
                                                                   x[f"shape{i}/txt"]))
             record(ev, "out/eq", lambda: model(x["eq/img"], x["eq/txt"]))
@@ -239,8 +229,8 @@ def collect_gated(cls, seed: int, weights=None) -> dict:
                     gate.copy_(saved)
             else:
                 ev["error/out/eq_uneven_gate"] = np.array("no gate of shape (1,) to set")
-        _gradients(ev, model, lambda: model(x["eq/img"], x["eq/txt"]), x["grad/projection"],
-                   seed, "gated")
+        projected_gradients(ev, model, lambda: model(x["eq/img"], x["eq/txt"]),
+                            x["grad/projection"], seed, "gated")
     return ev
 
 
@@ -325,22 +315,22 @@ def bidir_attributes(ev, facts) -> CheckResult:
 
 def bidir_shapes(ev, facts) -> CheckResult:
     d = CONFIG.dim
-    for i, (dim, B, n_img, n_txt) in enumerate(CONFIG.bidir_shape_cases):
+
+    def case(i, dim, B, n_img, n_txt):
         where = f"for img_embed {(B, n_img, dim)} and txt_embed {(B, n_txt, dim)}"
-        key = f"out/shape{i}"
-        if key not in ev:
-            return no_output(ev, key, where)
-        shape = tuple(np.asarray(ev[key]).shape)
-        if shape != (B, dim):
+
+        def wrong(shape):
             hint = ""
             if shape == (B, n_img + n_txt, dim):
                 hint = ": the tokens are concatenated but not mean-pooled (.mean(dim=1))"
             elif len(shape) == 2 and shape[1] == 2 * dim:
                 hint = ": concatenate along the token axis (dim=1), then mean-pool"
-            return CheckResult("shapes", False, f"expected output shape {(B, dim)} {where}, got "
-                               f"{shape}{hint}")
-    return CheckResult("shapes", True, f"(B, N_img, {d}) and (B, N_txt, {d}) give (B, {d}) for "
-                       "several B, N and dim")
+            return f"expected output shape {(B, dim)} {where}, got {shape}{hint}"
+
+        return f"out/shape{i}", where, (B, dim), wrong
+
+    return shapes(ev, (case(i, *c) for i, c in enumerate(CONFIG.bidir_shape_cases)),
+                  f"(B, N_img, {d}) and (B, N_txt, {d}) give (B, {d}) for several B, N and dim")
 
 
 def bidir_equivalence(ev, facts) -> CheckResult:
@@ -357,17 +347,8 @@ def bidir_gradients(ev, facts) -> CheckResult:
         return CheckResult("gradients", False, f"`{b}` is the same layer as `{a}`, so it has no "
                            "parameters of its own to train: create two layers")
     problems = gradient_problems(ev, facts, {a: f"{a}." for a in _BIDIR_ATTRS}, ("out/eq",))
-    none = [g for g, why in problems.items() if why == "none"]
-    differs = [g for g, why in problems.items() if why == "differs"]
-    if none:
-        return CheckResult("gradients", False, f"no gradient reaches {', '.join(none)}: is its "
-                           "output part of the result?")
-    if differs:
-        return CheckResult("gradients", False, f"the gradients of {', '.join(differs)} are not "
-                           "what your output sends back: is part of the computation detached "
-                           "(.detach())?")
-    return CheckResult("gradients", True,
-                       "gradients reach txt_to_img, img_to_txt, norm_txt and norm_img")
+    return gradients_verdict(problems,
+                             "gradients reach txt_to_img, img_to_txt, norm_txt and norm_img")
 
 
 def bidir_no_nan(ev, facts) -> CheckResult:
@@ -445,18 +426,15 @@ def gated_gate(ev, facts) -> CheckResult:
 
 def gated_shapes(ev, facts) -> CheckResult:
     s = CONFIG.gated_sizes
-    for i, (classes, B) in enumerate(CONFIG.gated_shape_cases):
+
+    def case(i, classes, B):
         where = (f"with num_classes={classes}, for img_feat {(B, s['img_dim'])} and txt_feat "
                  f"{(B, s['txt_dim'])}")
-        key = f"out/shape{i}"
-        if key not in ev:
-            return no_output(ev, key, where)
-        shape = tuple(np.asarray(ev[key]).shape)
-        if shape != (B, classes):
-            return CheckResult("shapes", False, f"{where}, expected output shape "
-                               f"{(B, classes)}, got {shape}")
-    return CheckResult("shapes", True, f"(B, {s['img_dim']}) and (B, {s['txt_dim']}) give "
-                       "(B, num_classes) logits")
+        return (f"out/shape{i}", where, (B, classes),
+                lambda shape: f"{where}, expected output shape {(B, classes)}, got {shape}")
+
+    return shapes(ev, (case(i, *c) for i, c in enumerate(CONFIG.gated_shape_cases)),
+                  f"(B, {s['img_dim']}) and (B, {s['txt_dim']}) give (B, num_classes) logits")
 
 
 GATED_KEYS = ("out/eq", "out/eq_uneven_gate")

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..grading.checks import accuracy, gradient_problems, identified
+from ..grading.checks import accuracy, gradient_problems, gradients_verdict, identified, shapes
 from ..grading.known import KnownAnswers
 from ..grading.registry import Exercise, GradedCell, register
 from ..grading.results import (
@@ -48,10 +48,10 @@ from ..grading.seeds import Stream, derive, generator
 from ..grading.toolkit import (
     build_module,
     class_name,
-    describe_error,
     fit_quietly,
+    guarded_module_state,
     isolated,
-    module_state,
+    other_size,
     projection_loss,
     record,
     record_pair,
@@ -240,24 +240,20 @@ def collect_attention(cls, seed: int, weights=None) -> dict:
                               seed)
         if module is None:
             return ev
-        try:
+
+        def sizes():
             ev["attrs"] = np.array(json.dumps(
                 {a: stored_attribute(module, a) for a in ("num_heads", "head_dim")}, default=str))
-            module_state(ev, module, weights, seed, "attention")
-        except Exception as error:  # noqa: BLE001 (e.g. a property that raises)
-            ev["error/state"] = np.array(describe_error(error))
+
+        guarded_module_state(ev, module, weights, seed, "attention", first=sizes)
         module.eval()
         with torch.no_grad():
             for i, (dim, heads, *_) in enumerate(CONFIG.attention_shape_cases):
-                m = module
-                if (dim, heads) != (d, h):
-                    torch.manual_seed(seed + 1)
-                    try:
-                        m = cls(dim, num_heads=heads).eval()
-                    except Exception as error:  # noqa: BLE001
-                        ev[f"error/out/shape{i}"] = np.array(
-                            f"{name}({dim}, num_heads={heads}) raised {describe_error(error)}")
-                        continue
+                m = module if (dim, heads) == (d, h) else other_size(
+                    ev, f"out/shape{i}", lambda dim=dim, heads=heads: cls(dim, num_heads=heads),
+                    f"{name}({dim}, num_heads={heads})", seed)
+                if m is None:
+                    continue
                 if record(ev, f"out/shape{i}", lambda m=m, i=i: m(
                         x[f"shape{i}/query"], x[f"shape{i}/kv"])) is not None:
                     if _last_weights(m) is not None:
@@ -302,8 +298,9 @@ def collect_coattention(cls, seed: int, weights=None) -> dict:
                               seed)
         if module is None:
             return ev
-        blocks = {}
-        try:
+
+        def directions():
+            blocks = {}
             for attr in DIRECTIONS:
                 block = stored_attribute(module, attr)
                 if isinstance(block, nn.Module):
@@ -315,9 +312,8 @@ def collect_coattention(cls, seed: int, weights=None) -> dict:
                         "heads": stored_attribute(attention, "num_heads")
                         if isinstance(attention, nn.Module) else None}
             ev["blocks"] = np.array(json.dumps(blocks, default=str))
-            module_state(ev, module, weights, seed, "coattention")
-        except Exception as error:  # noqa: BLE001
-            ev["error/state"] = np.array(describe_error(error))
+
+        guarded_module_state(ev, module, weights, seed, "coattention", first=directions)
         wro, orw = (stored_attribute(module, a) for a in DIRECTIONS)
 
         def formula(case, words, objects, word_mask, object_mask):
@@ -586,22 +582,8 @@ def attention_order(ev, facts) -> CheckResult:
 def attention_gradients(ev, facts) -> CheckResult:
     problems = gradient_problems(ev, facts, {p: f"{p}." for p in PROJECTIONS},
                                  ("out/plain", "out/mask"))
-    return _gradient_verdict(problems, "every projection receives the gradient the output "
+    return gradients_verdict(problems, "every projection receives the gradient the output "
                              "sends back")
-
-
-def _gradient_verdict(problems: dict[str, str], passed: str) -> CheckResult:
-    """The gradients verdict from ``gradient_problems``' findings."""
-    none = [g for g, why in problems.items() if why == "none"]
-    differs = [g for g, why in problems.items() if why == "differs"]
-    if none:
-        return CheckResult("gradients", False, f"no gradient reaches {', '.join(none)}: is its "
-                           "output part of the result?")
-    if differs:
-        return CheckResult("gradients", False, f"the gradients of {', '.join(differs)} are not "
-                           "what your output sends back: is part of the computation detached "
-                           "(.detach())?")
-    return CheckResult("gradients", True, passed)
 
 
 # ----------------------------------------------------------------------------- co-attention
@@ -760,7 +742,7 @@ def coattention_gradients(ev, facts) -> CheckResult:
     problems = gradient_problems(ev, formula, {a: f"{a}." for a in DIRECTIONS
                                                if a not in aliases},
                                  ("out/plain/words", "out/plain/objects"))
-    return _gradient_verdict(problems, "both directions receive the gradient the output "
+    return gradients_verdict(problems, "both directions receive the gradient the output "
                              "sends back")
 
 
@@ -772,16 +754,14 @@ def pairs_facts(ev: dict, seed: int) -> dict:
 
 
 def pairs_shapes(ev, facts) -> CheckResult:
-    for i, (B, N, H) in enumerate(CONFIG.pairs_shape_cases):
-        key = f"out/shape{i}"
+    def case(i, B, N, H):
         where = f"for relations {(B, N, N, H)}"
-        if key not in ev:
-            return _no_output(ev, key, where, caller="it")
-        shape = tuple(np.asarray(ev[key]).shape)
-        if shape != (B, H):
-            return CheckResult("shapes", False, f"{where} expected shape {(B, H)}, got {shape}: "
-                               "sum over both object axes")
-    return CheckResult("shapes", True, "(B, N, N, H) gives (B, H)")
+        return (f"out/shape{i}", where, (B, H), lambda shape: f"{where} expected shape {(B, H)}, "
+                f"got {shape}: sum over both object axes")
+
+    return shapes(ev, (case(i, *c) for i, c in enumerate(CONFIG.pairs_shape_cases)),
+                  "(B, N, N, H) gives (B, H)",
+                  missing=lambda ev, key, where: _no_output(ev, key, where, caller="it"))
 
 
 def pairs_sum(ev, facts) -> CheckResult:

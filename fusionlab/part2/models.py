@@ -95,6 +95,14 @@ class SceneModel(nn.Module):
         words = F.one_hot(question, self.vocab_size).to(objects.dtype)  # (B, L, V)
         return objects, words, object_mask if self.use_object_mask else None, question_mask
 
+    def token_streams(self, objects, question, object_padding_mask, question_padding_mask):
+        """``(scene, text, object_mask, question_mask)`` of the token models: every object
+        through ``obj_encoder`` ``(B, N, E)``, every one-hot word through ``word_proj``
+        ``(B, L, E)`` (the two layers such a model defines), and the masks of ``inputs``."""
+        objects, words, object_mask, question_mask = self.inputs(
+            objects, question, object_padding_mask, question_padding_mask)
+        return self.obj_encoder(objects), self.word_proj(words), object_mask, question_mask
+
 
 # ----------------------------------------------------------------------------- baselines
 
@@ -218,10 +226,8 @@ class SceneCrossAttention(SceneModel):
         return [hop.attn.last_attn_weights for hop in self.hops]
 
     def forward(self, objects, question, object_padding_mask=None, question_padding_mask=None):
-        objects, words, object_mask, question_mask = self.inputs(
-            objects, question, object_padding_mask, question_padding_mask)
-        scene = self.obj_encoder(objects)  # (B, N, E)
-        text = self.word_proj(words)  # (B, L, E)
+        scene, text, object_mask, question_mask = self.token_streams(
+            objects, question, object_padding_mask, question_padding_mask)  # (B, N, E), (B, L, E)
         for hop in self.hops:
             text = hop(text, scene, object_mask)  # (B, L, E): each word read the objects
         return self.head(masked_mean(text, question_mask))
@@ -252,10 +258,8 @@ class CoAttentionFusion(SceneModel):
         self.head = mlp(2 * embed_dim, embed_dim, num_answers)
 
     def forward(self, objects, question, object_padding_mask=None, question_padding_mask=None):
-        objects, words, object_mask, question_mask = self.inputs(
-            objects, question, object_padding_mask, question_padding_mask)
-        scene = self.obj_encoder(objects)  # (B, N, E)
-        text = self.word_proj(words)  # (B, L, E)
+        scene, text, object_mask, question_mask = self.token_streams(
+            objects, question, object_padding_mask, question_padding_mask)  # (B, N, E), (B, L, E)
         for block in self.blocks:
             text, scene = block(text, scene, question_mask, object_mask)
         pooled = [masked_mean(text, question_mask), masked_mean(scene, object_mask)]

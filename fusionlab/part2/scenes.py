@@ -57,6 +57,8 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import Dataset
 
+from ..data import seeded_generator
+
 COLORS = ("red", "green", "blue", "orange", "gray", "yellow", "purple", "cyan")
 SHAPES = ("square", "circle")
 MAX_OBJECTS = len(COLORS)
@@ -141,10 +143,7 @@ class SortOfClevr(Dataset):
             )
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-        if generator is None:
-            if seed is None:
-                raise ValueError("pass a seed or a torch.Generator: the global RNG is never used")
-            generator = torch.Generator().manual_seed(seed)
+        generator = seeded_generator(seed, generator)
         self.n_samples = n_samples
         self.min_objects, self.max_objects, self.num_slots = min_objects, max_objects, num_slots
         self.num_classes = NUM_ANSWERS

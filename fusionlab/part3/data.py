@@ -21,17 +21,9 @@ from __future__ import annotations
 
 import torch
 
-from ..data import as_tensors
+from ..data import as_tensors, seeded_generator
 
 MODALITIES = ("img", "txt")
-
-
-def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
-    if generator is not None:
-        return generator
-    if seed is None:
-        raise ValueError("pass a seed or a torch.Generator: the global RNG is never used")
-    return torch.Generator().manual_seed(seed)
 
 
 def _check_dims(img_dim: int, txt_dim: int, needed: int) -> None:
@@ -95,7 +87,7 @@ class SwitchDataset(_PairedFeatures):
             raise ValueError(f"p_image must be in [0, 1], got {p_image}")
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-        g = _generator(seed, generator)
+        g = seeded_generator(seed, generator)
         self.img_dim, self.txt_dim, self.num_classes = img_dim, txt_dim, num_classes
         self.signal, self.noise, self.p_image = signal, noise, p_image
         self.labels = torch.arange(n_samples) % num_classes
@@ -151,7 +143,7 @@ class AbsenceDataset(_PairedFeatures):
         _check_dims(img_dim, txt_dim, 2)
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-        g = _generator(seed, generator)
+        g = seeded_generator(seed, generator)
         self.img_dim, self.txt_dim, self.noise = img_dim, txt_dim, noise
         self.labels = torch.arange(n_samples) % 3
         coin = torch.rand(n_samples, generator=g) < 0.5  # class 1: does the text mention B?
@@ -198,7 +190,7 @@ class RedundantDataset(_PairedFeatures):
         _check_dims(img_dim, txt_dim, num_classes)
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-        g = _generator(seed, generator)
+        g = seeded_generator(seed, generator)
         self.img_dim, self.txt_dim, self.num_classes = img_dim, txt_dim, num_classes
         self.signal, self.img_noise, self.txt_noise = signal, img_noise, txt_noise
         self.labels = torch.arange(n_samples) % num_classes
@@ -250,7 +242,7 @@ def missing_mask(
     """
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"rate must be in [0, 1], got {rate}")
-    g = _generator(seed, generator)
+    g = seeded_generator(seed, generator)
     order = torch.randperm(n, generator=g)
     missing = torch.zeros(n, dtype=torch.bool)
     missing[order[: round(rate * n)]] = True

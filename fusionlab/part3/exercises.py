@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..grading.checks import equivalence, gradient_problems, identified, no_output
+from ..grading.checks import equivalence, gradient_problems, identified, shapes
 from ..grading.known import KnownAnswers
 from ..grading.registry import Exercise, GradedCell, register
 from ..grading.results import (
@@ -51,19 +51,19 @@ from ..grading.seeds import Stream, derive, generator
 from ..grading.toolkit import (
     bad_input,
     build_module,
+    call_text,
     describe_error,
     fit_quietly,
+    guarded_module_state,
     isolated,
     load_weights,
-    module_state,
-    projection_loss,
+    projected_gradients,
     record,
     record_pair,
     stored_attribute,
     target_name,
     to_array,
 )
-from ..grading.toolkit import gradients as record_gradients
 
 ASSIGNMENT = "part3_who_gets_to_speak"
 
@@ -182,25 +182,16 @@ def with_inputs(name: str, inputs):
 
 # ----------------------------------------------------------------------------- collectors
 
-def _gradients(ev: dict, module: nn.Module, forward, projection, seed: int, exercise: str):
-    module.train()
-    record_gradients(ev, module, lambda: projection_loss(forward(), projection, seed, exercise))
-
-
 def collect_gmu(cls, seed: int, weights=None) -> dict:
     """Evidence on a ``GatedMultimodalUnit`` class; never raises."""
     s = CONFIG.gmu_sizes
     ev: dict = {}
     x = gmu_inputs(seed)
-    signature = f"{target_name(cls)}(" + ", ".join(f"{k}={v}" for k, v in s.items()) + ")"
     with isolated(seed):
-        module = build_module(ev, lambda: cls(**s), signature, seed)
+        module = build_module(ev, lambda: cls(**s), call_text(cls, **s), seed)
         if module is None:
             return ev
-        try:
-            module_state(ev, module, weights, seed, "gmu")
-        except Exception as error:  # noqa: BLE001 (e.g. a property that raises)
-            ev["error/state"] = np.array(describe_error(error))
+        guarded_module_state(ev, module, weights, seed, "gmu")
         module.eval()
         with torch.no_grad():
             for i in range(len(CONFIG.gmu_batches)):
@@ -221,8 +212,8 @@ def collect_gmu(cls, seed: int, weights=None) -> dict:
             for attr, inp in (("img_proj", x["eq/img"]), ("txt_proj", x["eq/txt"]),
                               ("gate_proj", both)):
                 record(ev, f"sub/{attr}", lambda attr=attr, inp=inp: getattr(module, attr)(inp))
-        _gradients(ev, module, lambda: module(x["eq/img"], x["eq/txt"]), x["grad/projection"],
-                   seed, "gmu")
+        projected_gradients(ev, module, lambda: module(x["eq/img"], x["eq/txt"]),
+                            x["grad/projection"], seed, "gmu")
     return ev
 
 
@@ -245,11 +236,8 @@ def collect_tanh_gated(cls, seed: int, weights=None) -> dict:
         module.eval()
         with torch.no_grad():
             record(ev, "out/init", lambda: module(y.clone(), x.clone()))
-        try:
-            module_state(ev, module, weights, seed, "tanh_gated",
-                         fixed={"alpha": np.array([CONFIG.open_alpha], dtype=np.float32)})
-        except Exception as error:  # noqa: BLE001
-            ev["error/state"] = np.array(describe_error(error))
+        guarded_module_state(ev, module, weights, seed, "tanh_gated",
+                             fixed={"alpha": np.array([CONFIG.open_alpha], dtype=np.float32)})
         with torch.no_grad():
             record(ev, "out/eq", lambda: module(y.clone(), x.clone()))
             record(ev, "sub/cross_attn", lambda: module.cross_attn(y.clone(), x.clone()))
@@ -264,8 +252,8 @@ def collect_tanh_gated(cls, seed: int, weights=None) -> dict:
         except Exception as error:  # noqa: BLE001
             ev["error/grad"] = np.array(f"closing the gate raised {describe_error(error)}")
             return ev
-        _gradients(ev, module, lambda: module(y.clone(), x.clone()), inp["grad/projection"],
-                   seed, "tanh_gated")
+        projected_gradients(ev, module, lambda: module(y.clone(), x.clone()),
+                            inp["grad/projection"], seed, "tanh_gated")
     return ev
 
 
@@ -425,16 +413,14 @@ def gmu_attributes(ev, facts) -> CheckResult:
 def gmu_shapes(ev, facts) -> CheckResult:
     s = CONFIG.gmu_sizes
     H = s["hidden_dim"]
-    for i, B in enumerate(CONFIG.gmu_batches):
+
+    def case(i, B):
         where = f"for img_feat {(B, s['img_dim'])} and txt_feat {(B, s['txt_dim'])}"
-        key = f"out/shape{i}"
-        if key not in ev:
-            return no_output(ev, key, where)
-        shape = tuple(np.asarray(ev[key]).shape)
-        if shape != (B, H):
-            return CheckResult("shapes", False, f"expected h of shape {(B, H)} {where}, got "
-                               f"{shape}")
-    return CheckResult("shapes", True, "h has shape (B, hidden_dim) for several B")
+        return (f"out/shape{i}", where, (B, H),
+                lambda shape: f"expected h of shape {(B, H)} {where}, got {shape}")
+
+    return shapes(ev, (case(i, B) for i, B in enumerate(CONFIG.gmu_batches)),
+                  "h has shape (B, hidden_dim) for several B")
 
 
 def gmu_equivalence(ev, facts) -> CheckResult:

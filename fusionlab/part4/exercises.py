@@ -245,10 +245,15 @@ LOSS_INPUTS = {"clip_loss": ("image_emb", "text_emb", "logit_scale"),
                "siglip_loss": ("image_emb", "text_emb", "logit_scale", "logit_bias")}
 
 
+def _function_status(fn) -> dict:
+    """A function exercise's evidence, begun: its status, ``ok`` or not a function."""
+    return {"status": np.array("ok" if callable(fn) else
+                               f"error: {target_name(fn)} is not a function")}
+
+
 def _collect_loss(fn, seed: int, exercise: str, inputs: dict) -> dict:
     """Evidence on a loss function ``fn(image_emb, text_emb, logit_scale[, logit_bias])``."""
-    ev: dict = {"status": np.array("ok" if callable(fn) else
-                                   f"error: {target_name(fn)} is not a function")}
+    ev = _function_status(fn)
     if not callable(fn):
         return ev
     worked = [torch.tensor(WORKED_IMAGES), torch.tensor(WORKED_TEXTS),
@@ -330,8 +335,7 @@ def _record_pair(ev: dict, key: str, compute) -> None:
 
 def collect_recall(fn, seed: int, weights=None) -> dict:
     """Evidence on a ``recall_at_k`` function; never raises."""
-    ev: dict = {"status": np.array("ok" if callable(fn) else
-                                   f"error: {target_name(fn)} is not a function")}
+    ev = _function_status(fn)
     if not callable(fn):
         return ev
     x = recall_inputs(seed)
@@ -346,8 +350,7 @@ def collect_recall(fn, seed: int, weights=None) -> dict:
 
 def collect_zero_shot(fn, seed: int, weights=None) -> dict:
     """Evidence on a ``zero_shot_scores`` function; never raises."""
-    ev: dict = {"status": np.array("ok" if callable(fn) else
-                                   f"error: {target_name(fn)} is not a function")}
+    ev = _function_status(fn)
     if not callable(fn):
         return ev
     x = zero_shot_inputs(seed)
@@ -441,13 +444,19 @@ def _mistake_words(ev, facts, keys) -> str:
     return f"it looks like {MISTAKES[mistake]}" if mistake in MISTAKES else ""
 
 
+def _reference(facts) -> dict:
+    """The reference's outputs, or a Skip saying why the facts have none."""
+    expected = facts.get("variants", {}).get("reference")
+    if expected is None:
+        raise Skip(facts.get("unavailable", "no reference values"))
+    return expected
+
+
 def _compare(ev, facts, keys, name: str, formula: str, what: str = "the loss",
              tolerance: float = TOLERANCE, identify: str = "loss") -> CheckResult:
     """``keys`` equal the reference's outputs, or the failed verdict naming the mistake (told
     apart on the outputs ``IDENTIFY[identify]``)."""
-    expected = facts.get("variants", {}).get("reference")
-    if expected is None:
-        raise Skip(facts.get("unavailable", "no reference values"))
+    expected = _reference(facts)
     for key in keys:
         out = output(ev, key, what)
         want = np.asarray(expected[key])
@@ -579,9 +588,7 @@ def _recall_direction(index: int, name: str, words: str):
     keys = tuple(f"out/rand{i}" for i in range(len(CONFIG.recall_cases)))
 
     def check(ev, facts) -> CheckResult:
-        expected = facts.get("variants", {}).get("reference")
-        if expected is None:
-            raise Skip(facts.get("unavailable", "no reference values"))
+        expected = _reference(facts)
         for i, (n, k) in enumerate(CONFIG.recall_cases):
             out = output(ev, keys[i], "the recall")
             want = np.asarray(expected[keys[i]])
@@ -598,9 +605,7 @@ def _recall_direction(index: int, name: str, words: str):
 
 def recall_ties(ev, facts) -> CheckResult:
     keys = tuple(f"out/ties{i}" for i in range(len(CONFIG.tie_cases)))
-    expected = facts.get("variants", {}).get("reference")
-    if expected is None:
-        raise Skip(facts.get("unavailable", "no reference values"))
+    expected = _reference(facts)
     for i, (n, k) in enumerate(CONFIG.tie_cases):
         out = output(ev, keys[i], "the recall")
         want = np.asarray(expected[keys[i]])
@@ -647,9 +652,7 @@ def zero_shot_invariance(ev, facts) -> CheckResult:
 
 
 def zero_shot_predictions(ev, facts) -> CheckResult:
-    expected = facts.get("variants", {}).get("reference")
-    if expected is None:
-        raise Skip(facts.get("unavailable", "no reference values"))
+    expected = _reference(facts)
     mine = output(ev, "out/pred", "the scores")
     want = np.asarray(expected["out/pred"])
     if mine.shape != want.shape:

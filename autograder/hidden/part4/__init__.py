@@ -113,6 +113,32 @@ def zero_shot_score(what: str, threshold: float):
 
 # ----------------------------------------------------------------------------- known mistakes
 
+def _filler(template: str, **defaults: str):
+    """``source(**parts)``: ``template`` written with ``defaults``, any of them replaced by a
+    keyword of ``parts`` (the reference's source, or a mistake's)."""
+
+    def source(**parts: str) -> str:
+        unknown = set(parts) - set(defaults)
+        if unknown:
+            raise TypeError(f"no part named {', '.join(sorted(unknown))}")
+        return template.format(**{**defaults, **parts})
+
+    return source
+
+
+def _declarer(exercise: str, write):
+    """``declare(name, description, loses, example=False, threshold=False, source=None,
+    **parts)``: a known mistake of ``exercise`` (the TODO defines a function of the same name),
+    its source given whole or written by ``write(**parts)``."""
+
+    def declare(name, description, loses, example=False, threshold=False, source=None,
+                **parts) -> Variant:
+        return Variant(name, exercise, {exercise: source or write(**parts)}, tuple(loses),
+                       description, example, threshold)
+
+    return declare
+
+
 _CLIP = '''\
 def clip_loss(image_emb, text_emb, logit_scale):
     image_emb = {image}
@@ -148,10 +174,7 @@ def clip_loss(image_emb, text_emb, logit_scale):
 _CLIP_CELLS = ("clip_visible_value", "clip_equivalence")
 
 
-def _clip(name, description, loses, example=False, threshold=False, source=None,
-          **parts) -> Variant:
-    return Variant(name, "clip_loss", {"clip_loss": source or clip_src(**parts)}, tuple(loses),
-                   description, example, threshold)
+_clip = _declarer("clip_loss", clip_src)
 
 
 CLIP_MISTAKES = (
@@ -191,18 +214,15 @@ def siglip_loss(image_emb, text_emb, logit_scale, logit_bias):
 '''
 
 
-def siglip_src(logits="logit_scale.exp() * image_emb @ text_emb.T + logit_bias",
-               labels="2 * torch.eye(len(logits)) - 1",
-               result="-F.logsigmoid(labels * logits).sum() / len(logits)") -> str:
-    return _SIGLIP.format(logits=logits, labels=labels, result=result)
+siglip_src = _filler(_SIGLIP, logits="logit_scale.exp() * image_emb @ text_emb.T + logit_bias",
+                     labels="2 * torch.eye(len(logits)) - 1",
+                     result="-F.logsigmoid(labels * logits).sum() / len(logits)")
 
 
 _SIGLIP_CELLS = ("siglip_visible_value", "siglip_equivalence")
 
 
-def _siglip(name, description, loses, example=False, threshold=False, **parts) -> Variant:
-    return Variant(name, "siglip_loss", {"siglip_loss": siglip_src(**parts)}, tuple(loses),
-                   description, example, threshold)
+_siglip = _declarer("siglip_loss", siglip_src)
 
 
 # Two mistakes are recognised by name (formulas.CLIP_VARIANTS, SIGLIP_VARIANTS) but declared
@@ -238,10 +258,8 @@ _RANK_I = "(similarity >= true[:, None]).sum(dim=1)"
 _RANK_T = "(similarity >= true[None, :]).sum(dim=0)"
 
 
-def recall_src(image_rank=_RANK_I, text_rank=_RANK_T, hit_i="(image_rank <= k)",
-               hit_t="(text_rank <= k)", result="image_to_text, text_to_image") -> str:
-    return _RECALL.format(image_rank=image_rank, text_rank=text_rank, hit_i=hit_i, hit_t=hit_t,
-                          result=result)
+recall_src = _filler(_RECALL, image_rank=_RANK_I, text_rank=_RANK_T, hit_i="(image_rank <= k)",
+                     hit_t="(text_rank <= k)", result="image_to_text, text_to_image")
 
 
 _INDEX_TIES = '''\
@@ -256,9 +274,7 @@ def recall_at_k(similarity, k):
 '''
 
 
-def _recall(name, description, loses, example=False, source=None, **parts) -> Variant:
-    return Variant(name, "recall_at_k", {"recall_at_k": source or recall_src(**parts)},
-                   tuple(loses), description, example)
+_recall = _declarer("recall_at_k", recall_src)
 
 
 RECALL_MISTAKES = (
@@ -290,15 +306,12 @@ def zero_shot_scores(image_emb, prompt_emb):
 '''
 
 
-def zero_shot_src(prompts="F.normalize(prompt_emb, dim=-1)",
-                  classes="F.normalize(prompts.mean(dim=1), dim=-1)",
-                  scores="F.normalize(image_emb, dim=-1) @ classes.T") -> str:
-    return _ZERO_SHOT.format(prompts=prompts, classes=classes, scores=scores)
+zero_shot_src = _filler(_ZERO_SHOT, prompts="F.normalize(prompt_emb, dim=-1)",
+                        classes="F.normalize(prompts.mean(dim=1), dim=-1)",
+                        scores="F.normalize(image_emb, dim=-1) @ classes.T")
 
 
-def _zero_shot(name, description, loses, example=False, **parts) -> Variant:
-    return Variant(name, "zero_shot_scores", {"zero_shot_scores": zero_shot_src(**parts)},
-                   tuple(loses), description, example)
+_zero_shot = _declarer("zero_shot_scores", zero_shot_src)
 
 
 ZERO_SHOT_MISTAKES = (
