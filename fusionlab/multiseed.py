@@ -49,11 +49,10 @@ from dataclasses import replace
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .data import as_tensors, per_seed
 from .train import EarlyStopping, History, TrainConfig, adam, fit, seeded_rng
-from .utils import cpu_threads, get_device, seed_everything, training_threads
+from .utils import cpu_threads, epoch_bar, get_device, seed_everything, training_threads
 
 
 class UnstackableModelError(ValueError):
@@ -386,8 +385,9 @@ def _fit_stacked(ensemble, trains, tests, seeds, config) -> list[History]:
     stoppings = [EarlyStopping(config.patience) for _ in seeds]
     stopped = [None] * K  # the weights of the seeds that stopped early
 
-    with cpu_threads(training_threads(device, config.num_threads)), seeded_rng(seeds[0]):
-        bar = tqdm(range(config.epochs), desc=f"{K} seeds", disable=not config.progress)
+    label = f"{config.desc} ({K} seeds)" if config.desc else f"{K} seeds"
+    with (cpu_threads(training_threads(device, config.num_threads)), seeded_rng(seeds[0]),
+          epoch_bar(config.epochs, label, config.progress) as bar):
         for _ in bar:
             ensemble.train()
             order = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(device)

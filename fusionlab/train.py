@@ -20,10 +20,9 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .data import BatchIterator, as_tensors
-from .utils import cpu_threads, get_device, training_threads
+from .utils import cpu_threads, epoch_bar, get_device, training_threads
 
 
 @dataclass
@@ -38,7 +37,7 @@ class TrainConfig:
     progress: bool = True  # tqdm bar over epochs
     patience: int | None = None  # stop after this many epochs without a better test accuracy
     num_threads: int | None = None  # CPU threads; None: see fusionlab.utils.training_threads
-    desc: str = "training"  # label of the progress bar
+    desc: str | None = None  # label of the progress bar ("training"; fit_seeds: "K seeds")
 
 
 @dataclass
@@ -80,8 +79,8 @@ def fit(model: nn.Module, train, test=None, config: TrainConfig | None = None, *
     history = History()
     stopping = EarlyStopping(config.patience)
 
-    with cpu_threads(training_threads(device, config.num_threads)), seeded_rng(config.seed):
-        bar = tqdm(range(config.epochs), desc=config.desc, disable=not config.progress)
+    with (cpu_threads(training_threads(device, config.num_threads)), seeded_rng(config.seed),
+          epoch_bar(config.epochs, config.desc or "training", config.progress) as bar):
         for _ in bar:
             model.train()
             total, count = torch.zeros((), device=device), 0

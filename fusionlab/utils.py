@@ -103,3 +103,23 @@ def show_source(obj) -> None:
         print(source)
     else:
         display(Markdown(f"```python\n{source.rstrip()}\n```"))
+
+
+@contextlib.contextmanager
+def epoch_bar(epochs: int, desc: str, enabled: bool = True):
+    """A tqdm progress bar over ``epochs`` (a widget in a notebook), for the training loops.
+
+    A model whose TODO is not implemented yet raises ``NotImplementedError`` at its first batch;
+    its bar is then taken out of view instead of being left red as a failure, since nothing
+    failed: the caller says that it skipped the model."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(epochs), desc=desc, disable=not enabled)
+    try:
+        yield bar
+    except NotImplementedError:
+        container = getattr(bar, "container", None)  # tqdm.notebook's widget
+        if container is not None:
+            container.layout.display = "none"
+        raise
+

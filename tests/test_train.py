@@ -101,6 +101,31 @@ def test_the_progress_bar_can_be_turned_off(small, capsys):
     assert "bar" in capsys.readouterr().err
 
 
+
+def test_a_bar_whose_model_is_not_implemented_yet_is_hidden_not_left_red(monkeypatch):
+    """In a notebook, a TODO not implemented yet stops its model at the first batch: its bar
+    widget leaves the view (the notebook says it skipped the model), while any other error
+    leaves the bar where it is."""
+    from fusionlab import utils
+
+    class Widget:
+        def __init__(self):
+            self.layout = type("Layout", (), {"display": ""})()
+
+    class FakeBar(list):
+        def __init__(self, iterable, desc, disable):
+            super().__init__(iterable)
+            self.container = Widget()
+
+    monkeypatch.setattr("tqdm.auto.tqdm", FakeBar)
+    for error, display in ((NotImplementedError, "none"), (RuntimeError, "")):
+        with pytest.raises(error):
+            with utils.epoch_bar(3, "GMU", True) as bar:
+                for _ in bar:
+                    raise error("TODO")
+        assert bar.container.layout.display == display
+
+
 # ----------------------------------------------------------------------------- building blocks
 
 def test_early_stopping_counts_epochs_without_a_better_accuracy():

@@ -24,11 +24,10 @@ from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..data import BatchIterator
 from ..train import adam, seeded_rng
-from ..utils import cpu_threads, training_threads
+from ..utils import cpu_threads, epoch_bar, training_threads
 
 
 @dataclass
@@ -74,8 +73,8 @@ def fit_contrastive(model, data, loss_fn, config: ContrastiveConfig | None = Non
                             device=device, drop_last=True)
     optimizer = adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     history = ContrastiveHistory()
-    with cpu_threads(training_threads(device, config.num_threads)), seeded_rng(config.seed):
-        bar = tqdm(range(config.epochs), desc=config.desc, disable=not config.progress)
+    with (cpu_threads(training_threads(device, config.num_threads)), seeded_rng(config.seed),
+          epoch_bar(config.epochs, config.desc, config.progress) as bar):
         for _ in bar:
             model.train()
             total = torch.zeros((), device=device)
