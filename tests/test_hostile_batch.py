@@ -438,6 +438,34 @@ def test_a_kernel_cannot_create_unbounded_files(tmp_path):
                         "evidence/: creating more failed with 'No space left on device'"]
 
 
+@pytest.mark.parametrize("limited", [True, False], ids=["file-count-limited", "fallback"])
+def test_a_job_reads_evidence_back_with_or_without_the_file_count_limit(
+        tmp_path, monkeypatch, limited):
+    """A SandboxJob's kernelspec joins the holder's mounts and its evidence is read back from
+    them; where they cannot be made, the job is as before (evidence/ in the scratch folder, no
+    file-count limit in its report)."""
+    if not limited:
+        monkeypatch.setattr(sandbox.ScratchMounts, "__enter__", lambda self: self)
+    workdir = tmp_path / "autograded" / "s" / "toy"
+    workdir.mkdir(parents=True)
+    with sandbox.SandboxJob(workdir, scratch=tmp_path / "scratch",
+                            evidence_names={"add_hidden.npz"}) as box:
+        spec = json.loads(next((box.tmp / "spec").rglob("kernel.json")).read_text())
+        assert ("--mounts-pid" in spec["argv"]) is limited
+        if limited:
+            assert box.mounts.active and box.report.files_limit == sandbox.FILES_LIMIT
+            written = box.mounts.path(sandbox.EVIDENCE_DIR)
+        else:
+            assert box.report.files_limit is None
+            written = tmp_path / "scratch" / sandbox.EVIDENCE_DIR
+            written.mkdir(parents=True)
+        (written / "add_hidden.npz").write_bytes(b"evidence")
+        (written / "junk.npz").write_bytes(b"junk")
+        report = box.finish()
+        assert report.files_limit_hits == [] and not box.mounts.active
+    assert [p.name for p in (workdir / "evidence").iterdir()] == ["add_hidden.npz"]
+
+
 def test_only_known_evidence_is_copied_unit(tmp_path):
     source = tmp_path / "evidence"
     source.mkdir()
