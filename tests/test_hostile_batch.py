@@ -16,7 +16,8 @@ Attack -> test: deep JSON, a 3,000-term sum, ``metadata.nbgrader`` a string ->
 (and its unit test); disk -> ``test_disk_is_bounded``; 200,000 empty files in ``.``, ``/tmp``
 and ``evidence/`` -> ``test_the_file_count_is_bounded`` (and its units
 ``test_scratch_mounts_limit_size_and_files``, ``test_a_kernel_cannot_create_unbounded_files``,
-``test_bwrap_binds_the_file_count_limited_mounts``); a pasted graded cell, an unknown graded
+``test_bwrap_binds_the_file_count_limited_mounts``, the clean room's
+``test_the_clean_room_cannot_create_unbounded_files``); a pasted graded cell, an unknown graded
 cell -> ``test_honest_accidents_cost_nothing``; image attributes, hidden source in the kernel's
 history -> ``test_feedback_shows_no_hidden_source_and_no_injected_attribute``; a notebook that
 crashes after its TODO cells -> ``test_a_crash_after_the_todo_cells_keeps_their_points``; CPU ->
@@ -436,6 +437,39 @@ def test_a_kernel_cannot_create_unbounded_files(tmp_path):
     messages = sandbox.limit_messages({"files_limit": limit, "files_limit_hits": ["evidence"]})
     assert messages == [f"the notebook created more than {limit:,} files and folders in "
                         "evidence/: creating more failed with 'No space left on device'"]
+
+
+def test_the_clean_room_cannot_create_unbounded_files(tmp_path):
+    """The clean room's box: its command's results are read back from the limited out/, and a
+    command that fills it is told ENOSPC and the box says where, for the clean room's reason."""
+    import subprocess
+
+    (tmp_path / "work" / "out").mkdir(parents=True)
+    probe = textwrap.dedent("""
+        import os
+        open('out/cells.json', 'w').write('{}')
+        made = 0
+        try:
+            for i in range(200_000):
+                open(f'out/f{i}', 'w').close()
+                made += 1
+        except OSError as exc:
+            print('FILES stopped', made, exc.errno)
+        """)
+    with sandbox.ConfinedCommand(tmp_path / "work", memory_limit=2**30) as box:
+        if not box.mounts.active:
+            pytest.fail("the file-count limits cannot be mounted here (no user namespaces?)")
+        done = subprocess.run(box.argv([sys.executable, "-c", probe]), capture_output=True,
+                              text=True, timeout=120, cwd=tmp_path / "work",
+                              env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])))
+        assert done.returncode == 0, done.stderr
+        made = int(done.stdout.split()[2])
+        assert sandbox.FILES_LIMIT - 50 <= made < sandbox.FILES_LIMIT, done.stdout
+        assert (box.results / "out" / "cells.json").read_text() == "{}"
+        assert box.files_limit_hit() == (
+            f"the clean room created more than {sandbox.FILES_LIMIT:,} files and folders in "
+            "out/: creating more failed with 'No space left on device'")
+    assert not (tmp_path / "work" / "out" / "f0").exists()
 
 
 @pytest.mark.parametrize("limited", [True, False], ids=["file-count-limited", "fallback"])
