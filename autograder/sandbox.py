@@ -754,9 +754,9 @@ def limit_messages(report: dict) -> list[str]:
                         "starting more was refused")
     for place in report.get("files_limit_hits") or ():
         where = PLACE_NAMES.get(place, f"{place}/")
-        messages.append(f"the notebook created more than {report['files_limit']:,} files and "
-                        f"folders in {where}: creating more failed with 'No space left on "
-                        "device'")
+        messages.append(f"the notebook tried to create more than {report['files_limit']:,} "
+                        f"files and folders in {where}: creating more failed with 'No space "
+                        "left on device'")
     if report.get("leftover_processes"):
         messages.append(f"{report['leftover_processes']} process(es) the kernel left running "
                         "were killed")

@@ -435,8 +435,8 @@ def test_a_kernel_cannot_create_unbounded_files(tmp_path):
     finally:
         mounts.close()
     messages = sandbox.limit_messages({"files_limit": limit, "files_limit_hits": ["evidence"]})
-    assert messages == [f"the notebook created more than {limit:,} files and folders in "
-                        "evidence/: creating more failed with 'No space left on device'"]
+    assert messages == [f"the notebook tried to create more than {limit:,} files and folders "
+                        "in evidence/: creating more failed with 'No space left on device'"]
 
 
 def test_the_clean_room_cannot_create_unbounded_files(tmp_path):
@@ -467,8 +467,8 @@ def test_the_clean_room_cannot_create_unbounded_files(tmp_path):
         assert sandbox.FILES_LIMIT - 50 <= made < sandbox.FILES_LIMIT, done.stdout
         assert (box.results / "out" / "cells.json").read_text() == "{}"
         assert box.files_limit_hit() == (
-            f"the clean room created more than {sandbox.FILES_LIMIT:,} files and folders in "
-            "out/: creating more failed with 'No space left on device'")
+            f"the clean room tried to create more than {sandbox.FILES_LIMIT:,} files and folders "
+            "in out/: creating more failed with 'No space left on device'")
     assert not (tmp_path / "work" / "out" / "f0").exists()
 
 
