@@ -280,6 +280,8 @@ def measure(release, submitted, seeds: Seeds, *, limits: dict | None,
             evidence, cells, error = _read_results(results, exercises)
             if error and limits is not None and box.out_of_memory():
                 error = f"the clean room ran out of its memory limit ({error})"
+            elif error and limits is not None and box.files_limit_hit():
+                error = f"{box.files_limit_hit()} ({error})"
         if error:
             tail = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
             error += f" (exit code {done.returncode}" + (

@@ -16,8 +16,8 @@ scratch folder and execs ``bwrap`` with the kernel command. Inside, the kernel
 - works at the path of its autograded folder (nbgrader's working directory for it), so the
   path it sees is the usual one: a tmpfs of ``WORKDIR_SIZE_LIMIT`` bytes holding the entries of
   its scratch copy read-only; what it writes there stays there, except in ``--writable``
-  subfolders (``evidence/``; the clean room's ``out/``), bound from the scratch folder, from
-  which the worker copies out only the known ``<grade_id>.npz`` files after the run;
+  subfolders (``evidence/``; the clean room's ``out/``), from which the worker copies out only
+  the known ``<grade_id>.npz`` files after the run;
 - has a fresh ``/tmp``, a tmpfs of ``TMP_SIZE_LIMIT`` bytes (``HOME``, ``IPYTHONDIR``,
   ``MPLCONFIGDIR`` live there), no network (its own network namespace holds only ``lo``), its
   own PID, IPC and UTS namespaces, no capabilities, a clean environment (bwrap itself, pid 1 in
@@ -28,7 +28,12 @@ scratch folder and execs ``bwrap`` with the kernel command. Inside, the kernel
   writable, a CPU quota (``DEFAULT_CPU_LIMIT`` CPUs): cgroups (v1 ``memory``, ``pids``, ``cpu``,
   or v2) when the grader may create them (root), rlimits otherwise (``RLIMIT_DATA`` per process,
   ``RLIMIT_NPROC``), plus ``RLIMIT_FSIZE`` and no core files. The wall-clock limits are the
-  pipeline's (cell and submission timeouts; a timeout is re-graded alone before it stands).
+  pipeline's (cell and submission timeouts; a timeout is re-graded alone before it stands);
+- can create at most ``FILES_LIMIT`` files and folders in each writable place (``/tmp``, the
+  working folder, each ``--writable`` subfolder): ``ScratchMounts`` makes them tmpfs mounts
+  with ``nr_inodes``, which bwrap 0.8 cannot set, for the job; where it cannot (no user
+  namespaces), ``/tmp`` and the working folder are bwrap's tmpfs (a size only) and the
+  writable subfolders are bound from the scratch folder on disk, as before.
 
 ``missing()`` says what is missing to build the sandbox on this machine; ``grade`` refuses
 without it unless ``--no-sandbox``.
@@ -59,6 +64,11 @@ LAUNCH_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 EVIDENCE_DIR = "evidence"  # what the worker copies out of the scratch folder (see course notes)
 EVIDENCE_MAX_BYTES = 512 * 2**20
 EVIDENCE_MAX_FILES = 10_000
+# files and folders (inodes) in each writable place of a kernel: its /tmp, its working folder,
+# evidence/ (the clean room's out/). The solved notebooks of the four parts create at most a few
+# dozen (README); a student who saves a file per epoch or per sample stays far below; a tmpfs
+# inode costs about 1 KiB of the kernel's memory limit, so 20,000 is about 20 MiB a place
+FILES_LIMIT = 20_000
 
 # host environment variables a kernel keeps (everything else, e.g. tokens, is dropped)
 KEPT_ENV = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "MPLBACKEND", "FUSIONLAB_NUM_THREADS",
@@ -128,35 +138,53 @@ def _bind_system(args: list[str]) -> None:
             args += ["--ro-bind", "/dev/null", path]
 
 
-def _workdir_mounts(workdir: str, scratch: str, writable: list[str]) -> list[str]:
+def _workdir_mounts(workdir: str, scratch: str, writable: list[str],
+                    mounts: str | None = None) -> list[str]:
     """The working folder: a tmpfs of ``WORKDIR_SIZE_LIMIT`` bytes holding the scratch's
     entries read-only, except the ``writable`` subfolders, bound read-write from the scratch
-    (what the grader reads back afterwards: ``evidence/``, the clean room's ``out/``)."""
-    args = ["--size", str(WORKDIR_SIZE_LIMIT), "--tmpfs", workdir]
+    (what the grader reads back afterwards: ``evidence/``, the clean room's ``out/``). With
+    ``mounts`` (see ``ScratchMounts``), the working folder and the ``writable`` subfolders are
+    its tmpfs instead, each with a size and a file-count limit."""
+    if mounts:
+        args = ["--bind", os.path.join(mounts, WORK_PLACE), workdir]
+    else:
+        args = ["--size", str(WORKDIR_SIZE_LIMIT), "--tmpfs", workdir]
     for name in sorted(os.listdir(scratch)):
         source, dest = os.path.join(scratch, name), os.path.join(workdir, name)
         if name in writable or os.path.islink(source):
             continue
         args += ["--ro-bind", source, dest]
     for name in writable:
-        os.makedirs(os.path.join(scratch, name), exist_ok=True)
-        args += ["--bind", os.path.join(scratch, name), os.path.join(workdir, name)]
+        if mounts:
+            source = os.path.join(mounts, name)
+        else:
+            source = os.path.join(scratch, name)
+            os.makedirs(source, exist_ok=True)
+        args += ["--bind", source, os.path.join(workdir, name)]
     return args + ["--chdir", workdir]
 
 
 def bwrap_argv(
     command: list[str], *, workdir: str, scratch: str, ipc_dir: str,
     font_cache: str | None = None, env: dict | None = None, writable: list[str] | None = None,
+    mounts: str | None = None,
 ) -> list[str]:
     """The ``bwrap`` command line that runs ``command`` in the sandbox (see the module doc).
     ``writable``: subfolders of the working folder the command writes results to; None binds
-    the whole scratch folder read-write (without a size limit)."""
+    the whole scratch folder read-write (without a size limit). ``mounts``: a folder whose
+    ``tmp``, ``work`` and ``writable`` subfolders are tmpfs mounts with a size and a file-count
+    limit (``ScratchMounts``; bwrap 0.8 mounts a tmpfs with a size only), used instead of
+    bwrap's own tmpfs for ``/tmp`` and the working folder."""
     args = ["bwrap", "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--clearenv"]
     _bind_system(args)
     # the private /tmp first: bwrap mounts in order, and a checkout under /tmp (its venv and
     # fusionlab) must be mounted on top of it, not hidden by it
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_SIZE_LIMIT), "--tmpfs", "/tmp",
-             "--dir", SANDBOX_HOME, "--dir", "/tmp/ipython", "--dir", "/tmp/matplotlib"]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    if mounts:
+        args += ["--bind", os.path.join(mounts, TMP_PLACE), "/tmp"]
+    else:
+        args += ["--size", str(TMP_SIZE_LIMIT), "--tmpfs", "/tmp"]
+    args += ["--dir", SANDBOX_HOME, "--dir", "/tmp/ipython", "--dir", "/tmp/matplotlib"]
     packages = package_roots()
     for root in python_roots() + packages:
         args += ["--ro-bind", root, root]
@@ -169,7 +197,7 @@ def bwrap_argv(
     if writable is None:
         args += ["--bind", scratch, workdir, "--chdir", workdir]
     else:
-        args += _workdir_mounts(workdir, scratch, writable)
+        args += _workdir_mounts(workdir, scratch, writable, mounts)
     kernel_env = {key: value for key, value in (env or os.environ).items() if key in KEPT_ENV}
     kernel_env.update({
         "PATH": os.pathsep.join([os.path.join(sys.prefix, "bin"), "/usr/local/bin", "/usr/bin",
@@ -409,6 +437,154 @@ def clean_up_after(worker_pid: int) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+# ----------------------------------------------------------------------------- file-count limits
+
+TMP_PLACE, WORK_PLACE = "tmp", "work"  # ScratchMounts' folders for /tmp and the working folder
+PLACE_NAMES = {TMP_PLACE: "/tmp", WORK_PLACE: "its working folder"}
+_CLONE_NEWUSER, _CLONE_NEWNS = 0x10000000, 0x00020000
+_MS_REC, _MS_PRIVATE = 0x4000, 0x40000
+
+
+class ScratchMounts:
+    """The writable places of one job as tmpfs mounts with a size and a file-count
+    (``nr_inodes``) limit, which bwrap 0.8 cannot set::
+
+        with ScratchMounts(folder, {"tmp": size, "work": size, "evidence": size}) as mounts:
+            mounts.active                   # False: not available here (bwrap's own tmpfs)
+            ... launcher --mounts folder --mounts-pid mounts.pid ...
+            mounts.path("evidence")         # where the worker reads what the kernel wrote
+            mounts.full()                   # the places whose file-count limit was reached
+
+    A holder process (``hold``), started by the trusted worker, makes a mount namespace (in a
+    user namespace of its own when not root), mounts one tmpfs on each ``folder/<name>`` there,
+    and waits until its stdin closes (the job ended, or the worker died). The launcher enters
+    its namespaces before it execs bwrap, which binds those folders into the sandbox; the
+    worker reads them through ``/proc/<holder>/root``, so what the kernel wrote outlives the
+    kernel but not the job. Where the holder cannot mount (no user namespaces), ``active`` is
+    False and the sandbox keeps bwrap's tmpfs (a size limit only)."""
+
+    def __init__(self, folder: Path, places: dict[str, int], files_limit: int = FILES_LIMIT):
+        self.folder, self.places, self.files_limit = Path(folder), dict(places), files_limit
+        self.process = None
+
+    @property
+    def active(self) -> bool:
+        return self.process is not None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def __enter__(self) -> ScratchMounts:
+        import json
+        import subprocess
+
+        spec = []
+        for name, size in self.places.items():
+            (self.folder / name).mkdir(parents=True, exist_ok=True)
+            spec.append([str(self.folder / name), int(size), int(self.files_limit)])
+        here = str(Path(__file__).resolve().parents[1])  # where this autograder is importable
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [here] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "autograder.sandbox", "--hold", json.dumps(spec)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                env=env)
+        except OSError:
+            return self
+        if process.stdout.readline().strip() == b"ready":
+            self.process = process
+        else:
+            process.stdin.close()
+            process.wait()
+        return self
+
+    def path(self, name: str) -> Path:
+        """``folder/<name>`` as the holder's mount namespace has it (the tmpfs)."""
+        if not self.active:
+            raise RuntimeError("the file-count limits are not active")
+        return Path(f"/proc/{self.pid}/root") / self.folder.relative_to("/") / name
+
+    def full(self) -> list[str]:
+        """The places whose file-count limit was reached (no free inode left)."""
+        found = []
+        for name in self.places if self.active else ():
+            try:
+                if os.statvfs(self.path(name)).f_ffree == 0:
+                    found.append(name)
+            except OSError:
+                pass
+        return found
+
+    def close(self) -> None:
+        """End the holder: the tmpfs mounts and everything in them go."""
+        if self.process is not None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=10)
+            except Exception:  # noqa: BLE001 (a holder that does not end is killed)
+                self.process.kill()
+                self.process.wait()
+            self.process.stdout.close()
+            self.process = None
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _libc():
+    import ctypes
+
+    return ctypes, ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ctypes, result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def hold(spec_json: str) -> None:
+    """``python -m autograder.sandbox --hold SPEC``: the holder of ``ScratchMounts``. SPEC is
+    ``[[folder, size, files], ...]``; prints ``ready`` once every tmpfs is mounted, then waits
+    for its stdin to close."""
+    import json
+
+    ctypes, libc = _libc()
+    uid, gid = os.getuid(), os.getgid()
+    if libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS) == 0:
+        # the same uid inside: the kernel's files and the worker's are one owner's
+        Path("/proc/self/setgroups").write_text("deny")
+        Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
+        Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
+    else:  # root on a machine without user namespaces: a mount namespace alone
+        _check(ctypes, libc.unshare(_CLONE_NEWNS), "unshare")
+    # nothing mounted here reaches the host's namespace
+    _check(ctypes, libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "private")
+    for folder, size, files in json.loads(spec_json):
+        options = f"size={int(size)},nr_inodes={int(files)},mode=0755".encode()
+        _check(ctypes, libc.mount(b"tmpfs", os.fsencode(folder), b"tmpfs", 0, options), folder)
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    sys.stdin.buffer.read()  # until the worker closes it, or dies
+
+
+def _enter_namespaces(pid: int) -> None:
+    """The launcher joins the holder's user (if its own) and mount namespaces."""
+    ctypes, libc = _libc()
+    user = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY)
+    mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)
+    try:
+        if os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user"):
+            _check(ctypes, libc.setns(user, _CLONE_NEWUSER), "setns user")
+        _check(ctypes, libc.setns(mnt, _CLONE_NEWNS), "setns mnt")
+    finally:
+        os.close(user)
+        os.close(mnt)
+    os.chdir("/")
+
+
 # ----------------------------------------------------------------------------- one job
 
 class SandboxReport:
@@ -421,6 +597,8 @@ class SandboxReport:
         self.oom_kills = 0
         self.pids_limit_hits = 0
         self.leftover_processes = 0  # killed after the job (the PID namespace ends them first)
+        self.files_limit = None  # files and folders per writable place; None: no such limit here
+        self.files_limit_hits: list[str] = []  # the places where it was reached
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -478,6 +656,7 @@ class SandboxJob:
         self.evidence_names = evidence_names  # None: every plain file (up to the limits)
         self.memory_limit, self.pids_limit = int(memory_limit), int(pids_limit)
         self.cgroups: Cgroups | None = None
+        self.mounts: ScratchMounts | None = None
         self.report: SandboxReport | None = None
         self._saved_env: dict[str, str | None] = {}
 
@@ -502,6 +681,12 @@ class SandboxJob:
                 "--workdir", str(self.workdir), "--scratch", str(self.scratch),
                 "--ipc-dir", str(self.ipc_dir), "--memory-limit", str(self.memory_limit),
                 "--pids-limit", str(self.pids_limit), "--writable", EVIDENCE_DIR]
+        self.mounts = ScratchMounts(self.tmp / "fs", {
+            TMP_PLACE: TMP_SIZE_LIMIT, WORK_PLACE: WORKDIR_SIZE_LIMIT,
+            EVIDENCE_DIR: EVIDENCE_MAX_BYTES}).__enter__()
+        if self.mounts.active:
+            self.report.files_limit = self.mounts.files_limit
+            argv += ["--mounts", str(self.mounts.folder), "--mounts-pid", str(self.mounts.pid)]
         for procs in self.cgroups.procs_files() if self.cgroups else []:
             argv += ["--cgroup-procs", procs]
         font_cache = matplotlib_font_cache()
@@ -530,14 +715,21 @@ class SandboxJob:
             self.report.leftover_processes = self.cgroups.kill_all()
             self.report.oom_kills = self.cgroups.oom_kills()
             self.report.pids_limit_hits = self.cgroups.pids_limit_hits()
-        copy_plain_files(self.scratch / EVIDENCE_DIR, self.workdir / EVIDENCE_DIR,
-                         names=self.evidence_names)
+        if self.mounts.active:
+            self.report.files_limit_hits = self.mounts.full()
+            evidence = self.mounts.path(EVIDENCE_DIR)
+        else:
+            evidence = self.scratch / EVIDENCE_DIR
+        copy_plain_files(evidence, self.workdir / EVIDENCE_DIR, names=self.evidence_names)
+        self.mounts.close()  # the kernel's /tmp and files are freed now, not after the job
         return self.report
 
     def __exit__(self, *exc) -> None:
         if self.cgroups:
             self.cgroups.kill_all()
             self.cgroups.remove()
+        if self.mounts:
+            self.mounts.close()
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -560,6 +752,11 @@ def limit_messages(report: dict) -> list[str]:
     if report.get("pids_limit_hits"):
         messages.append(f"the kernel reached its limit of {report['pids_limit']} processes: "
                         "starting more was refused")
+    for place in report.get("files_limit_hits") or ():
+        where = PLACE_NAMES.get(place, f"{place}/")
+        messages.append(f"the notebook tried to create more than {report['files_limit']:,} "
+                        f"files and folders in {where}: creating more failed with 'No space "
+                        "left on device'")
     if report.get("leftover_processes"):
         messages.append(f"{report['leftover_processes']} process(es) the kernel left running "
                         "were killed")
@@ -678,6 +875,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--writable", action="append", default=None,
                         help="a subfolder of the working folder bound read-write (repeatable);"
                              " everything else is a size-limited tmpfs")
+    parser.add_argument("--mounts", default=None,
+                        help="a folder of ScratchMounts (tmp, work, the writable subfolders)")
+    parser.add_argument("--mounts-pid", type=int, default=None,
+                        help="the ScratchMounts holder whose namespaces hold those mounts")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -690,14 +891,20 @@ def main(argv: list[str] | None = None) -> None:
     # the kernel's scratch starts as a copy of its working folder (the notebook and any input
     # the grader put there); nothing it writes reaches the real folder
     shutil.copytree(args.workdir, args.scratch, symlinks=True, dirs_exist_ok=True)
+    if args.mounts_pid:  # where the file-count-limited tmpfs mounts are (fails closed)
+        _enter_namespaces(args.mounts_pid)
     bwrap = bwrap_argv(command, workdir=args.workdir, scratch=args.scratch,
-                       ipc_dir=args.ipc_dir, font_cache=args.font_cache, writable=args.writable)
+                       ipc_dir=args.ipc_dir, font_cache=args.font_cache, writable=args.writable,
+                       mounts=args.mounts if args.mounts_pid else None)
     # bwrap (pid 1 in the sandbox, its environ readable there) gets a minimal environment
     os.execve(shutil.which("bwrap") or "/usr/bin/bwrap", bwrap, dict(LAUNCH_ENV))
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--hold"]:
+        hold(sys.argv[2])
+    else:
+        main()
 
 
 # ----------------------------------------------------------------------------- plain commands
@@ -714,36 +921,54 @@ class ConfinedCommand:
     ``box.results`` afterwards, as plain files.
     """
 
+    WRITABLE = "out"
+
     def __init__(self, workdir: Path, *, memory_limit: int = DEFAULT_MEMORY_LIMIT,
                  pids_limit: int = DEFAULT_PIDS_LIMIT):
         self.workdir = Path(workdir).resolve()
         self.memory_limit, self.pids_limit = int(memory_limit), int(pids_limit)
         self.cgroups: Cgroups | None = None
+        self.mounts: ScratchMounts | None = None
 
     def __enter__(self) -> ConfinedCommand:
         import tempfile
 
         self.tmp = Path(tempfile.mkdtemp(prefix=f"agsb-{os.getpid()}-", dir="/tmp"))
-        self.results = self.tmp / "scratch"
+        self.scratch = self.tmp / "scratch"
         (self.tmp / "ipc").mkdir()
         if Cgroups.available():
             self.cgroups = Cgroups(self.tmp.name, self.memory_limit, self.pids_limit)
+        self.mounts = ScratchMounts(self.tmp / "fs", {
+            TMP_PLACE: TMP_SIZE_LIMIT, WORK_PLACE: WORKDIR_SIZE_LIMIT,
+            self.WRITABLE: EVIDENCE_MAX_BYTES}).__enter__()
+        # ``results / "out"``: the command's writable folder (the tmpfs, while the box lasts)
+        self.results = self.mounts.path("") if self.mounts.active else self.scratch
         return self
 
     def argv(self, command: list[str]) -> list[str]:
         argv = [sys.executable, "-m", "autograder.sandbox", "--workdir", str(self.workdir),
-                "--scratch", str(self.results), "--ipc-dir", str(self.tmp / "ipc"),
+                "--scratch", str(self.scratch), "--ipc-dir", str(self.tmp / "ipc"),
                 "--memory-limit", str(self.memory_limit), "--pids-limit", str(self.pids_limit),
-                "--writable", "out"]
+                "--writable", self.WRITABLE]
         for procs in self.cgroups.procs_files() if self.cgroups else []:
             argv += ["--cgroup-procs", procs]
+        if self.mounts.active:
+            argv += ["--mounts", str(self.mounts.folder), "--mounts-pid", str(self.mounts.pid)]
         return argv + ["--", *command]
 
     def out_of_memory(self) -> bool:
         return bool(self.cgroups and self.cgroups.oom_kills())
 
+    def files_limit_hit(self) -> str | None:
+        """A sentence when the command reached a file-count limit (see ``limit_messages``)."""
+        hits = limit_messages({"files_limit": self.mounts.files_limit,
+                               "files_limit_hits": self.mounts.full()})
+        return hits[0].replace("the notebook", "the clean room") if hits else None
+
     def __exit__(self, *exc) -> None:
         if self.cgroups:
             self.cgroups.kill_all()
             self.cgroups.remove()
+        if self.mounts:
+            self.mounts.close()
         shutil.rmtree(self.tmp, ignore_errors=True)

@@ -13,7 +13,11 @@ Attack -> test: deep JSON, a 3,000-term sum, ``metadata.nbgrader`` a string ->
 ``test_batch_finishes_with_a_row_per_file``; the grader's environment through /proc/1/environ ->
 ``test_bwrap_runs_with_a_minimal_environment``; huge stdout and PNG ->
 ``test_outputs_are_bounded``; 12,000 junk evidence files -> ``test_only_known_evidence_is_copied``
-(and its unit test); disk -> ``test_disk_is_bounded``; a pasted graded cell, an unknown graded
+(and its unit test); disk -> ``test_disk_is_bounded``; 200,000 empty files in ``.``, ``/tmp``
+and ``evidence/`` -> ``test_the_file_count_is_bounded`` (and its units
+``test_scratch_mounts_limit_size_and_files``, ``test_a_kernel_cannot_create_unbounded_files``,
+``test_bwrap_binds_the_file_count_limited_mounts``, the clean room's
+``test_the_clean_room_cannot_create_unbounded_files``); a pasted graded cell, an unknown graded
 cell -> ``test_honest_accidents_cost_nothing``; image attributes, hidden source in the kernel's
 history -> ``test_feedback_shows_no_hidden_source_and_no_injected_attribute``; a notebook that
 crashes after its TODO cells -> ``test_a_crash_after_the_todo_cells_keeps_their_points``; CPU ->
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
 import re
 import sys
@@ -342,6 +347,159 @@ def test_bwrap_limits_the_disk(tmp_path):
     assert f"--size {sandbox.WORKDIR_SIZE_LIMIT} --tmpfs {tmp_path / 'w'}" in joined
 
 
+def test_bwrap_binds_the_file_count_limited_mounts():
+    """With ScratchMounts, /tmp, the working folder and the writable subfolders are its tmpfs
+    (bound), not bwrap's own (a size only)."""
+    argv = sandbox.bwrap_argv(["true"], workdir="/w", scratch="/", ipc_dir="/i",
+                              writable=["evidence"], mounts="/m")
+    joined = " ".join(argv)
+    assert "--tmpfs" not in argv and "--size" not in argv
+    assert "--bind /m/tmp /tmp" in joined and "--bind /m/work /w" in joined
+    assert "--bind /m/evidence /w/evidence" in joined
+    assert joined.index("--bind /m/work /w") < joined.index("--ro-bind /usr /w/usr")
+    assert joined.index("--bind /m/tmp /tmp") < joined.index("--dir /tmp/home")
+
+
+def _active_mounts(folder, places, **kwargs):
+    mounts = sandbox.ScratchMounts(folder, places, **kwargs).__enter__()
+    if not mounts.active:
+        pytest.fail("the file-count limits cannot be mounted here (no user namespaces?): "
+                    "the sandbox falls back to bwrap's tmpfs, a size limit only")
+    return mounts
+
+
+def test_scratch_mounts_limit_size_and_files(tmp_path):
+    """The holder mounts one tmpfs per place with the size and the nr_inodes asked for, seen
+    by the worker through /proc/<holder>/root, and nowhere on the host; they go with it."""
+    mounts = _active_mounts(tmp_path / "fs", {"tmp": 2**20, "evidence": 3 * 2**20},
+                            files_limit=123)
+    try:
+        for name, size in (("tmp", 2**20), ("evidence", 3 * 2**20)):
+            fs = os.statvfs(mounts.path(name))
+            assert fs.f_files == 123 and fs.f_blocks * fs.f_frsize == size
+            assert os.statvfs(tmp_path / "fs" / name).f_files != 123  # the host's folder
+        assert mounts.full() == []
+    finally:
+        mounts.close()
+    assert not mounts.active and list((tmp_path / "fs" / "evidence").iterdir()) == []
+    broken = sandbox.ScratchMounts(tmp_path / "fs2", {"tmp": 2**20}, files_limit=-1)
+    with broken:  # the holder cannot mount: not active, and nothing left running
+        assert not broken.active and broken.full() == []
+
+
+def test_a_kernel_cannot_create_unbounded_files(tmp_path):
+    """A command under the launcher, with ScratchMounts, trying 200,000 empty files in ``.``,
+    ``/tmp`` and ``evidence/``: each stops at the limit with ENOSPC, the command goes on, its
+    known result file is read back, and the limits report says where."""
+    import errno
+    import subprocess
+
+    (tmp_path / "work").mkdir()
+    (tmp_path / "ipc").mkdir()
+    (tmp_path / "work" / "given.txt").write_text("given")
+    probe = textwrap.dedent("""
+        import os
+        open('evidence/add_hidden.npz', 'w').write('evidence')
+        for where in ('.', '/tmp', 'evidence'):
+            made = 0
+            try:
+                for i in range(200_000):
+                    open(os.path.join(where, f'f{i}'), 'w').close()
+                    made += 1
+            except OSError as exc:
+                print('FILES stopped', where, made, exc.errno)
+        print('GIVEN', open('given.txt').read())
+        """)
+    limit = 2_000
+    places = {"tmp": 2**24, "work": 2**24, "evidence": 2**24}
+    mounts = _active_mounts(tmp_path / "fs", places, files_limit=limit)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "autograder.sandbox", "--workdir", str(tmp_path / "work"),
+             "--scratch", str(tmp_path / "scratch"), "--ipc-dir", str(tmp_path / "ipc"),
+             "--writable", "evidence", "--mounts", str(mounts.folder),
+             "--mounts-pid", str(mounts.pid), "--", sys.executable, "-c", probe],
+            env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])),
+            capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        stopped = [line.split() for line in done.stdout.splitlines()
+                   if line.startswith("FILES stopped")]
+        assert [line[2] for line in stopped] == [".", "/tmp", "evidence"], done.stdout
+        for line in stopped:  # FILES stopped WHERE MADE ERRNO
+            assert limit - 50 <= int(line[3]) < limit and int(line[4]) == errno.ENOSPC
+        assert "GIVEN given" in done.stdout
+        assert sorted(mounts.full()) == sorted(places)
+        assert (mounts.path("evidence") / "add_hidden.npz").read_text() == "evidence"
+        assert not (tmp_path / "work" / "f0").exists()
+        assert not (tmp_path / "scratch" / "f0").exists()
+    finally:
+        mounts.close()
+    messages = sandbox.limit_messages({"files_limit": limit, "files_limit_hits": ["evidence"]})
+    assert messages == [f"the notebook tried to create more than {limit:,} files and folders "
+                        "in evidence/: creating more failed with 'No space left on device'"]
+
+
+def test_the_clean_room_cannot_create_unbounded_files(tmp_path):
+    """The clean room's box: its command's results are read back from the limited out/, and a
+    command that fills it is told ENOSPC and the box says where, for the clean room's reason."""
+    import subprocess
+
+    (tmp_path / "work" / "out").mkdir(parents=True)
+    probe = textwrap.dedent("""
+        import os
+        open('out/cells.json', 'w').write('{}')
+        made = 0
+        try:
+            for i in range(200_000):
+                open(f'out/f{i}', 'w').close()
+                made += 1
+        except OSError as exc:
+            print('FILES stopped', made, exc.errno)
+        """)
+    with sandbox.ConfinedCommand(tmp_path / "work", memory_limit=2**30) as box:
+        if not box.mounts.active:
+            pytest.fail("the file-count limits cannot be mounted here (no user namespaces?)")
+        done = subprocess.run(box.argv([sys.executable, "-c", probe]), capture_output=True,
+                              text=True, timeout=120, cwd=tmp_path / "work",
+                              env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])))
+        assert done.returncode == 0, done.stderr
+        made = int(done.stdout.split()[2])
+        assert sandbox.FILES_LIMIT - 50 <= made < sandbox.FILES_LIMIT, done.stdout
+        assert (box.results / "out" / "cells.json").read_text() == "{}"
+        assert box.files_limit_hit() == (
+            f"the clean room tried to create more than {sandbox.FILES_LIMIT:,} files and folders "
+            "in out/: creating more failed with 'No space left on device'")
+    assert not (tmp_path / "work" / "out" / "f0").exists()
+
+
+@pytest.mark.parametrize("limited", [True, False], ids=["file-count-limited", "fallback"])
+def test_a_job_reads_evidence_back_with_or_without_the_file_count_limit(
+        tmp_path, monkeypatch, limited):
+    """A SandboxJob's kernelspec joins the holder's mounts and its evidence is read back from
+    them; where they cannot be made, the job is as before (evidence/ in the scratch folder, no
+    file-count limit in its report)."""
+    if not limited:
+        monkeypatch.setattr(sandbox.ScratchMounts, "__enter__", lambda self: self)
+    workdir = tmp_path / "autograded" / "s" / "toy"
+    workdir.mkdir(parents=True)
+    with sandbox.SandboxJob(workdir, scratch=tmp_path / "scratch",
+                            evidence_names={"add_hidden.npz"}) as box:
+        spec = json.loads(next((box.tmp / "spec").rglob("kernel.json")).read_text())
+        assert ("--mounts-pid" in spec["argv"]) is limited
+        if limited:
+            assert box.mounts.active and box.report.files_limit == sandbox.FILES_LIMIT
+            written = box.mounts.path(sandbox.EVIDENCE_DIR)
+        else:
+            assert box.report.files_limit is None
+            written = tmp_path / "scratch" / sandbox.EVIDENCE_DIR
+            written.mkdir(parents=True)
+        (written / "add_hidden.npz").write_bytes(b"evidence")
+        (written / "junk.npz").write_bytes(b"junk")
+        report = box.finish()
+        assert report.files_limit_hits == [] and not box.mounts.active
+    assert [p.name for p in (workdir / "evidence").iterdir()] == ["add_hidden.npz"]
+
+
 def test_only_known_evidence_is_copied_unit(tmp_path):
     source = tmp_path / "evidence"
     source.mkdir()
@@ -428,6 +586,18 @@ HOSTILE = {
                 pass
             written = 0
         """),
+    "file_flood": CORRECT + textwrap.dedent("""
+        import os
+        for where in ('.', '/tmp', 'evidence'):
+            made = 0
+            try:
+                os.makedirs(where, exist_ok=True)
+                for i in range(200_000):
+                    open(os.path.join(where, f'f{i}'), 'w').close()
+                    made += 1
+            except OSError as exc:
+                print('FILES stopped', where, made, exc.errno)
+        """),
     # the history holds no hidden source; the image attributes are numbers
     "history": CORRECT + textwrap.dedent("""
         import IPython
@@ -451,7 +621,8 @@ HOSTILE = {
     "victim": CORRECT,
 }
 EXPECTED = {"deep_json": 0.0, "long_sum": 5.0, "meta_string": 5.0, "environ": 5.0,
-            "flood": 5.0, "junk_evidence": 5.0, "disk_hog": 5.0, "history": 5.0,
+            "flood": 5.0, "junk_evidence": 5.0, "disk_hog": 5.0, "file_flood": 5.0,
+            "history": 5.0,
             "history_print": 5.0, "img_attr": 5.0, "late_crash": 5.0, "pasted_twice": 5.0,
             "pasted_test": 5.0, "extra_graded": 5.0, "bystander": 2.0, "victim": 5.0}
 PRINT_HISTORY = ("print('IN', In)\nprint('IH', _ih)\nip = get_ipython()\n"
@@ -566,6 +737,22 @@ def test_disk_is_bounded(batch):
     assert [line[2] for line in lines] == [".", "/tmp"], text
     for line in lines:  # DISK stopped WHERE MIB ERROR
         assert int(line[3]) <= max(sandbox.TMP_SIZE_LIMIT, sandbox.WORKDIR_SIZE_LIMIT) // 2**20
+
+
+def test_the_file_count_is_bounded(batch):
+    """200,000 empty files tried in ``.``, ``/tmp`` and ``evidence/``: each place stops at
+    FILES_LIMIT, the row says so, and the points (the clean room's) stand."""
+    text = _outputs_text(batch, "file_flood")
+    lines = [line.split() for line in text.splitlines() if line.startswith("FILES stopped")]
+    assert [line[2] for line in lines] == [".", "/tmp", "evidence"], text
+    for line in lines:  # FILES stopped WHERE MADE ERRNO
+        assert int(line[3]) < sandbox.FILES_LIMIT and line[4] == "28"
+    row = batch["report"].by_student()["file_flood"]
+    assert row.score == 5.0
+    for where in ("its working folder", "/tmp", "evidence/"):
+        assert any(f"more than {sandbox.FILES_LIMIT:,} files and folders in {where}" in flag
+                   for flag in row.flags), row.flags
+    assert not batch["report"].by_student()["victim"].flags
 
 
 def test_honest_accidents_cost_nothing(batch):
