@@ -212,7 +212,8 @@ def write_feedback(course, shard, student, answer, result, feedback_root: Path) 
     dest = feedback_root / student
     dest.mkdir(parents=True, exist_ok=True)
     if shard is not None and answer is not None and answer.get("feedback_ok"):
-        shutil.copytree(shard.feedback(student), course.feedback(student))
+        course.feedback(student).parent.mkdir(parents=True, exist_ok=True)
+        shard.feedback(student).rename(course.feedback(student))  # the shard is scratch
         for page in course.feedback(student).glob("*.html"):
             shutil.copy(page, dest / page.name)
         return
