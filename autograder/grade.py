@@ -12,7 +12,8 @@
    worker that dies or overruns is replaced and only that submission is affected. nbgrader's
    per-cell timeout stops hanging cells inside a submission.
 5. Copy every shard's grades into the course gradebook (one writer, so sqlite is never written
-   concurrently), export ``DIR/grades.csv`` (nbgrader's CSV export), write the feedback under
+   concurrently: ``autograder.gradebook.Recorder``, one connection for the batch), export
+   ``DIR/grades.csv`` (nbgrader's CSV export), write the feedback under
    ``DIR/feedback/<student_id>/`` and ``DIR/results.json`` (every test, with the reason of each
    failure), and print the summary table.
 
