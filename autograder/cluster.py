@@ -130,6 +130,16 @@ def pack(root: Path, parts, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
     return files
 
 
+def receive(answer: dict, shard: Path, student: str) -> dict:
+    """On the coordinator: an answer's files written into the submission's shard (replacing
+    what an earlier attempt left there); the answer without them."""
+    files = answer.pop("files", {})
+    for part in RETURNED_PARTS:
+        shutil.rmtree(shard / part / student, ignore_errors=True)
+    unpack(files, shard)
+    return answer
+
+
 def grade_remotely(bundle: dict[str, bytes], submission: dict[str, bytes], job: dict,
                    timeout: float) -> dict:
     """One submission's grading job on a Dask worker (a pure function of its inputs).
@@ -290,12 +300,7 @@ class Cluster:
                           "error": "WorkerDied: the grading process died while running this "
                                    "submission, on every worker that tried it", "log": ""}
             if student not in answers:  # the first answer of each submission only
-                files = answer.pop("files", {})
-                shard = Path(job["root"])
-                for part in RETURNED_PARTS:
-                    shutil.rmtree(shard / part / student, ignore_errors=True)
-                unpack(files, shard)
-                answers[student] = answer
+                answers[student] = receive(answer, Path(job["root"]), student)
                 self._log(f"{student}: graded on {answer.get('worker', '?')} in "
                           f"{answer.get('seconds', 0):.1f} s (attempt {attempt + 1})")
             future.release()

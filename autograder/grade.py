@@ -12,7 +12,8 @@
    worker that dies or overruns is replaced and only that submission is affected. nbgrader's
    per-cell timeout stops hanging cells inside a submission.
 5. Copy every shard's grades into the course gradebook (one writer, so sqlite is never written
-   concurrently), export ``DIR/grades.csv`` (nbgrader's CSV export), write the feedback under
+   concurrently: ``autograder.gradebook.Recorder``, one connection for the batch), export
+   ``DIR/grades.csv`` (nbgrader's CSV export), write the feedback under
    ``DIR/feedback/<student_id>/`` and ``DIR/results.json`` (every test, with the reason of each
    failure), and print the summary table.
 
@@ -28,7 +29,9 @@ import shutil
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import nbformat
@@ -42,13 +45,7 @@ from .course import (
     create_course,
     make_shard,
 )
-from .gradebook import (
-    export_csv,
-    merge_shard,
-    record_verdicts,
-    record_zero,
-    scores_from_gradebook,
-)
+from .gradebook import Recorder, export_csv
 from .intake import printable, submitted_as
 from .masters import graded_cells
 from .nbgrader_config import CELL_TIMEOUT_S
@@ -187,8 +184,10 @@ def _grade(run: Run, submissions: Path, pool: list[Worker], cluster=None) -> Gra
                           + "".join(f"\n  {line}" for line in batch.skipped))
     work = course.root / ".shards"
     work.mkdir()
+    released = {name: nbformat.read(course.root / "release" / run.assignment / f"{name}.ipynb",
+                                    as_version=4) for name in course.notebooks}
     results = {student: _guarded(student, cells, _inspect, course, batch, student, cells,
-                                 exercises)
+                                 exercises, released)
                for student in batch.students}
 
     def make_job(root: Path, student: str) -> dict:
@@ -227,15 +226,16 @@ def _grade(run: Run, submissions: Path, pool: list[Worker], cluster=None) -> Gra
     if cluster is None:
         answers.update(_regrade_alone(run, jobs, answers, busy))
 
-    for student, result in results.items():
-        shard = Course(work / student, run.assignment, run.cell_timeout)
-        recorded = _guarded(student, cells, _record, run, course, shard, result,
-                            answers.get(student), cells)
-        if recorded is not None:  # recording failed: the row says why
-            result.status, result.reason = recorded.status, recorded.reason
-            result.tests, result.flags = recorded.tests, result.flags + recorded.flags
-            result.score, result.max_score = 0.0, recorded.max_score
-            _guarded(student, cells, _zero_and_page, run, course, result)
+    with Recorder(course) as book:  # one connection, a transaction per few dozen submissions
+        for student, result in results.items():
+            shard = Course(work / student, run.assignment, run.cell_timeout)
+            recorded = _guarded(student, cells, _record, run, course, book, shard, result,
+                                answers.get(student), cells)
+            if recorded is not None:  # recording failed: the row says why
+                result.status, result.reason = recorded.status, recorded.reason
+                result.tests, result.flags = recorded.tests, result.flags + recorded.flags
+                result.score, result.max_score = 0.0, recorded.max_score
+                _guarded(student, cells, _zero_and_page, run, course, book, result)
 
     export_csv(course, run.out / "grades.csv")
     report = GradingReport(run.assignment, run.out, list(results.values()),
@@ -243,9 +243,23 @@ def _grade(run: Run, submissions: Path, pool: list[Worker], cluster=None) -> Gra
                            skipped=[printable(line) for line in batch.skipped],
                            sandbox=run.limits is not None)
     _write_results_json(report, sum(points for _, points in cells))
-    shutil.rmtree(work, ignore_errors=True)
+    remove_shards(work)
     run.echo(format_summary(report))
     return report
+
+
+SHARD_REMOVERS = 8  # threads removing the shards after the batch
+
+
+def remove_shards(folder: Path) -> None:
+    """Remove ``folder`` and the shards in it, several shards at a time: removing a directory
+    waits on the disk (milliseconds each where the file system discards freed blocks at once),
+    and those waits overlap, so a batch's thousands of shard folders go in a fraction of the
+    time."""
+    if folder.is_dir():
+        with ThreadPoolExecutor(SHARD_REMOVERS) as threads:
+            list(threads.map(partial(shutil.rmtree, ignore_errors=True), folder.iterdir()))
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _fail(result: StudentResult, reason: str) -> None:
@@ -277,8 +291,8 @@ STEP_WORDS = {"inspect": "read", "record": "record the grades of",
               "zero_and_page": "write a feedback page for"}
 
 
-def _zero_and_page(run: Run, course: Course, result: StudentResult) -> None:
-    record_zero(course, result.student)
+def _zero_and_page(run: Run, course: Course, book: Recorder, result: StudentResult) -> None:
+    book.record_zero(result.student)
     write_feedback(course, None, result.student, None, result, run.out / "feedback")
 
 
@@ -306,11 +320,13 @@ def _regrade_alone(run: Run, jobs: list[dict], answers: dict, pool: list[Worker]
     return regraded
 
 
-def _inspect(course: Course, batch, student: str, cells, exercises=()) -> StudentResult:
+def _inspect(course: Course, batch, student: str, cells, exercises=(), released=None
+             ) -> StudentResult:
     """Before grading: is each notebook a notebook (``autograder.submission``: parsed with a
     depth limit, validated against nbformat's schema, its nbgrader metadata the release's),
     which locked cells were changed, what does the static scan flag. A submission that is not
-    a notebook is not graded."""
+    a notebook is not graded. ``released``: notebook name -> the released notebook (read once
+    per batch; read here when not given)."""
     max_total = sum(points for _, points in cells)
     flags: list[str] = list(batch.submissions[student].flags)
     result = StudentResult(student, 0.0, max_total, "graded", flags=flags)
@@ -323,18 +339,21 @@ def _inspect(course: Course, batch, student: str, cells, exercises=()) -> Studen
         if nb is None:
             result.status, result.reason = "not graded", problem
             break
-        released = nbformat.read(course.root / "release" / course.assignment / f"{name}.ipynb",
-                                 as_version=4)
-        flags += locked_cell_changes(nb, released)
-        flags += submission.normalize(nb, released)
-        flags += scan.scan_notebook(nb, released, exercises)
+        release = (released or {}).get(name) or nbformat.read(
+            course.root / "release" / course.assignment / f"{name}.ipynb", as_version=4)
+        flags += locked_cell_changes(nb, release)
+        flags += submission.normalize(nb, release)
+        flags += scan.scan_notebook(nb, release, exercises)
         submission.write(nb, path)  # what nbgrader and the clean room read
     return result
 
 
-def _record(run: Run, course: Course, shard: Course, result: StudentResult, answer, cells):
-    """After grading: the worker's answer and the shard's grades into the course gradebook and
-    ``result``, with the reason of every lost point, then the student's feedback page.
+def _record(run: Run, course: Course, book: Recorder, shard: Course, result: StudentResult,
+            answer, cells):
+    """After grading: the worker's answer and the shard's grades into the course gradebook
+    (``book``) and ``result``, with the reason of every lost point, then the student's feedback
+    page. The shard's autograded notebook and feedback move into the course (the shard is
+    scratch, removed after the batch).
 
     The points come from the trusted verdicts (``answer["verdicts"]``); when the notebook's run
     failed (a crash, a hang, the kernel out of memory) they are recorded all the same, and the
@@ -353,25 +372,26 @@ def _record(run: Run, course: Course, shard: Course, result: StudentResult, answ
             result.flags.append("ran past a time limit while graded beside other submissions: "
                                 "graded again alone, and this is that grade")
         if answer["autograde_ok"] and verdicts_of is not None:
-            merge_shard(course, shard, student)
+            book.merge(shard, student)
         elif verdicts_of is not None:  # the run failed; the clean room's verdicts stand
             why = limit_hit.pop(0) if result.sandbox.get("oom_kills") else failure_reason(answer)
             result.flags.append(f"the notebook's own run failed ({why}); the points come from "
                                 "the clean room, which ran your TODO cells on their own")
-            record_verdicts(course, student, {k: bool(v.get("passed"))
-                                              for k, v in verdicts_of.items()})
+            book.record_verdicts(student, {k: bool(v.get("passed"))
+                                           for k, v in verdicts_of.items()})
         else:
             result.status = "not graded"
             result.reason = limit_hit.pop(0) if result.sandbox.get("oom_kills") else \
                 failure_reason(answer)
         result.flags += limit_hit
     if result.status != "graded":
-        record_zero(course, student)
-    scores = scores_from_gradebook(course, student)
+        book.record_zero(student)
+    scores = book.scores(student)
     autograded = {}
     if result.status == "graded" and answer is not None and answer["autograde_ok"] and \
             verdicts_of is not None:
-        shutil.copytree(shard.autograded(student), course.autograded(student))
+        course.autograded(student).parent.mkdir(parents=True, exist_ok=True)
+        shard.autograded(student).rename(course.autograded(student))
         autograded = read_autograded(course, student, result)
     for name, points in cells:
         score, max_score = scores.get(name, (0.0, points))

@@ -166,7 +166,9 @@ def read_autograded(course: Course, student: str, result: StudentResult) -> dict
         path = course.autograded(student) / f"{name}.ipynb"
         if not path.exists():
             continue
-        for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
+        # as nbformat.read, without its schema check (it only logs): nbgrader wrote this file
+        notebook = nbformat.convert(nbformat.reader.reads(path.read_text(encoding="utf-8")), 4)
+        for index, cell in enumerate(notebook.cells):
             meta = cell.metadata.get("nbgrader", {})
             if meta.get("grade_id"):
                 cells[meta["grade_id"]] = cell
@@ -212,7 +214,8 @@ def write_feedback(course, shard, student, answer, result, feedback_root: Path) 
     dest = feedback_root / student
     dest.mkdir(parents=True, exist_ok=True)
     if shard is not None and answer is not None and answer.get("feedback_ok"):
-        shutil.copytree(shard.feedback(student), course.feedback(student))
+        course.feedback(student).parent.mkdir(parents=True, exist_ok=True)
+        shard.feedback(student).rename(course.feedback(student))  # the shard is scratch
         for page in course.feedback(student).glob("*.html"):
             shutil.copy(page, dest / page.name)
         return

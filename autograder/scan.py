@@ -15,6 +15,7 @@ a notebook started from either copy is compared like for like.
 from __future__ import annotations
 
 import ast
+import functools
 
 from .masters import OUTPUT_MARKER
 
@@ -77,12 +78,17 @@ SUSPICIOUS_IMPORTS = {
 }
 
 
+@functools.lru_cache(maxsize=1)
+def _transformer():
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager()
+
+
 def _python_source(cell_source: str) -> str:
     """The cell as Python (IPython magics and shell escapes turned into calls)."""
     try:
-        from IPython.core.inputtransformer2 import TransformerManager
-
-        return TransformerManager().transform_cell(cell_source)
+        return _transformer().transform_cell(cell_source)
     except Exception:
         return cell_source
 
@@ -293,6 +299,17 @@ def _borrowed(exercise) -> tuple[str, ...]:
                                 getattr(exercise, "target", "")])) if exercise else ()
 
 
+@functools.lru_cache(maxsize=16)
+def _learned(sources: tuple[str, ...]) -> tuple[frozenset, tuple]:
+    """The names the course's own (unchanged) cells import, in order: the same cells for most
+    submissions of a batch, so they are parsed once, not once per submission."""
+    protected: set[str] = set()
+    imported: dict[str, str] = {}
+    for source in sources:
+        _scan(source, protected, imported)
+    return frozenset(protected), tuple(imported.items())
+
+
 def scan_notebook(nb, released=None, exercises=()) -> list[str]:
     """Flags for the code cells of ``nb`` that are not identical to a cell of ``released``
     (the notebook as distributed; None scans every cell). Imports in unchanged cells still
@@ -303,11 +320,9 @@ def scan_notebook(nb, released=None, exercises=()) -> list[str]:
 
     changed = changed_cells(nb, released)
     todo = _todo_exercises(exercises)
-    protected: set[str] = set()
-    imported: dict[str, str] = {}
-    for index, cell in enumerate(nb.cells):  # learn the names the course's own cells import
-        if cell.cell_type == "code" and index not in changed:
-            _scan(cell.source, protected, imported)
+    learned, imports = _learned(tuple(cell.source for index, cell in enumerate(nb.cells)
+                                      if cell.cell_type == "code" and index not in changed))
+    protected, imported = set(learned), dict(imports)
     flags = []
     for index in changed:
         cell = nb.cells[index]

@@ -201,7 +201,10 @@ def normalize(nb, released) -> list[str]:
 
 
 def write(nb, path: Path) -> None:
-    nbformat.write(nb, str(path))
+    """``nb`` to ``path`` as ``nbformat.write`` writes it, without its second schema check
+    (which only logs): ``parse`` validated the notebook, ``normalize`` edits only metadata."""
+    text = nbformat.v4.writes(nb)
+    Path(path).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
 
 
 __all__ = ["MAX_DEPTH", "NotANotebook", "nbgrader_meta", "normalize", "parse", "read_submission",

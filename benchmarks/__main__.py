@@ -18,7 +18,7 @@ SECTIONS = ("loop", "multiseed", "grading", "assignments", "floor", "process", "
 # Section "assignments": the assignments after Part 1 with the speed budgets of issue 10, each
 # timed the same way (its solution notebook in a fresh kernel, its grading per submission).
 # Another assignment joins by adding its name here.
-ASSIGNMENTS = ("part2_attention_that_selects", "part3_who_gets_to_speak")
+ASSIGNMENTS = ("part2_attention_that_selects", "part3_who_gets_to_speak", "part4_align_before_fuse")
 NOTEBOOK_BUDGET_S = 180.0  # the solution notebook, fresh kernel, top to bottom
 PER_SUBMISSION_S = 15.0  # grading, median per submission, one worker
 HERE = Path(__file__).resolve().parent
