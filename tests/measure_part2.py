@@ -227,7 +227,13 @@ def main(argv=None) -> None:
     parser.add_argument("--summarize", nargs="+", metavar="JSON",
                         help="measure nothing: print the range of each claimed quantity over "
                              "these --json files (one per kernel path, same --seeds)")
+    parser.add_argument("--notebook-means", nargs="+", metavar="JSON",
+                        help="measure nothing: the range of each claim of 6.1-6.6 over single "
+                             "runs and over the means of every 3 seeds of these --json files")
     args = parser.parse_args(argv)
+    if args.notebook_means:
+        notebook_means(args.notebook_means)
+        return
     if args.summarize:
         summarize(args.summarize, args.seeds)
         return
@@ -332,6 +338,57 @@ def claimed(results: dict, seeds) -> dict[str, list[float]]:
         out["6.7 few count, test - baseline"] = [a - b for a, b in zip(f["count"]["acc"],
                                                                        refs["count baseline"])]
     return out
+
+
+def notebook_means(paths, size: int = 3) -> None:
+    """The claims of sections 6.1-6.6 are about the notebook's three seeds: for each claimed
+    quantity of the ``binding``/``mix``/``grid`` runs in ``paths`` (one ``--json`` file per
+    kernel path, 10 seeds each), print its range over single runs and over the means of every
+    ``size`` seeds under each path: the ranges the claim tests' bounds come from."""
+    import itertools
+
+    attention = ("cross-attn 1 layer", "cross-attn 2 layers", "co-attention")
+    runs = [json.load(open(path)) for path in paths]
+    rows: dict[str, list[list[float]]] = {}  # quantity -> one list per file, a value per seed
+
+    def add(name, values):
+        rows.setdefault(name, []).append(list(values))
+
+    for run in runs:
+        b, m, g = run["binding"], run["mix"], run["grid"]
+        n = len(b["relation network"]["acc"])
+        unmasked = b["padding"]["without mask"]
+        add("6.1 attention (the lowest of the three)",
+            (min(b[a]["acc"][i] for a in attention) for i in range(n)))
+        add("6.1 flat early, pooled late (the higher)",
+            (max(b[k]["acc"][i] for k in ("flat early", "pooled late")) for i in range(n)))
+        add("6.1 relation network", b["relation network"]["acc"])
+        for padded in ("1", "2", "3"):
+            add(f"6.3 mass on padding without mask, {padded} padded", unmasked[padded]["mass"])
+        add("6.3 unmasked - masked", (b["cross-attn 1 layer, no mask"]["acc"][i]
+                                      - b["cross-attn 1 layer"]["acc"][i] for i in range(n)))
+        add("6.3 unmasked, junk", b["cross-attn 1 layer, no mask"]["acc_junk"])
+        add("6.4 attention on 8 objects (the lowest)",
+            (min(b[a]["acc_8"][i] for a in attention) for i in range(n)))
+        for k in ("pooled late", "relation network"):
+            add(f"6.4 {k}: drop to 8 objects",
+                (b[k]["acc"][i] - b[k]["acc_8"][i] for i in range(n)))
+        for model in (k for k in m if k != "majority baseline"):
+            for column in ("shape", "closest", "furthest", "left", "top", "count"):
+                add(f"6.5 {column} ({model})", m[model][column])
+        for layers in (1, 3):
+            add(f"6.6 {layers}-layer row", (statistics.fmean(
+                g[str((h, layers))][i] for h in HEADS) for i in range(n)))
+        for h in HEADS:
+            add(f"6.6 {h} heads (1- and 3-layer rows)", (statistics.fmean(
+                g[str((h, layers))][i] for layers in (1, 3)) for i in range(n)))
+    print(f"{'quantity':<50} {'single runs':>15}  {f'means of {size} seeds':>17}")
+    for name, per_file in rows.items():
+        single = [v for values in per_file for v in values]
+        means = [statistics.fmean(c) for values in per_file
+                 for c in itertools.combinations(values, size)]
+        print(f"{name:<50} {min(single):6.3f} {max(single):6.3f}   {min(means):6.3f} "
+              f"{max(means):6.3f}")
 
 
 def summarize(paths, seeds) -> None:

@@ -13,12 +13,15 @@ Where the bounds come from:
   ``few`` on AVX2 only, 10 runs), summarised with ``--summarize``
   (``benchmarks/PART2_MEASUREMENTS.md``, section 10); plus this file's own runs under all
   three paths.
-- 6.1-6.6: the runs on record (``benchmarks/PART2_MEASUREMENTS.md``, sections 8 and 10: seeds
-  0-4 on AVX-512; seeds 0-2 on AVX-512, AVX2 and the default kernels; a student's run of the
-  notebook on another CPU, issue 16). Their 10-seed measurement under each kernel path did not
-  fit in the time of issue 16; the bounds are wider for that reason.
-A test's bound is the observed range widened by the margin it names. If a number here disagrees
-with the notebook's text, change the text (or the experiment), never the test.
+- 6.1-6.6: ``python -m tests.measure_part2 --seeds 0 ... 9 --only binding mix grid`` under
+  ``ATEN_CPU_CAPABILITY=default``, ``avx2`` and ``avx512`` (30 runs), summarised with
+  ``--notebook-means`` (section 11 of ``benchmarks/PART2_MEASUREMENTS.md``). A claim "on
+  average" is a claim about the notebook's three seeds: its range is that of the mean of every 3
+  of the 10 seeds under each path (360 means); a claim "on every seed" ranges over the 30 single
+  runs.
+A test's bound is the observed range widened by the margin it names (at least 0.015 for
+6.1-6.6; 6.7's tests say theirs). If a number here disagrees with the notebook's text, change
+the text (or the experiment), never the test.
 """
 
 import statistics
@@ -83,9 +86,9 @@ def test_attention_selects_and_the_pooled_models_stay_at_the_shortcut(binding):
     is X" almost perfectly (0.95 or more on average), while pooled late fusion and flat early
     fusion stay at the "majority shape of the scene" shortcut, below 0.8 on every seed"
 
-    Seen: attention means 0.976 to 1.000 (seeds 0-4: single seeds down to 0.955); pooled late
-    0.670 to 0.750, flat early 0.625 to 0.725 per seed. Bounds: mean >= 0.95, every seed >= 0.9;
-    every shortcut seed < 0.8 (0.05 above the largest)."""
+    Seen (30 runs): attention 3-seed means 0.968 to 1.000, single seeds 0.965 to 1.000; pooled
+    late 0.640 to 0.750, flat early 0.635 to 0.725 per seed. Bounds: mean >= 0.95 (0.018 below),
+    every seed >= 0.9; every shortcut seed < 0.8 (0.05 above the largest)."""
     for name in ATTENTION:
         accs = binding[name]["acc"]
         assert mean(accs) >= 0.95 and min(accs) >= 0.9, (name, accs)
@@ -94,15 +97,16 @@ def test_attention_selects_and_the_pooled_models_stay_at_the_shortcut(binding):
 
 
 def test_the_relation_network_gets_most_of_the_way(binding):
-    """"The Relation Network gets most of the way (0.85 to 0.97 on average), but not all of it on
-    every seed, as co-attention does."
+    """"The Relation Network gets most of the way (above 0.8 on average), but on average not as far
+    as co-attention."
 
-    Seen: means 0.908 (seeds 0-2) and 0.947 (seeds 0-4), worst seeds 0.84 to 0.875; co-attention
-    1.000 on every seed. Bounds: the quoted range (0.06 below and 0.02 above what was seen); the
-    RN's worst seed below 0.97, co-attention's above it."""
+    Seen (30 runs): RN 3-seed means 0.857 to 0.980 (the old "0.85 to 0.97" and "not all of it
+    on every seed" failed on some of them), single seeds 0.775 to 0.990; co-attention 0.995 to
+    1.000 on every seed, so co-attention's mean - the RN's >= 0.015. Bounds: 0.8 (0.057 below);
+    the RN's mean below co-attention's."""
     rn = binding["relation network"]["acc"]
-    assert 0.85 <= mean(rn) <= 0.97, rn
-    assert min(rn) < 0.97 <= min(binding["co-attention"]["acc"]), rn
+    assert mean(rn) > 0.8, rn
+    assert mean(rn) < mean(binding["co-attention"]["acc"]), rn
 
 
 # ----------------------------------------------------------------------------- 6.3 mask
@@ -113,36 +117,35 @@ def _by_padding(binding, variant, key):
 
 
 def test_without_the_mask_attention_lands_on_padding_in_proportion(binding):
-    """"Without the mask, attention lands on padding, and the more padding, the more of it: about
-    0.07 of the words' attention with 1 padded slot, 0.17 with 2, and between 0.2 and 0.35 with 3
-    (on average over seeds). With the mask it is exactly 0."
+    """"Without the mask, attention lands on padding, and the more padding, the more of it (see the
+    numbers above): less than 0.15 of the words' attention with 1 padded slot, and between 0.2 and
+    0.4 with 3 (on average over seeds). With the mask it is exactly 0."
 
-    Seen (means over seeds): 0.072 to 0.075, 0.167, and with 3 padded slots 0.293 to 0.296 on
-    AVX-512 but 0.248 on AVX2 (one seed at 0.178: the old "0.30" failed there). Bounds: ± 0.03
-    on the mean of 3 seeds for 1 and 2 slots, 0.2 to 0.35 for 3; the means rise with the
-    padding, and on every seed 3 padded slots draw more than 1."""
+    Seen (30 runs, 3-seed means): 1 padded slot 0.054 to 0.106, 2 slots 0.132 to 0.223, 3 slots
+    0.226 to 0.342 (the old "about 0.07", "0.17" and "0.2 to 0.35" each failed on some);
+    single seeds: 3 padded slots draw more than 1 on all 30. Bounds: 0.15 (0.044 above), 0.2 to
+    0.4 (0.026 below, 0.058 above); the means rise with the padding, and on every seed 3
+    padded slots draw more than 1."""
     masked = _by_padding(binding, "with mask", "mass")
     assert all(m == 0.0 for values in masked.values() for m in values), masked
     unmasked = _by_padding(binding, "without mask", "mass")
-    for padded, level in ((1, 0.07), (2, 0.17)):
-        assert abs(mean(unmasked[padded]) - level) < 0.03, (padded, unmasked[padded])
-    assert 0.2 < mean(unmasked[3]) < 0.35, unmasked[3]
+    assert mean(unmasked[1]) < 0.15, unmasked[1]
+    assert 0.2 < mean(unmasked[3]) < 0.4, unmasked[3]
     means = [mean(unmasked[p]) for p in (0, 1, 2, 3)]
     assert means == sorted(means), means
     assert all(three > one for one, three in zip(unmasked[1], unmasked[3])), unmasked
 
 
 def test_the_unmasked_model_answers_about_as_well_even_with_junk(binding):
-    """"The unmasked model answers about as well as the masked one (within 0.03 on average, see
+    """"The unmasked model answers about as well as the masked one (within 0.05 on average, see
     the numbers above), and still does with random numbers in the padded slots"
 
-    Seen: masked - unmasked 0.007 to 0.014 on average (the unmasked model at 0.980 to 0.998, the
-    value that broke the old "0.98" on another CPU); with junk 0.968 to 0.972 on average, single
-    seeds down to 0.93. Bounds: 0.03 (twice the largest gap); junk mean > 0.93, every seed
-    > 0.88."""
+    Seen (30 runs): unmasked - masked -0.023 to 0.020 on 3-seed means (the old "0.03" had 0.007
+    to spare); with junk 3-seed means 0.955 to 1.000, single seeds 0.950 to 1.000. Bounds: 0.05
+    (0.027 above the largest gap); junk mean > 0.93, every seed > 0.88."""
     masked = binding["cross-attn 1 layer"]["acc"]
     unmasked = binding["cross-attn 1 layer, no mask"]
-    assert abs(mean(unmasked["acc"]) - mean(masked)) < 0.03, (masked, unmasked)
+    assert abs(mean(unmasked["acc"]) - mean(masked)) < 0.05, (masked, unmasked)
     assert mean(unmasked["acc_junk"]) > 0.93 and min(unmasked["acc_junk"]) > 0.88, unmasked
 
 
@@ -158,44 +161,47 @@ def test_with_the_mask_junk_in_the_padding_changes_nothing(binding):
 
 
 def test_attention_carries_over_to_eight_objects_and_the_rest_drops(binding):
-    """"The attention models carry over to 8 objects (0.95 or more on average) ... Pooled late
-    fusion drops further ..., and so does the Relation Network (by several points, see the
-    numbers above)"
+    """"The attention models carry over to 8 objects (0.9 or more on average) ... Pooled late
+    fusion drops further ..., and so does the Relation Network (see the numbers above)"
 
-    Seen (means): attention 0.976 to 1.000 on 8 objects, single seeds down to 0.93; drops to 8
-    objects: pooled late 0.079 to 0.085, the RN 0.090 to 0.103. Bounds: mean >= 0.95, every seed
-    >= 0.85; drops > 0.03."""
+    Seen (30 runs): attention on 8 objects, 3-seed means 0.948 to 1.000 (the old "0.95" failed
+    on some), single seeds 0.930 to 1.000; drops to 8 objects on 3-seed means: pooled late 0.043
+    to 0.122, the RN 0.017 to 0.147 (single seeds 0.005 to 0.195: "by several points" did not
+    hold). Bounds: mean >= 0.9, every seed >= 0.85; drops > 0 (the RN's smallest 3-seed drop is
+    0.017 above: a drop, of a size the text leaves to the printed numbers)."""
     for name in ATTENTION:
         eight = binding[name]["acc_8"]
-        assert mean(eight) >= 0.95 and min(eight) >= 0.85, (name, eight)
+        assert mean(eight) >= 0.9 and min(eight) >= 0.85, (name, eight)
     for name in ("pooled late", "relation network"):
         entry = binding[name]
-        assert mean(entry["acc"]) - mean(entry["acc_8"]) > 0.03, (name, entry)
+        assert mean(entry["acc"]) - mean(entry["acc_8"]) > 0, (name, entry)
 
 
 # ----------------------------------------------------------------------------- 6.5 the mix
 
 
-def test_at_this_budget_no_model_learns_a_type_beyond_its_shortcut(mix):
-    """"On "what shape is X" every model stays below 0.8 on average ... Closest and furthest sit at
-    the "majority shape" level (about 0.7), left and top near 0.5, and count between 0.3 and 0.5
-    (near its majority baseline, the table's last row)."
+def test_at_this_budget_the_mix_teaches_little(mix):
+    """"At this budget the mix teaches little. On "what shape is X" every model stays below 0.8 on
+    average ... Closest and furthest stay near the "majority shape" level (between 0.55 and 0.8 on
+    average), left and top between 0.4 and 0.65, and count between 0.25 and 0.6"
 
-    Seen (means over seeds, per model): shape 0.67 to 0.72, closest 0.66 to 0.68, furthest 0.66 to
-    0.73, left 0.51 to 0.56, top 0.49 to 0.54, count 0.35 to 0.47; count's majority baseline
-    0.33 to 0.37. Bounds: shape < 0.8; closest, furthest 0.62 to 0.78; left, top 0.5 ± 0.08;
-    count 0.3 to 0.5 and within 0.15 of the baseline."""
-    baselines = mix["majority baseline"]
+    Seen (30 runs, 3-seed means of each model): shape 0.613 to 0.752, closest 0.623 to 0.710,
+    furthest 0.595 to 0.737, left 0.472 to 0.597, top 0.477 to 0.587, count 0.297 to 0.527
+    (count - its majority baseline -0.050 to 0.173: the old "near its majority baseline" and
+    "no model has learned any question type beyond its shortcut" did not hold for count, nor
+    "about 0.7", "near 0.5" and "0.3 to 0.5" on every 3 seeds). 200 test questions per type and
+    seed make these wide. Bounds: shape < 0.8 (0.048 above); closest, furthest 0.55 to 0.8
+    (0.045 below, 0.063 above); left, top 0.4 to 0.65 (0.072, 0.053); count 0.25 to 0.6 (0.047,
+    0.073)."""
     for name, accs in mix.items():
         if name == "majority baseline":
             continue
         assert mean(accs["shape"]) < 0.8, (name, accs["shape"])
         for column in ("closest", "furthest"):
-            assert 0.62 < mean(accs[column]) < 0.78, (name, column, accs[column])
+            assert 0.55 < mean(accs[column]) < 0.8, (name, column, accs[column])
         for column in ("left", "top"):
-            assert abs(mean(accs[column]) - 0.5) < 0.08, (name, column, accs[column])
-        assert 0.3 < mean(accs["count"]) < 0.5, (name, accs["count"])
-        assert abs(mean(accs["count"]) - mean(baselines["count"])) < 0.15, (name, accs["count"])
+            assert 0.4 < mean(accs[column]) < 0.65, (name, column, accs[column])
+        assert 0.25 < mean(accs["count"]) < 0.6, (name, accs["count"])
 
 
 def test_the_mix_gives_each_type_300_questions_and_the_relational_section_10000():
@@ -221,12 +227,13 @@ def _row(grid, layers):
 
 def test_three_layers_are_still_near_the_shortcut_where_one_layer_has_bound(grid):
     """"With 3 layers most seeds are still near the shortcut after these 10 epochs (the row's mean
-    stays below 0.8), while with 1 layer most seeds have bound the colour word (above 0.85 on
+    stays below 0.8), while with 1 layer most seeds have bound the colour word (above 0.8 on
     average)."
 
-    Seen (row means, three runs of seeds 0-2 or 0-4 on two CPUs): 3 layers 0.697 to 0.737, single
-    seeds up to 0.88; 1 layer 0.887 to 0.906. Bounds: 3 layers < 0.8 (0.06 above the largest),
-    1 layer > 0.85, and the gap > 0.1 (seen 0.15 to 0.21)."""
+    Seen (30 runs, 3-seed row means): 3 layers 0.649 to 0.773, 1 layer 0.841 to 0.948 (the old
+    "above 0.85" failed on some), the gap 0.131 to 0.261; in all 360 3-seed sets most 3-layer
+    models are below 0.8 and most 1-layer models above 0.85. Bounds: 3 layers < 0.8 (0.027
+    above the largest), 1 layer > 0.8 (0.041), the gap > 0.1 (0.031)."""
     one, three = _row(grid, 1), _row(grid, 3)
     assert mean(three) < 0.8 and sum(a < 0.8 for a in three) > len(three) / 2, three
     assert mean(one) > 0.85 and sum(a > 0.85 for a in one) > len(one) / 2, one
@@ -234,15 +241,15 @@ def test_three_layers_are_still_near_the_shortcut_where_one_layer_has_bound(grid
 
 
 def test_heads_matter_less_than_layers(grid):
-    """"Averaged over the 1- and 3-layer rows, 1, 2 and 4 heads are within 0.1 of each other, less
+    """"Averaged over the 1- and 3-layer rows, 1, 2 and 4 heads are within 0.15 of each other, less
     than the gap between 1 and 3 layers."
 
-    Seen: best - worst heads 0.03 to 0.07 (1 head best in every row in two of the three runs,
-    not in the third); layer gap 0.15 to 0.21. Bound: 0.1."""
+    Seen (30 runs, 3-seed means): best - worst heads up to 0.094 (the old "0.1" had 0.006 to
+    spare), always less than the layer gap (0.131 to 0.261). Bound: 0.15 (0.056 above)."""
     per_heads = {h: [a for (hh, _), accs in grid.items() if hh == h for a in accs]
                  for h in measure.HEADS}
     means = [mean(v) for v in per_heads.values()]
-    assert max(means) - min(means) < 0.1, means
+    assert max(means) - min(means) < 0.15, means
     assert max(means) - min(means) < mean(_row(grid, 1)) - mean(_row(grid, 3)), means
 
 
