@@ -166,8 +166,8 @@ def _public_modules() -> list[type]:
 @pytest.mark.parametrize("exercise", [
     pytest.param(registry.exercise("attention"), id="attention", marks=pytest.mark.xfail(
         strict=True, raises=AssertionError,
-        reason="fusionlab.models.CrossAttentionLayer is still a masked multi-head attention: its "
-               "mask leaves the package once the other branches have landed")),
+        reason="fusionlab.models.CrossAttentionLayer is still a masked multi-head attention: "
+               "Part 3's graded block and Part 4's matching model use its mask (issue 17)")),
     pytest.param(registry.exercise("coattention"), id="coattention")])
 def test_no_public_fusionlab_class_computes_the_answer(exercise):
     """A TODO cell could subclass or call any of them: none may pass the exercise's equivalence
