@@ -363,6 +363,7 @@ def _record(run: Run, course: Course, book: Recorder, shard: Course, result: Stu
     if answer is not None:
         result.seconds = answer.get("seconds", 0.0)
         result.autograde_seconds = answer.get("autograde_seconds", result.seconds)
+        result.phases = answer.get("phases") if isinstance(answer.get("phases"), dict) else {}
         (run.logs / f"{student}.log").write_text(
             (answer.get("log") or "") + "\n" + (answer.get("error") or ""))
         result.sandbox = answer.get("sandbox") or {}

@@ -42,6 +42,7 @@ class StudentResult:
     flags: list[str] = field(default_factory=list)  # tampering found by the scan or by nbgrader
     seconds: float = 0.0  # wall time of autograde + feedback in its worker
     autograde_seconds: float = 0.0  # of which nbgrader autograde (kernel start, notebook run)
+    phases: dict = field(default_factory=dict)  # seconds per phase (``worker.Phases``)
     submitted_as: str = ""  # the file(s) in the batch it was collected from, as handed in
     sandbox: dict = field(default_factory=dict)  # what the sandbox's limits saw (empty: none)
 

@@ -9,7 +9,8 @@ runs nbgrader ``autograde`` (the student's notebook, for the feedback), the clea
 trusted verdicts (``autograder.cleanroom``, ``autograder.verdicts``) and ``generate_feedback``
 in that shard, and answers one JSON line
 on stdout: ``{"student", "autograde_ok", "feedback_ok", "error", "log", "seconds",
-"autograde_seconds", "verdicts", "timed_out"}`` (the rest of ``seconds`` is the feedback;
+"autograde_seconds", "phases", "verdicts", "timed_out"}`` (the rest of ``seconds`` is the feedback;
+``phases``: the seconds of each phase, ``Phases``;
 ``verdicts``: grade_id -> {"passed", "message"}, the clean room's, also when the notebook's run
 failed; ``timed_out``: a cell ran past its limit, in the kernel or in the clean room).
 
@@ -32,12 +33,16 @@ def grade_job(job: dict) -> dict:
     from autograder import sandbox
 
     start = time.perf_counter()
+    phases = Phases()
     with sandbox.for_job(job) as box:
         api = make_api_for(job, box)
+        phases.lap("setup")
         # the student's notebook in its kernel: for the feedback only, it decides no point
         autograded = api.autograde(job["assignment"], job["student"], force=True, create=True)
+        phases.lap("notebook")
         # every process of the kernel is gone
         limits = box.finish().as_dict() if box else None
+        phases.lap("sandbox")
         result = {
             "student": job["student"],
             "autograde_ok": bool(autograded["success"]),
@@ -52,6 +57,7 @@ def grade_job(job: dict) -> dict:
         # scores in the shard when the run succeeded, otherwise the pipeline records them
         try:
             decided, result["cleanroom_seconds"], cleanroom_timed_out = decide(job)
+            phases.lap("verdicts", minus=result["cleanroom_seconds"])
         except Exception as exc:  # noqa: BLE001 (reported as the submission's failure)
             decided, cleanroom_timed_out = None, False
             result["error"] = (result["error"] + "\n" if result["error"] else "") + (
@@ -62,6 +68,7 @@ def grade_job(job: dict) -> dict:
                                   for grade_id, v in decided.items()}
         if autograded["success"] and decided is not None:
             apply_verdicts(job, decided)
+        phases.lap("gradebook")
         result["autograde_seconds"] = round(time.perf_counter() - start, 3)
         if autograded["success"] and decided is not None:
             feedback = api.generate_feedback(job["assignment"], job["student"], force=True)
@@ -69,8 +76,32 @@ def grade_job(job: dict) -> dict:
             if not feedback["success"]:
                 result["error"] = feedback.get("error") or ""
                 result["log"] += feedback.get("log") or ""
+        phases.lap("feedback")
+    phases.lap("cleanup")
     result["seconds"] = round(time.perf_counter() - start, 3)
+    result["phases"] = phases.seconds
     return result
+
+
+class Phases:
+    """Where a job's seconds go, phase by phase (the benchmark's profile): ``setup`` (the
+    sandbox and nbgrader's API), ``notebook`` (the kernel's start and the student's notebook),
+    ``sandbox`` (waiting for the kernel's processes to end), ``cleanroom`` (the clean room's
+    sandboxed process), ``verdicts`` (the trusted checks), ``gradebook`` (the verdicts
+    written), ``feedback`` (nbgrader's HTML) and ``cleanup`` (the sandbox taken down)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str, minus: float = 0.0) -> None:
+        """Book the time since the last lap to ``name``; ``minus`` seconds of it, measured
+        inside, go to ``cleanroom``."""
+        now = time.perf_counter()
+        if minus:
+            self.seconds["cleanroom"] = round(minus, 3)
+        self.seconds[name] = round(max(now - self._last - minus, 0.0), 3)
+        self._last = now
 
 
 def _kernel_timed_out(job: dict, autograded: dict) -> bool:

@@ -1,6 +1,9 @@
 """fusionlab.train: reproducibility, evaluation against hand-computed cases, the loop's options
 and its building blocks. Several seeds at once are tested in test_multiseed.py."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn as nn
@@ -13,6 +16,7 @@ from fusionlab.train import (
     History,
     TrainConfig,
     accuracy,
+    adam,
     confusion_from_predictions,
     confusion_matrix,
     fit,
@@ -127,6 +131,45 @@ def test_a_bar_whose_model_is_not_implemented_yet_is_hidden_not_left_red(monkeyp
 
 
 # ----------------------------------------------------------------------------- building blocks
+
+def _trained_weights(make_optimizer, steps: int = 200):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(7, 33), nn.ReLU(), nn.Linear(33, 3))
+    unused = nn.Parameter(torch.randn(5))  # never gets a gradient: skipped, as torch skips it
+    optimizer = make_optimizer([*model.parameters(), unused])
+    data = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        x, y = torch.randn(64, 7, generator=data), torch.randint(0, 3, (64,), generator=data)
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return [p.detach().clone() for p in (*model.parameters(), unused)]
+
+
+def test_the_course_adam_trains_bit_for_bit_as_torchs_fused_adam():
+    ours = _trained_weights(lambda params: adam(params, lr=3e-3))
+    torchs = _trained_weights(lambda params: torch.optim.Adam(params, lr=3e-3, fused=True))
+    assert all(torch.equal(a, b) for a, b in zip(ours, torchs))
+    plain = _trained_weights(lambda params: torch.optim.Adam(params, lr=3e-3))
+    assert any(not torch.equal(a, b) for a, b in zip(ours, plain)), "the comparison can tell"
+
+
+def test_training_does_not_load_torchs_compiler(tmp_path):
+    """``torch.optim``'s step imports ``torch._dynamo`` (about a second of every fresh kernel
+    and clean room); the course's loops train without it."""
+    script = (
+        "import sys, torch\n"
+        "from fusionlab.data import MultimodalDataset\n"
+        "from fusionlab.models import EarlyFusion\n"
+        "from fusionlab.train import fit\n"
+        "data = MultimodalDataset(n_samples=64, seed=0)\n"
+        "fit(EarlyFusion(), data, data, epochs=1, progress=False)\n"
+        "print('torch._dynamo' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=tmp_path, check=True)
+    assert done.stdout.strip() == "False", done.stderr
+
 
 def test_early_stopping_counts_epochs_without_a_better_accuracy():
     stopping = EarlyStopping(patience=2)
