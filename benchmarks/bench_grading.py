@@ -112,8 +112,13 @@ def _check_batch(out: Path, n: int) -> dict:
     full = [s for s in students if s["status"] == "graded" and s["score"] >= s["max_score"]]
     with open(out / "grades.csv", newline="") as f:
         rows = list(csv.DictReader(f))
+    phases: dict[str, list[float]] = {}
+    for student in students:
+        for phase, seconds in (student.get("phases") or {}).items():
+            phases.setdefault(phase, []).append(seconds)
     return {
         "seconds": Samples([s["seconds"] for s in students]),
+        "phases": {phase: Samples(values) for phase, values in phases.items()},
         "lost": n - len(full),
         "csv_rows": len(rows),
         "max_score": results["max_score"],
@@ -276,6 +281,11 @@ def markdown(notebook: dict, grading: dict,
             f"| 1 submission alone, end to end | {single['wall']:.1f} | {single['wall']:.1f} "
             f"| {single['lost']} of 1 |"
         )
+    if serial.get("phases"):
+        lines += ["", "Where one submission's time goes (one worker, median seconds per phase, "
+                  "from `results.json`; `autograder.worker.Phases`): "
+                  + ", ".join(f"{phase} {samples.median:.2f}"
+                              for phase, samples in serial["phases"].items()) + "."]
     met = summary(notebook, grading, per_submission_s)[1][2] == "met"
     speedup = serial["wall"] / parallel["wall"]
     lines += [
