@@ -88,6 +88,7 @@ class Run:
     # preflight (autograder/cluster.py, autograder/preflight.py)
     scheduler: str | None = None
     preflight: bool = True
+    notebook_run: bool = True  # False: the feedback shows the submitted notebook, not a re-run
 
     @property
     def logs(self) -> Path:
@@ -108,6 +109,7 @@ def grade(
     reseed: bool = False,
     scheduler: str | None = None,
     preflight: bool = True,
+    notebook_run: bool = True,
     echo=print,
 ) -> GradingReport:
     """Grade every submission of ``assignment``; write the results under ``out``.
@@ -117,7 +119,9 @@ def grade(
     seeds come from the course secret in ``out`` (``reseed``: a new one). ``scheduler``: grade
     on that Dask cluster instead of the local pool (``autograder.cluster``); ``preflight``:
     first grade the solution and the untouched notebook, and refuse unless they grade as
-    documented (``autograder.preflight``)."""
+    documented (``autograder.preflight``); ``notebook_run=False``: no kernel runs the whole
+    notebook for the feedback, which then shows the notebook as submitted (the points, from the
+    clean room, are the same)."""
     if use_sandbox and sandbox.missing():
         raise CourseError(f"cannot build the sandbox for the submissions' kernels: "
                           f"{sandbox.missing()}. Grade without it only with --no-sandbox.")
@@ -125,7 +129,7 @@ def grade(
               if use_sandbox else None)
     run = Run(assignment, Path(out).resolve(), Path(source_root), cell_timeout,
               submission_timeout, limits, echo, reseed=reseed, scheduler=scheduler,
-              preflight=preflight)
+              preflight=preflight, notebook_run=notebook_run)
     if not any((run.source_root / assignment).glob("*.ipynb")):
         raise CourseError(f"no instructor notebook found in {run.source_root / assignment}")
     _clear_outputs(run.out)
@@ -193,6 +197,7 @@ def _grade(run: Run, submissions: Path, pool: list[Worker], cluster=None) -> Gra
     def make_job(root: Path, student: str) -> dict:
         return {"root": str(root), "assignment": run.assignment, "student": student,
                 "cell_timeout": run.cell_timeout, "sandbox": run.limits,
+                "notebook_run": run.notebook_run,
                 "seeds": verdicts.seeds_for(secret, run.assignment, student).as_dict()}
 
     jobs = []

@@ -1,6 +1,7 @@
 """Grading worker: autogrades submissions one at a time, each in its own shard.
 
-``python -m autograder.worker`` reads one JSON job per line on stdin::
+``python -m autograder.worker`` reads one JSON job per line on stdin (``"notebook_run": false``:
+nbgrader does not run the notebook, see ``--no-notebook-run``)::
 
     {"root": "<shard course dir>", "assignment": "...", "student": "...", "cell_timeout": 60,
      "seeds": {"inputs": int, "evaluation": int}, "sandbox": {...} or null}
@@ -23,6 +24,7 @@ job with a wall-clock limit and replaces a worker that died or overran.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -34,10 +36,15 @@ def grade_job(job: dict) -> dict:
 
     start = time.perf_counter()
     phases = Phases()
-    with sandbox.for_job(job) as box:
+    run_notebook = job.get("notebook_run", True)
+    # without the notebook's run no student code runs here: only the clean room, sandboxed
+    # on its own, needs the sandbox
+    with sandbox.for_job(job) if run_notebook else contextlib.nullcontext() as box:
         api = make_api_for(job, box)
         phases.lap("setup")
         # the student's notebook in its kernel: for the feedback only, it decides no point
+        # (``--no-notebook-run``: nbgrader only restores the hidden tests, and the feedback
+        # shows the notebook with the student's own outputs)
         autograded = api.autograde(job["assignment"], job["student"], force=True, create=True)
         phases.lap("notebook")
         # every process of the kernel is gone
@@ -49,7 +56,7 @@ def grade_job(job: dict) -> dict:
             "feedback_ok": False,
             "error": autograded.get("error") or "",
             "log": autograded.get("log") or "",
-            "timed_out": _kernel_timed_out(job, autograded),
+            "timed_out": run_notebook and _kernel_timed_out(job, autograded),
             **({"sandbox": limits} if limits else {}),
         }
         # the trusted verdicts, whatever the notebook's run did (a notebook that crashes or
@@ -68,6 +75,8 @@ def grade_job(job: dict) -> dict:
                                   for grade_id, v in decided.items()}
         if autograded["success"] and decided is not None:
             apply_verdicts(job, decided)
+            if not run_notebook:
+                say_not_run(job)
         phases.lap("gradebook")
         result["autograde_seconds"] = round(time.perf_counter() - start, 3)
         if autograded["success"] and decided is not None:
@@ -124,7 +133,14 @@ def _kernel_timed_out(job: dict, autograded: dict) -> bool:
 def make_api_for(job: dict, box):
     from autograder.course import make_api
 
-    return make_api(job["root"], job.get("cell_timeout"), configure=box.configure if box else None)
+    def configure(config) -> None:
+        if box:
+            box.configure(config)
+        if not job.get("notebook_run", True):  # keep the submitted outputs; run no cell
+            config.ClearOutput.enabled = False
+            config.Execute.enabled = False
+
+    return make_api(job["root"], job.get("cell_timeout"), configure=configure)
 
 
 def decide(job: dict):
@@ -167,6 +183,28 @@ def apply_verdicts(job: dict, decided: dict) -> None:
     from autograder import verdicts
 
     verdicts.apply(job["root"], job["assignment"], job["student"], decided)
+
+
+NOT_RUN_NOTE = (
+    "**This page shows your notebook as you submitted it, with your own outputs: the grader "
+    "did not run it again.** Your points come from the grader's clean room, which ran your TODO "
+    "cells on their own with inputs of its own; each graded cell below shows its verdict and "
+    "the reason of every lost point.")
+
+
+def say_not_run(job: dict) -> None:
+    """Put ``NOT_RUN_NOTE`` at the top of the autograded notebooks (``--no-notebook-run``), so
+    that nobody takes the outputs on the feedback page for the grader's."""
+    from pathlib import Path
+
+    import nbformat
+    from nbformat.v4 import new_markdown_cell
+
+    folder = Path(job["root"]) / "autograded" / job["student"] / job["assignment"]
+    for path in folder.glob("*.ipynb"):
+        nb = nbformat.read(path, as_version=4)
+        nb.cells.insert(0, new_markdown_cell(NOT_RUN_NOTE))
+        nbformat.write(nb, path)
 
 
 WORKER_MEMORY_LIMIT = 3 * 2**30  # bytes of data (RLIMIT_DATA) of the trusted worker itself

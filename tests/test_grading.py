@@ -277,6 +277,40 @@ def test_a_regrade_gives_the_same_verdicts(part1, tmp_path):
     assert course_secret(out, reseed=True) != secret
 
 
+def test_without_the_notebook_run_the_grades_are_the_same_and_the_feedback_says_so(part1,
+                                                                                   tmp_path):
+    """``--no-notebook-run``: the same seeds give the same verdicts, reasons included (they
+    come from the clean room); the feedback shows the notebook as submitted, with the
+    student's own outputs, and says so."""
+    from nbformat.v4 import new_output
+
+    from autograder.worker import NOT_RUN_NOTE
+
+    report, _, out = part1
+    folder = tmp_path / "subs"
+    _write(folder, DEMO)
+    path = folder / "correct.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    first_code = next(c for c in nb.cells if c.cell_type == "code")
+    first_code.outputs = [new_output("stream", name="stdout", text="MY-OWN-RUN-SAID-THIS\n")]
+    nbformat.write(nb, path)
+    quick_out = tmp_path / "out"
+    quick_out.mkdir()
+    shutil.copy(out / "grading-secret", quick_out / "grading-secret")  # the same seeds
+    quick = grade(ASSIGNMENT, folder, quick_out, workers=2, cell_timeout=CELL_TIMEOUT,
+                  submission_timeout=600, preflight=False, notebook_run=False, echo=_quiet)
+    first, second = report.by_student(), quick.by_student()
+    for name in DEMO:
+        assert [(t.name, t.score, t.reason) for t in second[name].tests] == \
+            [(t.name, t.score, t.reason) for t in first[name].tests], name
+        assert second[name].flags == first[name].flags, name
+    page = (quick_out / "feedback" / "correct" / f"{ASSIGNMENT}.html").read_text()
+    assert "MY-OWN-RUN-SAID-THIS" in page  # not cleared, not run again
+    assert "did not run it again" in page and "did not run it again" in NOT_RUN_NOTE
+    ran = (out / "feedback" / "correct" / f"{ASSIGNMENT}.html").read_text()
+    assert "did not run it again" not in ran
+
+
 def test_part1_grades_csv(part1):
     report, expected, out = part1
     lines = (out / "grades.csv").read_text().splitlines()
