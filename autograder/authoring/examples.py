@@ -36,10 +36,12 @@ def release(assignment: str, source_root: Path = SOURCE_ROOT) -> tuple[dict, dic
     return masters, released
 
 
-def master_namespace(assignment: str, cell_ids, source_root: Path = SOURCE_ROOT) -> dict:
+def master_namespace(assignment: str, cell_ids, source_root: Path = SOURCE_ROOT,
+                     preset: dict | None = None) -> dict:
     """The master's own code as plain Python, as the clean room runs a submission: the imports
     of its setup cell (the first code cell), then the cells ``cell_ids`` (solution markers
-    stripped), in a fresh namespace.
+    stripped), in a fresh namespace (holding ``preset``'s names first: what the setup cell
+    sets beyond its imports, e.g. ``GRADING``).
 
     Tests use it to exercise the reference solutions exactly as the notebook defines them, so
     that no second copy of a solution exists to drift.
@@ -49,7 +51,7 @@ def master_namespace(assignment: str, cell_ids, source_root: Path = SOURCE_ROOT)
     master = nbformat.read(Path(source_root) / assignment / f"{assignment}.ipynb", as_version=4)
     code_cells = [cell for cell in master.cells if cell.cell_type == "code"]
     cells = {cell.get("id"): cell.source for cell in code_cells}
-    namespace: dict = {"__name__": "__main__"}
+    namespace: dict = {"__name__": "__main__", **(preset or {})}
     for name, source in [("setup", setup_imports(code_cells[0].source))] + [
             (cell_id, strip_solution_markers(cells[cell_id])) for cell_id in cell_ids]:
         error = run_cell(source, name, namespace)
