@@ -24,6 +24,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
@@ -38,12 +39,15 @@ from fusionlab.models import (
 )
 from fusionlab.multiseed import fit_seeds
 from fusionlab.results import summarize
-from fusionlab.train import TrainConfig
 from tests import claims_table
 
 STUDENT_CELLS = ("bidirectional_solution", "gated_solution", "bidirectional-model")
 SEEDS = tuple(range(10))
-EPOCHS = {"original": 30, "xor": 10}  # as in the notebook
+# the notebook's own training settings (its cell training-setup, as a student runs it)
+with contextlib.redirect_stdout(io.StringIO()):
+    _SETTINGS = master_namespace("part1_fusion_strategies", ("training-setup",),
+                                 preset={"GRADING": False})
+EPOCHS = {"original": _SETTINGS["EPOCHS"], "xor": _SETTINGS["XOR_EPOCHS"]}
 
 FUSION = ("early", "late", "cross-attention", "bidirectional", "gated")  # mix features
 DECISION = ("committee",)  # fuses decisions only
@@ -80,7 +84,7 @@ def measure(interaction: str, seeds=SEEDS) -> dict:
     """
     seeds = list(seeds)
     num_classes = 3 if interaction == "original" else 2
-    config = TrainConfig(epochs=EPOCHS[interaction], progress=False)
+    config = replace(_SETTINGS["config"], epochs=EPOCHS[interaction], progress=False)
     splits = [make_splits(seed=seed, interaction=interaction) for seed in seeds]
     trains, tests = [train for train, _ in splits], [test for _, test in splits]
     results = {}
