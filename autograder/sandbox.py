@@ -604,6 +604,16 @@ class SandboxReport:
         return dict(self.__dict__)
 
 
+def end_confinement(cgroups, mounts) -> None:
+    """Kill what is left in ``cgroups`` and remove them, then unmount ``mounts`` (either may be
+    None or inactive): the end of every sandboxed job and command."""
+    if cgroups:
+        cgroups.kill_all()
+        cgroups.remove()
+    if mounts:
+        mounts.close()
+
+
 def for_job(job: dict):
     """The worker's context for ``job``: a ``SandboxJob``, or a null context (``None``) when the
     job is graded without the sandbox (``job["sandbox"]`` is None)."""
@@ -725,11 +735,7 @@ class SandboxJob:
         return self.report
 
     def __exit__(self, *exc) -> None:
-        if self.cgroups:
-            self.cgroups.kill_all()
-            self.cgroups.remove()
-        if self.mounts:
-            self.mounts.close()
+        end_confinement(self.cgroups, self.mounts)
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -966,9 +972,5 @@ class ConfinedCommand:
         return hits[0].replace("the notebook", "the clean room") if hits else None
 
     def __exit__(self, *exc) -> None:
-        if self.cgroups:
-            self.cgroups.kill_all()
-            self.cgroups.remove()
-        if self.mounts:
-            self.mounts.close()
+        end_confinement(self.cgroups, self.mounts)
         shutil.rmtree(self.tmp, ignore_errors=True)
