@@ -297,6 +297,9 @@ def test_without_the_notebook_run_the_grades_are_the_same_and_the_feedback_says_
     nb = nbformat.read(path, as_version=4)
     first_code = next(c for c in nb.cells if c.cell_type == "code")
     first_code.outputs = [new_output("stream", name="stdout", text="MY-OWN-RUN-SAID-THIS\n")]
+    # a graded cell's submitted output never reaches the page: its verdict replaces it
+    graded = next(c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade"))
+    graded.outputs = [new_output("stream", name="stdout", text="FORGED: ALL TESTS PASSED\n")]
     nbformat.write(nb, path)
     quick_out = tmp_path / "out"
     quick_out.mkdir()
@@ -310,6 +313,7 @@ def test_without_the_notebook_run_the_grades_are_the_same_and_the_feedback_says_
         assert second[name].flags == first[name].flags, name
     page = (quick_out / "feedback" / "correct" / f"{ASSIGNMENT}.html").read_text()
     assert "MY-OWN-RUN-SAID-THIS" in page  # not cleared, not run again
+    assert "FORGED: ALL TESTS PASSED" not in page
     assert "did not run it again" in page and "did not run it again" in NOT_RUN_NOTE
     ran = (out / "feedback" / "correct" / f"{ASSIGNMENT}.html").read_text()
     assert "did not run it again" not in ran
