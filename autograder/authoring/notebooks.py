@@ -418,11 +418,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not run the solution notebooks (they then have no outputs)")
     args = parser.parse_args(argv)
     masters = [m.resolve() for m in args.masters] or None
+    missing = [str(m) for m in masters or () if not m.is_file()]
+    if missing:
+        sys.exit(f"error: no master notebook {', '.join(missing)}")
     try:
         generate(masters, args.out.resolve(), execute_cells=not args.no_execute)
     except GenerationError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        sys.exit(f"error: {error}")  # on stderr, exit status 1
     return 0
 
 

@@ -12,7 +12,11 @@ The trusted side of an exercise (its reference formulas, the grader's evaluation
 known mistakes) lives in ``autograder.hidden``, never in this package: no answer to a TODO is
 importable from ``fusionlab``.
 
-Each part declares its exercises in ``fusionlab.part<N>.exercises``; ``discover`` imports them.
+Each part declares its exercises in two files side by side: ``fusionlab/part<N>/exercises.toml``,
+the table of what the student writes and of the graded cells (the rubric: grade_id, check,
+points, visibility, training, text), and ``exercises.py``, the behaviour (evidence collectors,
+checks, training), which reads the table through ``Declarations``. ``discover`` imports every
+part's ``exercises`` module.
 """
 
 from __future__ import annotations
@@ -21,9 +25,15 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 from .known import KnownAnswers
-from .results import CheckResult, report, run
+from .results import CheckResult, implemented_check, report, run
 from .seeds import SELF_CHECK_SEED
 from .toolkit import target_name
 
@@ -119,6 +129,67 @@ class Exercise:
     def self_check(self, target) -> None:
         """Print the self-check of ``target`` (what the notebook's self-check cell calls)."""
         report(target_name(target), self.results(target))
+
+
+class Declarations:
+    """One part's exercise table, ``exercises.toml`` beside the module ``module_file``.
+
+    Each table row declares an exercise: its ``target``, TODO cell ``solution``, ``title``,
+    ``self_checks`` order and ``cells``, ``grade_id = {check, points, visible, trains, text}``.
+    A text may name the part's settings: ``{c.<field>}`` is a field of ``config``, ``{name}`` a
+    phrase of the file's ``[phrases]`` table or one of ``values``. ``exercise(name, ...)`` adds
+    the behaviour (collector, checks, ...) and returns the ``Exercise``.
+
+    Every exercise's first check, ``implemented``, says whether the TODO is written at all:
+    ``implemented`` is that check, or the evidence key whose error says so (the part's default,
+    which an exercise may override).
+    """
+
+    _EXERCISE_KEYS = {"target", "solution", "title", "self_checks", "cells"}
+    _CELL_KEYS = {"check", "points", "visible", "trains", "text"}
+
+    def __init__(self, module_file: str, assignment: str, config,
+                 implemented: str | Check = "error/out/shape0", **values):
+        self.path = Path(module_file).with_name("exercises.toml")
+        self.assignment = assignment
+        self.implemented = implemented
+        table = tomllib.loads(self.path.read_text(encoding="utf-8"))
+        phrases = {key: text.format(c=config, **values)
+                   for key, text in table.pop("phrases", {}).items()}
+        self._fill = dict(values, **phrases, c=config)
+        self._table = table
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._table)
+
+    def exercise(self, name: str, checks: Mapping[str, Check],
+                 implemented: str | Check | None = None, **behaviour) -> Exercise:
+        """The ``Exercise`` of row ``name``, with its ``checks`` (after ``implemented``) and
+        ``behaviour``: ``collect`` and the optional fields of ``Exercise``."""
+        implemented = implemented or self.implemented
+        if isinstance(implemented, str):
+            implemented = implemented_check(implemented)
+        checks = {"implemented": implemented, **checks}
+        row = self._table[name]
+        self._refuse_unknown(name, row, self._EXERCISE_KEYS)
+        cells = []
+        for grade_id, cell in row["cells"].items():
+            self._refuse_unknown(f"{name}.cells.{grade_id}", cell, self._CELL_KEYS)
+            cells.append(GradedCell(grade_id, cell["check"], cell["points"],
+                                    cell["text"].format(**self._fill),
+                                    visible=cell.get("visible", False),
+                                    trains=cell.get("trains", False)))
+        return Exercise(name=name, assignment=self.assignment, target=row["target"],
+                        solution=row["solution"], title=row["title"],
+                        self_checks=tuple(row["self_checks"]), cells=tuple(cells),
+                        checks=checks, **behaviour)
+
+    def _refuse_unknown(self, where: str, row: dict, allowed: set) -> None:
+        unknown = sorted(set(row) - allowed)
+        if unknown:  # a misspelt key ("visble") would otherwise be silently ignored
+            raise ValueError(f"{self.path}: [{where}] has unknown keys {', '.join(unknown)} "
+                             f"(allowed: {', '.join(sorted(allowed))})")
 
 
 # ----------------------------------------------------------------------------- the table

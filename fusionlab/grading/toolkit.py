@@ -208,15 +208,16 @@ def guarded_module_state(ev: dict, module: nn.Module, weights, seed: int, exerci
         ev["error/state"] = np.array(describe_error(error))
 
 
-def other_size(ev: dict, key: str, factory, signature: str, seed: int):
-    """A second module for a shape case at other sizes: ``factory()`` after
-    ``torch.manual_seed(seed + 1)``, in eval mode; None, with ``error/<key>`` saying what
-    ``signature`` raised, when it cannot be built."""
+def other_size(ev: dict, key: str, seed: int, cls, *args, **kwargs):
+    """A second module for a shape case at other sizes: ``cls(*args, **kwargs)`` after
+    ``torch.manual_seed(seed + 1)``, in eval mode; None, with ``error/<key>`` saying what the
+    call raised, when it cannot be built."""
     torch.manual_seed(seed + 1)
     try:
-        return factory().eval()
+        return cls(*args, **kwargs).eval()
     except Exception as error:  # noqa: BLE001
-        ev[f"error/{key}"] = np.array(f"{signature} raised {describe_error(error)}")
+        ev[f"error/{key}"] = np.array(f"{call_text(cls, *args, **kwargs)} raised "
+                                      f"{describe_error(error)}")
         return None
 
 
@@ -293,12 +294,13 @@ def bad_input(ev: dict, call, key: str = "bad_input") -> None:
         ev[key] = np.array(describe_error(error))
 
 
-def build_module(ev: dict, factory, signature: str, seed: int):
-    """``factory()`` after ``torch.manual_seed(seed)``, or None with ``ev["status"]`` saying why
-    (not implemented yet, an error, not an ``nn.Module``)."""
+def build_module(ev: dict, seed: int, cls, *args, **kwargs):
+    """``cls(*args, **kwargs)`` after ``torch.manual_seed(seed)``, or None with ``ev["status"]``
+    saying why (not implemented yet, an error, not an ``nn.Module``)."""
+    signature = call_text(cls, *args, **kwargs)
     torch.manual_seed(seed)
     try:
-        module = factory()
+        module = cls(*args, **kwargs)
     except NotImplementedError:
         ev["status"] = np.array(f"not implemented: {signature} still raises NotImplementedError")
         return None

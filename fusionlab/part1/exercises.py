@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..grading import results
 from ..grading.checks import (
     accuracy,
     equivalence,
@@ -30,21 +31,11 @@ from ..grading.checks import (
     visible_shape,
 )
 from ..grading.known import KnownAnswers
-from ..grading.registry import Exercise, GradedCell, register
-from ..grading.results import (
-    CheckResult,
-    close,
-    implemented_check,
-    json_value,
-    output,
-    prefixed,
-    shape_text,
-    text,
-)
+from ..grading.registry import Declarations, register
+from ..grading.results import CheckResult
 from ..grading.seeds import Stream, generator
 from ..grading.toolkit import (
     build_module,
-    call_text,
     fit_quietly,
     guarded_module_state,
     isolated,
@@ -52,7 +43,6 @@ from ..grading.toolkit import (
     projected_gradients,
     record,
     stored_attribute,
-    target_name,
     to_array,
 )
 
@@ -157,20 +147,17 @@ def collect_bidirectional(cls, seed: int, weights=None) -> dict:
     """Evidence on a ``BidirectionalCrossAttention`` class; never raises."""
     d, h = CONFIG.dim, CONFIG.heads
     ev: dict = {}
-    name = target_name(cls)
     x = bidirectional_inputs(seed)
     with isolated(seed):
-        module = build_module(ev, lambda: cls(d, num_heads=h), f"{name}({d}, num_heads={h})",
-                              seed)
+        module = build_module(ev, seed, cls, d, num_heads=h)
         if module is None:
             return ev
         guarded_module_state(ev, module, weights, seed, "bidirectional")
         module.eval()
         with torch.no_grad():
             for i, (dim, *_) in enumerate(CONFIG.bidir_shape_cases):
-                m = module if dim == d else other_size(
-                    ev, f"out/shape{i}", lambda dim=dim: cls(dim, num_heads=h),
-                    f"{name}({dim}, num_heads={h})", seed)
+                m = module if dim == d else other_size(ev, f"out/shape{i}", seed, cls, dim,
+                                                       num_heads=h)
                 if m is None:
                     continue
                 record(ev, f"out/shape{i}", lambda m=m, i=i: m(x[f"shape{i}/img"],
@@ -192,10 +179,9 @@ def collect_gated(cls, seed: int, weights=None) -> dict:
     """Evidence on a ``GatedFusionModel`` class; never raises."""
     ev: dict = {}
     sizes = dict(CONFIG.gated_sizes)
-    name = target_name(cls)
     x = gated_inputs(seed)
     with isolated(seed):
-        model = build_module(ev, lambda: cls(**sizes), call_text(cls, **sizes), seed)
+        model = build_module(ev, seed, cls, **sizes)
         if model is None:
             return ev
 
@@ -210,9 +196,7 @@ def collect_gated(cls, seed: int, weights=None) -> dict:
         with torch.no_grad():
             for i, (classes, _) in enumerate(CONFIG.gated_shape_cases):
                 m = model if classes == sizes["num_classes"] else other_size(
-                    ev, f"out/shape{i}", lambda classes=classes: cls(
-                        **{**sizes, "num_classes": classes}),
-                    f"{name}(num_classes={classes})", seed)
+                    ev, f"out/shape{i}", seed, cls, **{**sizes, "num_classes": classes})
                 if m is None:
                     continue
                 record(ev, f"out/shape{i}", lambda m=m, i=i: m(x[f"shape{i}/img"],
@@ -277,12 +261,12 @@ BIDIR_FORMULA = ("txt_upd = norm_txt(txt + txt_to_img(txt, img)), img_upd = norm
 
 def bidir_attributes(ev, facts) -> CheckResult:
     d = CONFIG.dim
-    state = prefixed(ev, "state/")
+    state = results.prefixed(ev, "state/")
     if not state and "error/state" in ev:
         return CheckResult("attributes", False, f"reading the weights raised "
-                           f"{text(ev, 'error/state')}")
+                           f"{results.text(ev, 'error/state')}")
     problems, shared = [], set()
-    for a, b in json_value(ev, "shared", []):
+    for a, b in results.json_value(ev, "shared", []):
         if {a, b} <= set(_BIDIR_ATTRS):
             problems.append(f"`{a}` and `{b}` are the same layer: create two")
             shared |= {a, b}
@@ -303,11 +287,12 @@ def bidir_attributes(ev, facts) -> CheckResult:
             continue
         expected = facts.get("sub", {}).get(attr)
         key = f"sub/{attr}"
-        if expected is not None and key in ev and not close(ev[key], expected):
+        if expected is not None and key in ev and not results.close(ev[key], expected):
             problems.append(f"`{attr}` does not compute what {spelled} computes with its "
                             "weights (is it a subclass with another forward?)")
         elif expected is not None and key not in ev:
-            problems.append(f"calling `{attr}` raised {text(ev, 'error/' + key, 'an error')}")
+            error = results.text(ev, "error/" + key, "an error")
+            problems.append(f"calling `{attr}` raised {error}")
     return CheckResult("attributes", not problems, "; ".join(problems) or
                        "txt_to_img, img_to_txt (CrossAttentionLayer), norm_txt, norm_img "
                        "(LayerNorm) found, each computing what its type computes")
@@ -341,7 +326,7 @@ def bidir_equivalence(ev, facts) -> CheckResult:
 
 
 def bidir_gradients(ev, facts) -> CheckResult:
-    shared = {b: a for a, b in json_value(ev, "shared", []) if {a, b} <= set(_BIDIR_ATTRS)}
+    shared = {b: a for a, b in results.json_value(ev, "shared", []) if {a, b} <= set(_BIDIR_ATTRS)}
     if shared:
         b, a = next(iter(shared.items()))
         return CheckResult("gradients", False, f"`{b}` is the same layer as `{a}`, so it has no "
@@ -354,7 +339,7 @@ def bidir_gradients(ev, facts) -> CheckResult:
 def bidir_no_nan(ev, facts) -> CheckResult:
     bad = []
     for i, label in enumerate(CONFIG.nan_probes):
-        out = output(ev, f"out/nan{i}", f"the output for {label}")
+        out = results.output(ev, f"out/nan{i}", f"the output for {label}")
         if not np.isfinite(out).all():
             bad.append(label)
     return CheckResult("no_nan", not bad, f"the output has NaN or inf for {', '.join(bad)}"
@@ -371,7 +356,7 @@ def _mlp_text() -> str:
 def gated_attributes(ev, facts) -> CheckResult:
     s = CONFIG.gated_sizes
     e, c = s["embed_dim"], s["num_classes"]
-    state = prefixed(ev, "state/")
+    state = results.prefixed(ev, "state/")
     problems = []
     for attr, in_dim in (("img_proj", s["img_dim"]), ("txt_proj", s["txt_dim"])):
         w = state.get(f"{attr}.weight")
@@ -395,26 +380,26 @@ def gated_attributes(ev, facts) -> CheckResult:
     else:
         expected = facts.get("sub", {}).get("classifier")
         if expected is not None and not ("sub/classifier" in ev and
-                                         close(ev["sub/classifier"], expected)):
+                                         results.close(ev["sub/classifier"], expected)):
             problems.append(f"the classifier does not compute {mlp} with its weights")
     return CheckResult("attributes", not problems, "; ".join(problems) or
                        f"img_proj, txt_proj, gate and the classifier {mlp} found")
 
 
 def gated_gate(ev, facts) -> CheckResult:
-    params = json_value(ev, "params", [])
+    params = results.json_value(ev, "params", [])
     if "attr/gate" not in ev and "init/gate" not in ev:
         return CheckResult("gate", False, "missing attribute `gate`: add "
                            "self.gate = nn.Parameter(torch.zeros(1))")
     if "gate" not in params:
-        kind = text(ev, "attr/gate_type", "tensor")
+        kind = results.text(ev, "attr/gate_type", "tensor")
         return CheckResult("gate", False, f"`gate` is a {kind}, not an nn.Parameter registered "
                            "in the model, so the optimizer never updates it: use "
                            "self.gate = nn.Parameter(torch.zeros(1))")
     value = np.asarray(ev.get("init/gate", ev.get("attr/gate")))
     if value.shape != (1,):
-        return CheckResult("gate", False, f"`gate` has shape {shape_text(value.shape)}, expected "
-                           "(1,): use torch.zeros(1)")
+        return CheckResult("gate", False, f"`gate` has shape {results.shape_text(value.shape)}, "
+                           "expected (1,): use torch.zeros(1)")
     alpha = float(1 / (1 + np.exp(-float(value[0]))))
     if abs(alpha - 0.5) > 1e-6:
         return CheckResult("gate", False, f"gate starts at {float(value[0]):.3f}, so "
@@ -449,7 +434,7 @@ def gated_equivalence(ev, facts) -> CheckResult:
 
 
 def gated_gate_gradient(ev, facts) -> CheckResult:
-    if "gate" not in json_value(ev, "params", []):
+    if "gate" not in results.json_value(ev, "params", []):
         return CheckResult("gate_gradient", False, "the gate receives no gradient: it is not "
                            "an nn.Parameter of the model (self.gate = nn.Parameter(...))")
     why = gradient_problems(ev, facts, {"gate": "gate"}, GATED_KEYS).get("gate")
@@ -465,72 +450,26 @@ def gated_gate_gradient(ev, facts) -> CheckResult:
 # ----------------------------------------------------------------------------- declarations
 
 _d, _B, _n_img, _n_txt = CONFIG.bidir_shape_cases[0]
-_TRAINED = (f"trained {CONFIG.training['epochs']} epochs on the XOR task of section 8, reaches "
-            f"{CONFIG.accuracy_threshold:.2f} test accuracy on the grader's own XOR data")
-BIDIRECTIONAL = register(Exercise(
-    name="bidirectional", assignment=ASSIGNMENT, target="BidirectionalCrossAttention",
-    solution="bidirectional_solution", title="bidirectional cross-attention (TODO 1)",
-    collect=collect_bidirectional, train=train_bidirectional,
-    checks={"implemented": implemented_check("error/out/shape0"),
-            "attributes": bidir_attributes, "shapes": bidir_shapes,
+_classes, _Bg = CONFIG.gated_shape_cases[0]
+DECLARED = Declarations(
+    __file__, ASSIGNMENT, CONFIG, bidir_out=(_B, _d), bidir_in=(_B, _n_img, _d),
+    gated_out=(_Bg, _classes), gated_img=(_Bg, CONFIG.gated_sizes["img_dim"]),
+    gated_txt=(_Bg, CONFIG.gated_sizes["txt_dim"]))
+
+BIDIRECTIONAL = register(DECLARED.exercise(
+    "bidirectional", collect=collect_bidirectional, train=train_bidirectional, known=KNOWN,
+    checks={"attributes": bidir_attributes, "shapes": bidir_shapes,
             "equivalence": bidir_equivalence, "gradients": bidir_gradients,
             "no_nan": bidir_no_nan, "accuracy": accuracy,
             "visible_shape": visible_shape("out/shape0", (_B, _d),
                                            f"image and text inputs {(_B, _n_img, _d)}")},
-    self_checks=("implemented", "attributes", "shapes", "equivalence", "gradients", "no_nan"),
-    known=KNOWN,
-    cells=(
-        GradedCell("bidir_visible_shape", "visible_shape", 3,
-                   f"the output has shape `{(_B, _d)}` for image and text inputs "
-                   f"`{(_B, _n_img, _d)}`", visible=True),
-        GradedCell("bidir_attributes", "attributes", 3,
-                   "`txt_to_img`, `img_to_txt` are `CrossAttentionLayer`s and `norm_txt`, "
-                   "`norm_img` are `LayerNorm`s, four distinct modules"),
-        GradedCell("bidir_shapes", "shapes", 3,
-                   "the output is `(B, dim)` for several batch sizes, token counts and `dim`"),
-        GradedCell("bidir_equivalence", "equivalence", 8,
-                   "with your own submodules, the output equals residual + norm in both "
-                   "directions, concatenated and mean-pooled (to 1e-5)"),
-        GradedCell("bidir_gradients", "gradients", 3,
-                   "gradients reach all four submodules, as the formula sends them back "
-                   "(nothing detached)"),
-        GradedCell("bidir_no_nan", "no_nan", 2,
-                   "no NaN or inf in the output, also for large and all-zero inputs"),
-        GradedCell("bidir_accuracy", "accuracy", 3,
-                   f"`BidirectionalFusionModel` (below) with your layer, {_TRAINED}",
-                   trains=True)),
-    borrowed=("MultiheadAttention", "scaled_dot_product_attention"),
-))
+    borrowed=("MultiheadAttention", "scaled_dot_product_attention")))
 
-_classes, _Bg = CONFIG.gated_shape_cases[0]
-_img, _txt = CONFIG.gated_sizes["img_dim"], CONFIG.gated_sizes["txt_dim"]
-GATED = register(Exercise(
-    name="gated", assignment=ASSIGNMENT, target="GatedFusionModel", solution="gated_solution",
-    title="gated fusion (TODO 2)",
-    collect=collect_gated, train=train_gated,
-    checks={"implemented": implemented_check("error/out/shape0"),
-            "attributes": gated_attributes, "gate": gated_gate, "shapes": gated_shapes,
+GATED = register(DECLARED.exercise(
+    "gated", collect=collect_gated, train=train_gated, known=KNOWN,
+    checks={"attributes": gated_attributes, "gate": gated_gate, "shapes": gated_shapes,
             "equivalence": gated_equivalence, "gate_gradient": gated_gate_gradient,
             "accuracy": accuracy,
             "visible_shape": visible_shape("out/shape0", (_Bg, _classes),
-                                           f"inputs {(_Bg, _img)} and {(_Bg, _txt)}")},
-    self_checks=("implemented", "attributes", "gate", "shapes", "equivalence", "gate_gradient"),
-    known=KNOWN,
-    cells=(
-        GradedCell("gated_visible_shape", "visible_shape", 3,
-                   f"the output has shape `{(_Bg, _classes)}` for inputs `{(_Bg, _img)}` and "
-                   f"`{(_Bg, _txt)}`", visible=True),
-        GradedCell("gated_gate_init", "gate", 5,
-                   "`gate` is an `nn.Parameter` of shape `(1,)` initialised at 0, so "
-                   "`sigmoid(gate) = 0.5`"),
-        GradedCell("gated_shapes", "shapes", 3,
-                   "the output is `(B, num_classes)` for several batch sizes"),
-        GradedCell("gated_equivalence", "equivalence", 8,
-                   "with your own weights, the output follows the fusion formula with the "
-                   "classifier `Linear -> ReLU -> Linear`"),
-        GradedCell("gated_gate_gradient", "gate_gradient", 3,
-                   "the gate receives the gradient the output sends back"),
-        GradedCell("gated_accuracy", "accuracy", 3,
-                   f"your model, {_TRAINED} (this needs the MLP classifier: a linear head "
-                   "cannot learn XOR)", trains=True)),
-))
+                                           f"inputs {(_Bg, CONFIG.gated_sizes['img_dim'])} and "
+                                           f"{(_Bg, CONFIG.gated_sizes['txt_dim'])}")}))

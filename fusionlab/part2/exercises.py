@@ -30,20 +30,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..grading import results
 from ..grading.checks import accuracy, gradient_problems, gradients_verdict, identified, shapes
 from ..grading.known import KnownAnswers
-from ..grading.registry import Exercise, GradedCell, register
-from ..grading.results import (
-    CheckResult,
-    Skip,
-    close,
-    implemented_check,
-    json_value,
-    output,
-    prefixed,
-    shape_text,
-    text,
-)
+from ..grading.registry import Declarations, register
+from ..grading.results import CheckResult, Skip
 from ..grading.seeds import Stream, derive, generator
 from ..grading.toolkit import (
     build_module,
@@ -56,7 +47,6 @@ from ..grading.toolkit import (
     record,
     record_pair,
     stored_attribute,
-    target_name,
     to_array,
 )
 from ..grading.toolkit import gradients as record_gradients
@@ -232,12 +222,10 @@ def collect_attention(cls, seed: int, weights=None) -> dict:
     """Evidence on a ``MaskedMultiHeadAttention`` class; never raises."""
     d, h = CONFIG.dim, CONFIG.heads
     ev: dict = {}
-    name = target_name(cls)
     x = attention_inputs(seed)
     q, kv, mask = x["query"], x["kv"], x["mask"]
     with isolated(seed):
-        module = build_module(ev, lambda: cls(d, num_heads=h), f"{name}({d}, num_heads={h})",
-                              seed)
+        module = build_module(ev, seed, cls, d, num_heads=h)
         if module is None:
             return ev
 
@@ -250,8 +238,7 @@ def collect_attention(cls, seed: int, weights=None) -> dict:
         with torch.no_grad():
             for i, (dim, heads, *_) in enumerate(CONFIG.attention_shape_cases):
                 m = module if (dim, heads) == (d, h) else other_size(
-                    ev, f"out/shape{i}", lambda dim=dim, heads=heads: cls(dim, num_heads=heads),
-                    f"{name}({dim}, num_heads={heads})", seed)
+                    ev, f"out/shape{i}", seed, cls, dim, num_heads=heads)
                 if m is None:
                     continue
                 if record(ev, f"out/shape{i}", lambda m=m, i=i: m(
@@ -289,13 +276,11 @@ def collect_coattention(cls, seed: int, weights=None) -> dict:
 
     d, h = CONFIG.dim, CONFIG.heads
     ev: dict = {}
-    name = target_name(cls)
     x = coattention_inputs(seed)
     w, o, wm, om = x["words"], x["objects"], x["word_mask"], x["object_mask"]
     pair = ("words", "objects")
     with isolated(seed):
-        module = build_module(ev, lambda: cls(d, num_heads=h), f"{name}({d}, num_heads={h})",
-                              seed)
+        module = build_module(ev, seed, cls, d, num_heads=h)
         if module is None:
             return ev
 
@@ -407,7 +392,7 @@ def _error_words(error: str) -> str:
 
 def _no_output(ev, key: str, where: str, caller: str = "forward") -> CheckResult:
     """The shapes verdict when a shape case produced no output: why, from its recorded error."""
-    error = text(ev, f"error/{key}", "failed")
+    error = results.text(ev, f"error/{key}", "failed")
     if "returned a NoneType" in error:
         return CheckResult("shapes", False, f"{where} {caller} returned None: did you forget "
                            "`return`?")
@@ -416,11 +401,11 @@ def _no_output(ev, key: str, where: str, caller: str = "forward") -> CheckResult
 
 def attention_attributes(ev, facts) -> CheckResult:
     d, h = CONFIG.dim, CONFIG.heads
-    state = prefixed(ev, "state/")
+    state = results.prefixed(ev, "state/")
     if not state and "error/state" in ev:
         return CheckResult("attributes", False, f"reading the weights raised "
-                           f"{text(ev, 'error/state')}")
-    types = json_value(ev, "types", {})
+                           f"{results.text(ev, 'error/state')}")
+    types = results.json_value(ev, "types", {})
     problems = []
     for proj in PROJECTIONS:
         weight, bias = state.get(f"{proj}.weight"), state.get(f"{proj}.bias")
@@ -434,12 +419,12 @@ def attention_attributes(ev, facts) -> CheckResult:
     if extra and not problems:
         problems.append(f"unexpected weights {', '.join(extra[:4])}: the layer has exactly the "
                         "four projections")
-    attrs = json_value(ev, "attrs", {})
+    attrs = results.json_value(ev, "attrs", {})
     if attrs.get("num_heads") != h or attrs.get("head_dim") != d // h:
         problems.append(f"with dim={d}, num_heads={h} expected self.num_heads = {h} and "
                         f"self.head_dim = {d // h}, found {attrs.get('num_heads')} and "
                         f"{attrs.get('head_dim')}")
-    used = set(json_value(ev, "bases", [])[1:]) | set(json_value(ev, "modules", []))
+    used = set(results.json_value(ev, "bases", [])[1:]) | set(results.json_value(ev, "modules", []))
     borrowed = sorted(used & set(BORROWED_TYPES))
     if borrowed:
         problems.append(f"it uses {', '.join(borrowed)}: write the attention yourself")
@@ -475,17 +460,17 @@ def attention_equivalence(ev, facts) -> CheckResult:
         return CheckResult("equivalence", False, "cannot compare with the reference: "
                            f"{facts['unavailable']}")
     keys = ("out/plain", "out/mask")
-    outs = {key: output(ev, key, "the " + ("masked" if key == "out/mask" else "unmasked")
+    outs = {key: results.output(ev, key, "the " + ("masked" if key == "out/mask" else "unmasked")
                         + " call") for key in keys}
     expected = facts["variants"]["reference"]
-    wrong = [key for key in keys if not close(outs[key], expected[key])]
+    wrong = [key for key in keys if not results.close(outs[key], expected[key])]
     if not wrong:
         return CheckResult("equivalence", True, "equals masked multi-head attention with your "
                            "weights, with and without a padding mask")
     if outs[wrong[0]].shape != expected[wrong[0]].shape:
         return CheckResult("equivalence", False, f"the output has shape "
-                           f"{shape_text(outs[wrong[0]].shape)}, expected "
-                           f"{shape_text(expected[wrong[0]].shape)}: fix the shapes first")
+                           f"{results.shape_text(outs[wrong[0]].shape)}, expected "
+                           f"{results.shape_text(expected[wrong[0]].shape)}: fix the shapes first")
     diff = max(float(np.max(np.abs(outs[k] - expected[k]))) for k in wrong)
     generic = ("check the projections, the split into heads, the scaling by sqrt(head_dim) "
                "and the softmax over the keys")
@@ -499,14 +484,14 @@ def attention_equivalence(ev, facts) -> CheckResult:
 def attention_weights(ev, facts) -> CheckResult:
     h = CONFIG.heads
     if "weights/mask" not in ev:
-        output(ev, "out/mask", "the masked call")  # raises with the call's error
+        results.output(ev, "out/mask", "the masked call")  # raises with the call's error
         raise AssertionError("self.last_attn_weights is not a tensor after a masked call: keep "
                              "the weights, detached, in self.last_attn_weights")
     weights = np.asarray(ev["weights/mask"])
     mask = attention_mask().numpy()
     if weights.shape != (3, h, 4, 6):
         raise AssertionError(f"last_attn_weights should be (B, heads, N_q, N_kv) = (3, {h}, 4, "
-                             f"6), got {shape_text(weights.shape)}")
+                             f"6), got {results.shape_text(weights.shape)}")
     if bool(ev.get("weights_requires_grad", False)):
         raise AssertionError("last_attn_weights should be detached: self.last_attn_weights = "
                              "weights.detach()")
@@ -534,9 +519,9 @@ def attention_weights(ev, facts) -> CheckResult:
 
 
 def attention_padding(ev, facts) -> CheckResult:
-    out = output(ev, "out/mask", "the masked call")
-    junk = output(ev, "out/junk", "the call with junk in the padded slots")
-    if close(out, junk):
+    out = results.output(ev, "out/mask", "the masked call")
+    junk = results.output(ev, "out/junk", "the call with junk in the padded slots")
+    if results.close(out, junk):
         return CheckResult("padding", True, "junk in the padded slots changes nothing")
     diff = float(np.max(np.abs(out - junk))) if out.shape == junk.shape else float("nan")
     raise AssertionError(
@@ -546,17 +531,17 @@ def attention_padding(ev, facts) -> CheckResult:
 
 
 def attention_mask_polarity(ev, facts) -> CheckResult:
-    out = output(ev, "out/mask", "the masked call")[1:2]
-    kept = output(ev, "out/kept", "the call without the padded keys")
-    if close(out, kept):
+    out = results.output(ev, "out/mask", "the masked call")[1:2]
+    kept = results.output(ev, "out/kept", "the call without the padded keys")
+    if results.close(out, kept):
         return CheckResult("mask_polarity", True, "masking the padded keys (True) equals "
                            "leaving them out")
     pads_only = ev.get("out/pads_only")
-    if pads_only is not None and close(out, pads_only):
+    if pads_only is not None and results.close(out, pads_only):
         raise AssertionError("the output reads only the padded keys: the mask is inverted, "
                              "True marks padding")
     plain = ev.get("out/plain")
-    if plain is not None and close(out, plain[1:2]):
+    if plain is not None and results.close(out, plain[1:2]):
         raise AssertionError("the mask changes nothing: it is ignored")
     raise AssertionError("masking the padded keys (True = padding) should equal leaving them "
                          "out of kv: " + _why(ev, facts, "padded keys must get weight 0, and "
@@ -564,14 +549,14 @@ def attention_mask_polarity(ev, facts) -> CheckResult:
 
 
 def attention_order(ev, facts) -> CheckResult:
-    out = output(ev, "out/mask", "the masked call")
-    perm = output(ev, "out/perm", "the call with the keys reordered")
-    qperm = output(ev, "out/qperm", "the call with the queries reordered")
-    if not close(out, perm):
+    out = results.output(ev, "out/mask", "the masked call")
+    perm = results.output(ev, "out/perm", "the call with the keys reordered")
+    qperm = results.output(ev, "out/qperm", "the call with the queries reordered")
+    if not results.close(out, perm):
         raise AssertionError("reordering the keys (with their mask) changes the output: "
                              + _why(ev, facts, "attention over a set must not depend on the "
                                     "order of the objects"))
-    if "qperm" in facts and not close(qperm, out[:, np.asarray(facts["qperm"])]):
+    if "qperm" in facts and not results.close(qperm, out[:, np.asarray(facts["qperm"])]):
         raise AssertionError("reordering the queries should reorder the output the same way, "
                              "and change nothing else: " + _why(
                                  ev, facts, "every query reads the keys on its own"))
@@ -592,11 +577,11 @@ def coattention_attributes(ev, facts) -> CheckResult:
     d, h = CONFIG.dim, CONFIG.heads
     if "error/state" in ev:
         return CheckResult("attributes", False, f"reading the block raised "
-                           f"{text(ev, 'error/state')}")
-    blocks = json_value(ev, "blocks", {})
-    state = prefixed(ev, "state/")
+                           f"{results.text(ev, 'error/state')}")
+    blocks = results.json_value(ev, "blocks", {})
+    state = results.prefixed(ev, "state/")
     problems = []
-    for a, b in json_value(ev, "shared", []):
+    for a, b in results.json_value(ev, "shared", []):
         if {a, b} == set(DIRECTIONS):
             problems.append(f"{a} and {b} are the same block: create two")
     for attr in DIRECTIONS:
@@ -649,17 +634,17 @@ def _formula(ev, case: str, stream: str) -> np.ndarray:
     key = f"sub/{case}/{stream}"
     if key not in ev:
         attr = DIRECTIONS[0] if stream == "words" else DIRECTIONS[1]
-        if attr not in json_value(ev, "blocks", {}):
+        if attr not in results.json_value(ev, "blocks", {}):
             raise Skip(f"cannot apply the formula: the block has no self.{attr}")
         raise Skip(f"cannot apply the formula: your self.{attr} "
-                   f"{_error_words(text(ev, 'error/' + key, 'failed'))} on its own")
+                   f"{_error_words(results.text(ev, 'error/' + key, 'failed'))} on its own")
     return np.asarray(ev[key])
 
 
 def _co_mistake(ev) -> str | None:
     """The known co-attention mistake the block's outputs show, or None."""
     def same(key, other):
-        return key in ev and other in ev and close(ev[key], ev[other])
+        return key in ev and other in ev and results.close(ev[key], ev[other])
 
     if "error/out/mask" in ev and same("out/masks_swapped/words", "sub/mask/words") and \
             same("out/masks_swapped/objects", "sub/mask/objects"):
@@ -682,7 +667,7 @@ def _co_output(ev, case: str, stream: str) -> np.ndarray:
     mistake = _co_mistake(ev)
     why = f": it looks like {MISTAKES[mistake]}" if mistake else ""
     raise AssertionError(f"the call {_CALLS[case]} "
-                         f"{_error_words(text(ev, f'error/out/{case}', 'failed'))}{why}")
+                         f"{_error_words(results.text(ev, f'error/out/{case}', 'failed'))}{why}")
 
 
 def coattention_equivalence(ev, facts) -> CheckResult:
@@ -690,11 +675,12 @@ def coattention_equivalence(ev, facts) -> CheckResult:
         for stream in ("words", "objects"):
             expected = _formula(ev, case, stream)
             out = _co_output(ev, case, stream)
-            if close(out, expected):
+            if results.close(out, expected):
                 continue
             if out.shape != expected.shape:
-                raise AssertionError(f"{stream}' has shape {shape_text(out.shape)} {_CALLS[case]}"
-                                     f", expected {shape_text(expected.shape)}")
+                raise AssertionError(f"{stream}' has shape {results.shape_text(out.shape)} "
+                                     f"{_CALLS[case]}, expected "
+                                     f"{results.shape_text(expected.shape)}")
             mistake = _co_mistake(ev)
             raise AssertionError(
                 f"{stream}' differs from the formula on your own blocks by up to "
@@ -717,7 +703,7 @@ def coattention_padding(ev, facts) -> CheckResult:
         out, clean = _co_output(ev, junk, stream), _co_output(ev, "mask", stream)
         changed = out - clean if out.shape == clean.shape else out
         expected = _formula(ev, junk, formula) - _formula(ev, "mask", formula)
-        if close(changed, expected):
+        if results.close(changed, expected):
             continue
         mistake = _co_mistake(ev)
         raise AssertionError(
@@ -733,12 +719,12 @@ def coattention_padding(ev, facts) -> CheckResult:
 def coattention_gradients(ev, facts) -> CheckResult:
     formula = {"variants": {"formula": {f"out/plain/{s}": ev[f"sub/plain/{s}"]
                                         for s in ("words", "objects") if f"sub/plain/{s}" in ev}},
-               "grads": {"formula": prefixed(ev, "grad_formula/")}}
+               "grads": {"formula": results.prefixed(ev, "grad_formula/")}}
     if not formula["grads"]["formula"]:
         formula = {}  # the formula could not run: every direction needs a gradient
     # one block used for both directions has its parameters once, under the first name (the
     # attributes cell says so); its gradients are checked there
-    aliases = {b for a, b in json_value(ev, "shared", []) if {a, b} == set(DIRECTIONS)}
+    aliases = {b for a, b in results.json_value(ev, "shared", []) if {a, b} == set(DIRECTIONS)}
     problems = gradient_problems(ev, formula, {a: f"{a}." for a in DIRECTIONS
                                                if a not in aliases},
                                  ("out/plain/words", "out/plain/objects"))
@@ -767,13 +753,13 @@ def pairs_shapes(ev, facts) -> CheckResult:
 def pairs_sum(ev, facts) -> CheckResult:
     if "relations" not in facts:
         raise Skip("the inputs were not recomputed")
-    plain = output(ev, "out/plain", "the call without a mask")
-    if not close(plain, np.asarray(facts["relations"]).sum(axis=(1, 2))):
+    plain = results.output(ev, "out/plain", "the call without a mask")
+    if not results.close(plain, np.asarray(facts["relations"]).sum(axis=(1, 2))):
         raise AssertionError("without a mask the result should be the sum of relations over "
                              "every pair (i, j): relations.sum(dim=(1, 2))")
-    masked = output(ev, "out/mask", "the masked call")[1:2]
-    kept = output(ev, "out/kept", "the call on the real objects only")
-    if not close(masked, kept):
+    masked = results.output(ev, "out/mask", "the masked call")[1:2]
+    kept = results.output(ev, "out/kept", "the call on the real objects only")
+    if not results.close(masked, kept):
         raise AssertionError("with padding the result should be the sum over the pairs of two "
                              "real objects: a pair (i, j) is padding when object i or object j "
                              "is (mask[:, :, None] | mask[:, None, :])")
@@ -781,9 +767,9 @@ def pairs_sum(ev, facts) -> CheckResult:
 
 
 def pairs_padding(ev, facts) -> CheckResult:
-    out = output(ev, "out/mask", "the masked call")
-    junk = output(ev, "out/junk", "the call with junk in the padded pairs")
-    if not close(out, junk):
+    out = results.output(ev, "out/mask", "the masked call")
+    junk = results.output(ev, "out/junk", "the call with junk in the padded pairs")
+    if not results.close(out, junk):
         diff = float(np.max(np.abs(out - junk))) if out.shape == junk.shape else float("nan")
         raise AssertionError(f"junk in the pairs with a padded object changes the result by up "
                              f"to {diff:.3g}: leave every such pair out of the sum")
@@ -792,92 +778,22 @@ def pairs_padding(ev, facts) -> CheckResult:
 
 # ----------------------------------------------------------------------------- declarations
 
-_t = CONFIG.training
-ATTENTION = register(Exercise(
-    name="attention", assignment=ASSIGNMENT, target="MaskedMultiHeadAttention",
-    solution="attention_solution", title="masked multi-head attention (TODO 1)",
-    collect=collect_attention, train=train_attention,
-    checks={"implemented": implemented_check("error/out/shape0"),
-            "attributes": attention_attributes, "shapes": attention_shapes,
+DECLARED = Declarations(__file__, ASSIGNMENT, CONFIG)
+
+ATTENTION = register(DECLARED.exercise(
+    "attention", collect=collect_attention, train=train_attention, known=KNOWN,
+    checks={"attributes": attention_attributes, "shapes": attention_shapes,
             "equivalence": attention_equivalence, "weights": attention_weights,
             "padding": attention_padding, "mask_polarity": attention_mask_polarity,
             "order": attention_order, "gradients": attention_gradients, "accuracy": accuracy},
-    self_checks=("implemented", "attributes", "shapes", "equivalence", "weights", "padding",
-                 "mask_polarity", "order", "gradients"),
-    known=KNOWN,
-    cells=(
-        GradedCell("attn_visible_shape", "shapes", 3,
-                   "output `(B, N_q, dim)` and `last_attn_weights` `(B, heads, N_q, N_kv)`",
-                   visible=True),
-        GradedCell("attn_attributes", "attributes", 3,
-                   "`q_proj`, `k_proj`, `v_proj`, `out_proj` are `nn.Linear(dim, dim)`; "
-                   "`num_heads`, `head_dim`"),
-        GradedCell("attn_equivalence", "equivalence", 7,
-                   "with your weights, the output equals masked multi-head attention "
-                   "(equations 2.1 to 2.3) computed with them, with and without a mask "
-                   "(to 1e-5)"),
-        GradedCell("attn_weights", "weights", 3,
-                   "`last_attn_weights` detached, padded keys get weight exactly 0, every row "
-                   "sums to 1"),
-        GradedCell("attn_padding", "padding", 3, "junk in the padded slots changes nothing"),
-        GradedCell("attn_mask_polarity", "mask_polarity", 3,
-                   "`True` marks padding: masking the padded keys equals leaving them out"),
-        GradedCell("attn_order", "order", 2,
-                   "reordering the objects (keys, with their mask) changes nothing, reordering "
-                   "the queries reorders the output"),
-        GradedCell("attn_gradients", "gradients", 2,
-                   "every projection receives the gradient the output sends back (nothing "
-                   "detached)"),
-        GradedCell("attn_accuracy", "accuracy", 5,
-                   f"`SceneCrossAttention` with your attention, trained {_t['epochs']} epochs "
-                   f"on \"what shape is X\", reaches {CONFIG.accuracy_threshold:.2f} accuracy "
-                   "on the grader's own questions (2 objects, junk in the padded slots)",
-                   trains=True)),
-    borrowed=BORROWED,
-))
+    borrowed=BORROWED))
 
-COATTENTION = register(Exercise(
-    name="coattention", assignment=ASSIGNMENT, target="CoAttentionBlock",
-    solution="coattention_solution", title="the co-attention block (TODO 2)",
-    collect=collect_coattention,
-    checks={"implemented": implemented_check("error/out/shape0"),
-            "attributes": coattention_attributes, "shapes": coattention_shapes,
+COATTENTION = register(DECLARED.exercise(
+    "coattention", collect=collect_coattention, borrowed=BORROWED,
+    checks={"attributes": coattention_attributes, "shapes": coattention_shapes,
             "equivalence": coattention_equivalence, "padding": coattention_padding,
-            "gradients": coattention_gradients},
-    self_checks=("implemented", "attributes", "shapes", "equivalence", "padding", "gradients"),
-    cells=(
-        GradedCell("coatt_visible_shape", "shapes", 2,
-                   "`(words', objects')` with the shapes of `(words, objects)`", visible=True),
-        GradedCell("coatt_attributes", "attributes", 2,
-                   "`words_read_objects`, `objects_read_words`: two `CrossAttentionBlock`s "
-                   "built on your `MaskedMultiHeadAttention`"),
-        GradedCell("coatt_equivalence", "equivalence", 5,
-                   "with your own two blocks, each direction reads the other stream's input "
-                   "with that stream's mask, with and without masks (to 1e-5)"),
-        GradedCell("coatt_padding", "padding", 3,
-                   "each direction masks its keys: junk in padded objects does not change the "
-                   "words', junk in padded words not the objects' (beyond what your attention "
-                   "lets through)"),
-        GradedCell("coatt_gradients", "gradients", 2,
-                   "both directions receive the gradient the output sends back (nothing "
-                   "detached)")),
-    borrowed=BORROWED,
-))
+            "gradients": coattention_gradients}))
 
-PAIRS = register(Exercise(
-    name="pairs", assignment=ASSIGNMENT, target="relation_pair_sum", solution="pairs_solution",
-    title="the Relation Network's pair sum (TODO 3)",
-    collect=collect_pairs,
-    checks={"implemented": implemented_check("error/out/shape0"), "shapes": pairs_shapes,
-            "sum": pairs_sum, "padding": pairs_padding},
-    self_checks=("implemented", "shapes", "sum", "padding"),
-    self_check_facts=pairs_facts,
-    cells=(
-        GradedCell("pairs_visible_shape", "shapes", 1, "`(B, N, N, H)` relations give `(B, H)`",
-                   visible=True),
-        GradedCell("pairs_sum", "sum", 2,
-                   "the sum over every pair without a mask; with one, over the pairs of two "
-                   "real objects"),
-        GradedCell("pairs_padding", "padding", 2,
-                   "junk in the pairs with a padded object changes nothing")),
-))
+PAIRS = register(DECLARED.exercise(
+    "pairs", collect=collect_pairs, self_check_facts=pairs_facts,
+    checks={"shapes": pairs_shapes, "sum": pairs_sum, "padding": pairs_padding}))

@@ -33,25 +33,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..grading import results
 from ..grading.checks import equivalence, gradient_problems, identified, shapes
 from ..grading.known import KnownAnswers
-from ..grading.registry import Exercise, GradedCell, register
-from ..grading.results import (
-    CheckResult,
-    Skip,
-    close,
-    implemented_check,
-    json_value,
-    output,
-    prefixed,
-    shape_text,
-    text,
-)
+from ..grading.registry import Declarations, register
+from ..grading.results import CheckResult, Skip
 from ..grading.seeds import Stream, derive, generator
 from ..grading.toolkit import (
     bad_input,
     build_module,
-    call_text,
     describe_error,
     fit_quietly,
     guarded_module_state,
@@ -61,7 +51,6 @@ from ..grading.toolkit import (
     record,
     record_pair,
     stored_attribute,
-    target_name,
     to_array,
 )
 
@@ -188,7 +177,7 @@ def collect_gmu(cls, seed: int, weights=None) -> dict:
     ev: dict = {}
     x = gmu_inputs(seed)
     with isolated(seed):
-        module = build_module(ev, lambda: cls(**s), call_text(cls, **s), seed)
+        module = build_module(ev, seed, cls, **s)
         if module is None:
             return ev
         guarded_module_state(ev, module, weights, seed, "gmu")
@@ -226,7 +215,7 @@ def collect_tanh_gated(cls, seed: int, weights=None) -> dict:
     inp = block_inputs(seed)
     y, x, mask = inp["y"], inp["x"], inp["mask"]
     with isolated(seed):
-        module = build_module(ev, lambda: cls(d, h), f"{target_name(cls)}({d}, {h})", seed)
+        module = build_module(ev, seed, cls, d, h)
         if module is None:
             return ev
         alpha = stored_attribute(module, "alpha")
@@ -378,7 +367,7 @@ def _linear_problem(state: dict, attr: str, in_f: int, out_f: int) -> str | None
         return f"missing attribute `{attr}` (expected nn.Linear({in_f}, {out_f}))"
     if w.ndim != 2 or w.shape != (out_f, in_f):
         found = (f"nn.Linear({w.shape[1]}, {w.shape[0]})" if w.ndim == 2
-                 else f"a weight of shape {shape_text(w.shape)}")
+                 else f"a weight of shape {results.shape_text(w.shape)}")
         hint = (": the gate reads the image and the text features together, "
                 "torch.cat([img_feat, txt_feat], dim=-1)" if attr == "gate_proj" else "")
         return f"`{attr}` is {found}, expected nn.Linear({in_f}, {out_f}){hint}"
@@ -388,10 +377,10 @@ def _linear_problem(state: dict, attr: str, in_f: int, out_f: int) -> str | None
 
 
 def gmu_attributes(ev, facts) -> CheckResult:
-    state = prefixed(ev, "state/")
+    state = results.prefixed(ev, "state/")
     if not state and "error/state" in ev:
         return CheckResult("attributes", False, f"reading the weights raised "
-                           f"{text(ev, 'error/state')}")
+                           f"{results.text(ev, 'error/state')}")
     problems = []
     for attr, (in_f, out_f) in _gmu_layers().items():
         problem = _linear_problem(state, attr, in_f, out_f)
@@ -399,8 +388,8 @@ def gmu_attributes(ev, facts) -> CheckResult:
         if problem is None and expected is not None:
             key = f"sub/{attr}"
             if key not in ev:
-                problem = f"calling `{attr}` raised {text(ev, 'error/' + key, 'an error')}"
-            elif not close(ev[key], expected):
+                problem = f"calling `{attr}` raised {results.text(ev, 'error/' + key, 'an error')}"
+            elif not results.close(ev[key], expected):
                 problem = (f"`{attr}` does not compute what nn.Linear({in_f}, {out_f}) computes "
                            "with its weights (is it a subclass with another forward?)")
         if problem:
@@ -462,14 +451,14 @@ def gmu_last_gate(ev, facts) -> CheckResult:
         if "error/out/last_gate" not in ev:
             raise Skip("no evidence of last_gate")
         return CheckResult("last_gate", False, f"after a forward call, "
-                           f"{text(ev, 'error/out/last_gate')}: keep the gate z of the call, "
-                           "detached, in self.last_gate")
+                           f"{results.text(ev, 'error/out/last_gate')}: keep the gate z of the "
+                           "call, detached, in self.last_gate")
     gate = np.asarray(ev["out/last_gate"])
     B, H = CONFIG.gmu_eq_batch, CONFIG.gmu_sizes["hidden_dim"]
     if gate.shape != (B, H):
         return CheckResult("last_gate", False, f"after a call with B = {B}, last_gate has shape "
-                           f"{shape_text(gate.shape)}, expected (B, hidden_dim) = {(B, H)}: keep "
-                           "the gate z of the last call")
+                           f"{results.shape_text(gate.shape)}, expected (B, hidden_dim) = "
+                           f"{(B, H)}: keep the gate z of the last call")
     if bool(ev.get("last_gate/requires_grad", False)):
         return CheckResult("last_gate", False, "last_gate is not detached: self.last_gate = "
                            "z.detach() (z itself stays in the graph of h)")
@@ -482,7 +471,7 @@ def gmu_last_gate(ev, facts) -> CheckResult:
         return CheckResult("last_gate", True, "last_gate holds a gate of the last call, (B, "
                            "hidden_dim), detached (its values are not compared: your output "
                            "follows no formula the grader knows, see equivalence)")
-    if not close(gate, expected):
+    if not results.close(gate, expected):
         return CheckResult("last_gate", False, "last_gate is not the gate z = sigmoid(gate_proj("
                            "[x_v; x_t])) of the last call")
     return CheckResult("last_gate", True, "last_gate holds z of the last call, (B, hidden_dim), "
@@ -546,10 +535,10 @@ def _block_structure(ev, facts) -> CheckResult:
     """``cross_attn`` with the weights of a ``CrossAttentionLayer(dim, num_heads)`` computing
     what that layer computes, and ``alpha`` of shape ``(1,)``: what the formula needs."""
     d = CONFIG.block_dim
-    state = prefixed(ev, "state/")
+    state = results.prefixed(ev, "state/")
     if not state and "error/state" in ev:
         return CheckResult("attributes", False, f"reading the weights raised "
-                           f"{text(ev, 'error/state')}")
+                           f"{results.text(ev, 'error/state')}")
     problems = []
     found = [k for k in CROSS_KEYS if f"cross_attn.{k}" in state]
     if not found:
@@ -563,15 +552,15 @@ def _block_structure(ev, facts) -> CheckResult:
         expected = facts.get("sub", {}).get("cross_attn")
         if expected is not None and "sub/cross_attn" not in ev:
             problems.append(f"calling `cross_attn` raised "
-                            f"{text(ev, 'error/sub/cross_attn', 'an error')}")
-        elif expected is not None and not close(ev["sub/cross_attn"], expected):
+                            f"{results.text(ev, 'error/sub/cross_attn', 'an error')}")
+        elif expected is not None and not results.close(ev["sub/cross_attn"], expected):
             problems.append("`cross_attn` does not compute what CrossAttentionLayer computes "
                             "with its weights (is it a subclass with another forward?)")
     alpha = _initial_alpha(ev)
     if alpha is None:
         problems.append("missing attribute `alpha` (expected nn.Parameter(torch.zeros(1)))")
     elif alpha.shape != (1,):
-        problems.append(f"`alpha` has shape {shape_text(alpha.shape)}, expected (1,): use "
+        problems.append(f"`alpha` has shape {results.shape_text(alpha.shape)}, expected (1,): use "
                         "torch.zeros(1)")
     return CheckResult("attributes", not problems, "; ".join(problems))
 
@@ -581,8 +570,8 @@ def block_attributes(ev, facts) -> CheckResult:
     problems = [structure.message] if not structure.passed else []
     alpha = _initial_alpha(ev)
     if alpha is not None and alpha.shape == (1,):
-        if "alpha" not in json_value(ev, "params", []):
-            kind = text(ev, "attr/alpha_type", "tensor")
+        if "alpha" not in results.json_value(ev, "params", []):
+            kind = results.text(ev, "attr/alpha_type", "tensor")
             problems.append(f"`alpha` is a {kind}, not an nn.Parameter of the block, so the "
                             "optimizer never updates it: self.alpha = "
                             "nn.Parameter(torch.zeros(1))")
@@ -596,11 +585,11 @@ def block_attributes(ev, facts) -> CheckResult:
 
 
 def block_identity(ev, facts) -> CheckResult:
-    out = output(ev, "out/init", "the call at initialisation")
+    out = results.output(ev, "out/init", "the call at initialisation")
     y = facts["inputs"]["y"]
     if out.shape != y.shape:
         return CheckResult("identity_at_init", False, f"expected a tensor shaped like y, "
-                           f"{shape_text(y.shape)}, got {shape_text(out.shape)}")
+                           f"{results.shape_text(y.shape)}, got {results.shape_text(out.shape)}")
     if not np.array_equal(out, y):
         diff = float(np.max(np.abs(out - y))) if np.isfinite(out).all() else float("nan")
         return CheckResult("identity_at_init", False, f"at initialisation the output is not y "
@@ -610,7 +599,7 @@ def block_identity(ev, facts) -> CheckResult:
 
 
 def block_alpha_gradient(ev, facts) -> CheckResult:
-    if "alpha" not in json_value(ev, "params", []):
+    if "alpha" not in results.json_value(ev, "params", []):
         return CheckResult("alpha_gradient", False, "alpha is not an nn.Parameter of the block, "
                            "so it receives no gradient: self.alpha = nn.Parameter(torch.zeros(1))")
     why = gradient_problems(ev, facts, {"alpha": "alpha"}, ("out/eq",)).get("alpha")
@@ -636,13 +625,13 @@ def block_equivalence(ev, facts) -> CheckResult:
 def block_mask(ev, facts) -> CheckResult:
     """Your block with ``key_padding_mask`` must answer as your block on the real keys alone:
     the padded keys change nothing (two calls of your own block, no formula)."""
-    masked = output(ev, "out/mask", "the call with key_padding_mask")
-    unmasked = output(ev, "out/unmasked", "the call on the real keys alone")
+    masked = results.output(ev, "out/mask", "the call with key_padding_mask")
+    unmasked = results.output(ev, "out/unmasked", "the call on the real keys alone")
     if masked.shape != unmasked.shape:
         return CheckResult("mask", False, f"with key_padding_mask the output has shape "
-                           f"{shape_text(masked.shape)}, without padding "
-                           f"{shape_text(unmasked.shape)}")
-    if not close(masked, unmasked):
+                           f"{results.shape_text(masked.shape)}, without padding "
+                           f"{results.shape_text(unmasked.shape)}")
+    if not results.close(masked, unmasked):
         diff = float(np.max(np.abs(masked - unmasked)))
         return CheckResult("mask", False, f"with key_padding_mask your block's output differs "
                            f"by up to {diff:.3g} from its output on the real keys alone: the "
@@ -663,7 +652,7 @@ def _pair(ev: dict, key: str, what: str) -> tuple[np.ndarray, np.ndarray]:
     there is none (what it raised, or what it returned instead)."""
     if f"{key}/x" in ev and f"{key}/dropped" in ev:
         return np.asarray(ev[f"{key}/x"]), np.asarray(ev[f"{key}/dropped"])
-    error = text(ev, f"error/{key}", "no output")
+    error = results.text(ev, f"error/{key}", "no output")
     raise AssertionError(f"{what} it " + (error if error.startswith("returned")
                                          else f"raised {error}"))
 
@@ -671,18 +660,18 @@ def _pair(ev: dict, key: str, what: str) -> tuple[np.ndarray, np.ndarray]:
 def dropout_returns(ev, facts) -> CheckResult:
     B, D = CONFIG.dropout_shape
     for i, p in enumerate(CONFIG.dropout_rates):
-        error = text(ev, f"error/out/p{i}")
+        error = results.text(ev, f"error/out/p{i}")
         if error.startswith("returned"):
             return CheckResult("returns", False, "modality_dropout should return a tuple "
                                f"(x_dropped, dropped) of two tensors; it {error}")
         x_out, dropped = _pair(ev, f"out/p{i}", f"with {_rates_text(p)}")
         if x_out.shape != (B, D):
             return CheckResult("returns", False, f"x_dropped should have x's shape {(B, D)}, "
-                               f"got {shape_text(x_out.shape)}")
+                               f"got {results.shape_text(x_out.shape)}")
         if dropped.shape != (B,):
             return CheckResult("returns", False, f"dropped should have shape (B,) = ({B},), one "
-                               f"entry per sample, got {shape_text(dropped.shape)}")
-        dtype = text(ev, f"out/p{i}/dtype")
+                               f"entry per sample, got {results.shape_text(dropped.shape)}")
+        dtype = results.text(ev, f"out/p{i}/dtype")
         if dtype != "torch.bool":
             return CheckResult("returns", False, f"dropped should be a bool tensor, got {dtype}")
     return CheckResult("returns", True, "(x_dropped, dropped): x's shape and a bool (B,)")
@@ -698,8 +687,8 @@ def dropout_rule(ev, facts) -> CheckResult:
         _, got = _pair(ev, f"out/p{i}", f"with {_rates_text(p)}")
         want = np.asarray(expected[str(i)]).astype(bool)
         if got.shape != want.shape:
-            return CheckResult("rule", False, f"dropped has shape {shape_text(got.shape)}, "
-                               f"expected {shape_text(want.shape)}: one draw per sample")
+            return CheckResult("rule", False, f"dropped has shape {results.shape_text(got.shape)}, "
+                               f"expected {results.shape_text(want.shape)}: one draw per sample")
         got = got.astype(bool)
         if not np.array_equal(got, want):
             mismatches.append((i, p, got, want))
@@ -726,10 +715,11 @@ def dropout_rule(ev, facts) -> CheckResult:
 
 def dropout_rate(ev, facts) -> CheckResult:
     n, p = CONFIG.rate_samples, CONFIG.rate_p
-    dropped = output(ev, "rate", f"the call without a generator ({n} samples, {_rates_text(p)})")
+    dropped = results.output(ev, "rate",
+                             f"the call without a generator ({n} samples, {_rates_text(p)})")
     if dropped.shape != (n,) or not np.isin(dropped, (0.0, 1.0)).all():
         return CheckResult("rate", False, f"without a generator, dropped should be a bool tensor "
-                           f"({n},), got shape {shape_text(dropped.shape)}")
+                           f"({n},), got shape {results.shape_text(dropped.shape)}")
     rate = float(dropped.mean())  # the returned mask itself: its mean is computed here
     margin = CONFIG.rate_sigmas * (p * (1 - p) / n) ** 0.5
     if abs(rate - p) < margin:
@@ -755,8 +745,9 @@ def dropout_replacement(ev, facts) -> CheckResult:
         out, dropped = _pair(ev, f"out/p{i}", f"with {_rates_text(p)}")
         if out.shape != x.shape or dropped.shape != (x.shape[0],):
             return CheckResult("replacement", False, f"with {_rates_text(p)}, x_dropped "
-                               f"{shape_text(out.shape)} and dropped "
-                               f"{shape_text(dropped.shape)} do not fit x {shape_text(x.shape)}")
+                               f"{results.shape_text(out.shape)} and dropped "
+                               f"{results.shape_text(dropped.shape)} do not fit x "
+                               f"{results.shape_text(x.shape)}")
         dropped = dropped.astype(bool)
         if not (out[dropped] == 0).all():
             return CheckResult("replacement", False, f"with {_rates_text(p)}, a sample you "
@@ -770,14 +761,16 @@ def dropout_replacement(ev, facts) -> CheckResult:
 
 def dropout_tokens(ev, facts) -> CheckResult:
     tokens = np.asarray(facts["inputs"]["tokens"])
-    out, dropped = _pair(ev, "out/tokens", f"on tokens (B, N, D) = {shape_text(tokens.shape)}")
+    out, dropped = _pair(ev, "out/tokens",
+                         f"on tokens (B, N, D) = {results.shape_text(tokens.shape)}")
     if out.shape != tokens.shape:
-        return CheckResult("tokens", False, f"on tokens (B, N, D) = {shape_text(tokens.shape)} "
-                           f"x_dropped has shape {shape_text(out.shape)}")
+        return CheckResult("tokens", False, f"on tokens (B, N, D) = "
+                           f"{results.shape_text(tokens.shape)} x_dropped has shape "
+                           f"{results.shape_text(out.shape)}")
     if dropped.shape != (tokens.shape[0],):
         return CheckResult("tokens", False, f"on tokens (B, N, D), dropped should have shape "
                            f"(B,) = ({tokens.shape[0]},), one draw per sample, got "
-                           f"{shape_text(dropped.shape)}")
+                           f"{results.shape_text(dropped.shape)}")
     dropped = dropped.astype(bool)
     if not ((out[dropped] == 0).all() and np.array_equal(out[~dropped], tokens[~dropped])):
         return CheckResult("tokens", False, "on tokens (B, N, D), every token of a sample you "
@@ -788,7 +781,7 @@ def dropout_tokens(ev, facts) -> CheckResult:
 
 def dropout_bad_p(ev, facts) -> CheckResult:
     for j, p in enumerate(CONFIG.bad_rates):
-        outcome = text(ev, f"bad_p/{j}", "no evidence")
+        outcome = results.text(ev, f"bad_p/{j}", "no evidence")
         if not outcome.startswith("ValueError"):
             got = "it returned without an error" if outcome == "no error" else f"got {outcome}"
             return CheckResult("bad_p", False, f"p = {p} should raise a ValueError (p must be "
@@ -825,101 +818,33 @@ def dropout_accuracy(ev, facts) -> CheckResult:
 
 # ----------------------------------------------------------------------------- declarations
 
-_s = CONFIG.gmu_sizes
-_B = CONFIG.gmu_batches[0]
-_gmu_train = CONFIG.gmu_training
-GMU = register(Exercise(
-    name="gmu", assignment=ASSIGNMENT, target="GatedMultimodalUnit", solution="gmu_solution",
-    title="the gated multimodal unit (TODO 1)",
-    collect=collect_gmu, train=train_gmu,
-    checks={"implemented": implemented_check("error/out/shape0"),
-            "attributes": gmu_attributes, "shapes": gmu_shapes, "equivalence": gmu_equivalence,
-            "gradients": gmu_gradients, "last_gate": gmu_last_gate, "accuracy": gmu_accuracy},
-    self_checks=("implemented", "attributes", "shapes", "equivalence", "gradients", "last_gate"),
-    known=KNOWN, self_check_facts=with_inputs("gmu", gmu_inputs),
-    cells=(
-        GradedCell("gmu_visible_shape", "shapes", 3,
-                   f"`h` has shape `(B, hidden_dim)`, e.g. `{(_B, _s['hidden_dim'])}` for inputs "
-                   f"`{(_B, _s['img_dim'])}` and `{(_B, _s['txt_dim'])}`", visible=True),
-        GradedCell("gmu_attributes", "attributes", 3,
-                   "`img_proj`, `txt_proj`, `gate_proj` are `nn.Linear` layers of the sizes "
-                   "above"),
-        GradedCell("gmu_equivalence", "equivalence", 6,
-                   "with your own weights, `h = z * h_v + (1 - z) * h_t` (to 1e-5)"),
-        GradedCell("gmu_last_gate", "last_gate", 2,
-                   "`last_gate` is `z` of the last call, `(B, hidden_dim)`, detached"),
-        GradedCell("gmu_accuracy", "accuracy", 3,
-                   f"`FusionClassifier(GatedMultimodalUnit(), 2)`, trained "
-                   f"{_gmu_train['epochs']} epochs on the switch task, reaches "
-                   f"{CONFIG.gmu_accuracy_threshold:.2f} on the grader's own data, and its gate "
-                   f"(`last_gate`) trains and follows the switch: `abs(corr(z, M)) >= "
-                   f"{CONFIG.gmu_correlation_threshold}`", trains=True)),
-))
+_s, _B = CONFIG.gmu_sizes, CONFIG.gmu_batches[0]
+DECLARED = Declarations(
+    __file__, ASSIGNMENT, CONFIG, gmu_out=(_B, _s["hidden_dim"]), gmu_img=(_B, _s["img_dim"]),
+    gmu_txt=(_B, _s["txt_dim"]),
+    dropout_rates=", ".join(f"{p:g}" for p in CONFIG.dropout_rates[:-1])
+    + f" and {CONFIG.dropout_rates[-1]:g}",
+    rate_samples=f"{CONFIG.rate_samples:,}".replace(",", " "))  # 20 000
 
-_d = CONFIG.block_dim
-_By, _Ny, _Nx = CONFIG.block_shape
-TANH_GATED = register(Exercise(
-    name="tanh_gated", assignment=ASSIGNMENT, target="TanhGatedCrossAttention",
-    solution="gated_block_solution", title="the tanh-gated cross-attention block (TODO 2)",
-    collect=collect_tanh_gated,
-    checks={"implemented": implemented_check("error/out/init"),
-            "attributes": block_attributes, "identity_at_init": block_identity,
+GMU = register(DECLARED.exercise(
+    "gmu", collect=collect_gmu, train=train_gmu, known=KNOWN,
+    self_check_facts=with_inputs("gmu", gmu_inputs),
+    checks={"attributes": gmu_attributes, "shapes": gmu_shapes, "equivalence": gmu_equivalence,
+            "gradients": gmu_gradients, "last_gate": gmu_last_gate, "accuracy": gmu_accuracy}))
+
+TANH_GATED = register(DECLARED.exercise(
+    "tanh_gated", collect=collect_tanh_gated, known=KNOWN,
+    self_check_facts=with_inputs("tanh_gated", block_inputs),
+    implemented="error/out/init",
+    checks={"attributes": block_attributes, "identity_at_init": block_identity,
             "alpha_gradient": block_alpha_gradient, "equivalence": block_equivalence,
-            "mask": block_mask},
-    self_checks=("implemented", "attributes", "identity_at_init", "alpha_gradient",
-                 "equivalence", "mask"),
-    known=KNOWN, self_check_facts=with_inputs("tanh_gated", block_inputs),
-    cells=(
-        GradedCell("block_visible_identity", "identity_at_init", 3,
-                   "at initialisation the block returns `y` exactly", visible=True),
-        GradedCell("block_attributes", "attributes", 4,
-                   "`cross_attn` is a `CrossAttentionLayer`, `alpha` an `nn.Parameter` of shape "
-                   "`(1,)` at 0"),
-        GradedCell("block_alpha_gradient", "alpha_gradient", 3,
-                   "`alpha` receives the gradient the output sends back at `alpha = 0`, as at "
-                   "initialisation (nothing detached)"),
-        GradedCell("block_equivalence", "equivalence", 6,
-                   f"with `alpha = {CONFIG.open_alpha}` and your weights, "
-                   "`y + tanh(alpha) * cross_attn(y, x)`"),
-        GradedCell("block_mask", "mask", 1,
-                   "with `key_padding_mask`, your block answers as on the real keys alone: the "
-                   "mask reaches the cross-attention")),
-))
+            "mask": block_mask}))
 
-_p = ", ".join(f"{p:g}" for p in CONFIG.dropout_rates[:-1]) + f" and {CONFIG.dropout_rates[-1]:g}"
-_drop_train = CONFIG.dropout_training
-_n_rate = f"{CONFIG.rate_samples:,}".replace(",", " ")  # 20 000
-MODALITY_DROPOUT = register(Exercise(
-    name="modality_dropout", assignment=ASSIGNMENT, target="modality_dropout",
-    solution="modality_dropout_solution", title="modality dropout (TODO 3)",
-    collect=collect_modality_dropout, train=train_modality_dropout,
-    checks={"implemented": implemented_check("error/out/p0"),
-            "returns": dropout_returns, "rule": dropout_rule, "rate": dropout_rate,
+MODALITY_DROPOUT = register(DECLARED.exercise(
+    "modality_dropout", collect=collect_modality_dropout, train=train_modality_dropout,
+    known=KNOWN, self_check_facts=with_inputs("modality_dropout", dropout_inputs),
+    implemented="error/out/p0",
+    checks={"returns": dropout_returns, "rule": dropout_rule, "rate": dropout_rate,
             "replacement": dropout_replacement, "tokens": dropout_tokens, "bad_p": dropout_bad_p,
             "accuracy": dropout_accuracy},
-    self_checks=("implemented", "returns", "rule", "rate", "replacement", "tokens", "bad_p"),
-    known=KNOWN, self_check_facts=with_inputs("modality_dropout", dropout_inputs),
-    cells=(
-        GradedCell("dropout_visible_returns", "returns", 2,
-                   "`(x_dropped, dropped)`, `x`'s shape and a bool `(B,)`", visible=True),
-        GradedCell("dropout_rule", "rule", 4,
-                   f"for `p` = {_p}, exactly the samples with `u < p` are dropped"),
-        GradedCell("dropout_rate", "rate", 2,
-                   f"without a generator, the fraction dropped of {_n_rate} samples is `p` "
-                   f"(within {CONFIG.rate_sigmas:g} standard errors)"),
-        GradedCell("dropout_replacement", "replacement", 2,
-                   "dropped samples are zeros, the others unchanged, `x` itself untouched"),
-        GradedCell("dropout_tokens", "tokens", 2,
-                   "the same on token sequences `(B, N, D)`"),
-        GradedCell("dropout_bad_p", "bad_p", 1,
-                   "`p` outside `[0, 1]` raises a `ValueError`"),
-        GradedCell("dropout_accuracy", "accuracy", 3,
-                   f"early fusion (`EarlyFusion`) trained {_drop_train['epochs']} epochs on the "
-                   f"redundant task with your function dropping the text "
-                   f"(`p = {CONFIG.dropout_p_txt}`) reaches "
-                   f"{CONFIG.dropout_complete_threshold:.2f} with the text and, with every text "
-                   f"zeroed, a cross-entropy of at most "
-                   f"{CONFIG.dropout_missing_loss_threshold:.2f} on the grader's own data "
-                   "(answering from the image alone)", trains=True)),
-    borrowed=("drop_vectors", "drop_tokens", "missing_mask", "with_missing"),
-))
+    borrowed=("drop_vectors", "drop_tokens", "missing_mask", "with_missing")))

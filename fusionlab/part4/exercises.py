@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from ..grading.checks import accuracy, identified
 from ..grading.known import KnownAnswers
-from ..grading.registry import Exercise, GradedCell, register
+from ..grading.registry import Declarations, register
 from ..grading.results import CheckResult, Skip, close, output, prefixed, shape_text, text
 from ..grading.seeds import Stream, derive, generator
 from ..grading.toolkit import describe_error, isolated, record, target_name, to_array
@@ -333,39 +333,47 @@ def _record_pair(ev: dict, key: str, compute) -> None:
                                       "(image_to_text, text_to_image)")
 
 
-def collect_recall(fn, seed: int, weights=None) -> dict:
+def _function_collector(make_inputs):
+    """The collector of a function exercise from its body ``body(ev, fn, x)``: the status
+    (``ok``, or not a function), then the body on ``x = make_inputs(seed)``, isolated and
+    without gradients (each call in the body is recorded, so the collector never raises)."""
+    def decorate(body):
+        def collect(fn, seed: int, weights=None) -> dict:
+            ev = _function_status(fn)
+            if callable(fn):
+                x = make_inputs(seed)
+                with isolated(seed), torch.no_grad():
+                    body(ev, fn, x)
+            return ev
+        collect.__name__ = collect.__qualname__ = body.__name__
+        collect.__doc__ = body.__doc__
+        return collect
+    return decorate
+
+
+@_function_collector(recall_inputs)
+def collect_recall(ev: dict, fn, x: dict) -> None:
     """Evidence on a ``recall_at_k`` function; never raises."""
-    ev = _function_status(fn)
-    if not callable(fn):
-        return ev
-    x = recall_inputs(seed)
-    with isolated(seed), torch.no_grad():
-        _record_pair(ev, "out/worked", lambda: fn(torch.tensor(WORKED_SIMILARITY), 1))
-        for i, (_, k) in enumerate(CONFIG.recall_cases):
-            _record_pair(ev, f"out/rand{i}", lambda i=i, k=k: fn(x[f"rand{i}"].clone(), k))
-        for i, (_, k) in enumerate(CONFIG.tie_cases):
-            _record_pair(ev, f"out/ties{i}", lambda i=i, k=k: fn(x[f"ties{i}"].clone(), k))
-    return ev
+    _record_pair(ev, "out/worked", lambda: fn(torch.tensor(WORKED_SIMILARITY), 1))
+    for i, (_, k) in enumerate(CONFIG.recall_cases):
+        _record_pair(ev, f"out/rand{i}", lambda i=i, k=k: fn(x[f"rand{i}"].clone(), k))
+    for i, (_, k) in enumerate(CONFIG.tie_cases):
+        _record_pair(ev, f"out/ties{i}", lambda i=i, k=k: fn(x[f"ties{i}"].clone(), k))
 
 
-def collect_zero_shot(fn, seed: int, weights=None) -> dict:
+@_function_collector(zero_shot_inputs)
+def collect_zero_shot(ev: dict, fn, x: dict) -> None:
     """Evidence on a ``zero_shot_scores`` function; never raises."""
-    ev = _function_status(fn)
-    if not callable(fn):
-        return ev
-    x = zero_shot_inputs(seed)
-    with isolated(seed), torch.no_grad():
-        for i in range(len(CONFIG.zero_shot_shape_cases)):
-            record(ev, f"out/shape{i}", lambda i=i: fn(x[f"shape{i}/image"].clone(),
-                                                       x[f"shape{i}/prompts"].clone()))
-        record(ev, "out/visible", lambda: fn(x["visible/image"].clone(),
-                                             x["visible/prompts"].clone()))
-        for key in ("eq", "pred"):
-            record(ev, f"out/{key}", lambda key=key: fn(x[f"{key}/image"].clone(),
-                                                        x[f"{key}/prompts"].clone()))
-        record(ev, "out/rescaled", lambda: fn(x["eq/image"] * x["eq/image_scale"],
-                                              x["eq/prompts"] * x["eq/prompt_scale"]))
-    return ev
+    for i in range(len(CONFIG.zero_shot_shape_cases)):
+        record(ev, f"out/shape{i}", lambda i=i: fn(x[f"shape{i}/image"].clone(),
+                                                   x[f"shape{i}/prompts"].clone()))
+    record(ev, "out/visible", lambda: fn(x["visible/image"].clone(),
+                                         x["visible/prompts"].clone()))
+    for key in ("eq", "pred"):
+        record(ev, f"out/{key}", lambda key=key: fn(x[f"{key}/image"].clone(),
+                                                    x[f"{key}/prompts"].clone()))
+    record(ev, "out/rescaled", lambda: fn(x["eq/image"] * x["eq/image_scale"],
+                                          x["eq/prompts"] * x["eq/prompt_scale"]))
 
 
 # ----------------------------------------------------------------------------- training
@@ -676,107 +684,33 @@ def zero_shot_visible(ev, facts) -> CheckResult:
 
 # ----------------------------------------------------------------------------- declarations
 
-_TRAINED = (f"trained {CONFIG.training['epochs']} epochs with your loss on the grader's own "
-            "split of the digits, then classified zero-shot with the notebook's prompts on its "
-            "held-out images")
+DECLARED = Declarations(__file__, ASSIGNMENT, CONFIG, implemented=implemented)
 
-CLIP = register(Exercise(
-    name="clip_loss", assignment=ASSIGNMENT, target="clip_loss", solution="clip_loss_solution",
-    title="CLIP's symmetric InfoNCE loss (TODO 1)",
-    collect=collect_clip, train=train_clip,
-    checks={"implemented": implemented, "scalar": loss_scalar, "equivalence": clip_equivalence,
+CLIP = register(DECLARED.exercise(
+    "clip_loss", collect=collect_clip, train=train_clip, known=KNOWN,
+    checks={"scalar": loss_scalar, "equivalence": clip_equivalence,
             "symmetric": clip_symmetric, "stable": _stable(CLIP_STABLE),
             "gradients": _gradients(LOSS_INPUTS["clip_loss"], "as the formula sends them back"),
             "accuracy": accuracy, "visible_value": _visible_value("out/worked", "the loss")},
-    self_checks=("implemented", "scalar", "visible_value", "equivalence", "symmetric", "stable",
-                 "gradients"),
-    known=KNOWN,
-    cells=(
-        GradedCell("clip_visible_value", "visible_value", 3,
-                   "the worked example of section 4 gives 0.2987", visible=True),
-        GradedCell("clip_equivalence", "equivalence", 6,
-                   "equals the symmetric InfoNCE loss on random batches of embeddings of uneven "
-                   "lengths, at two temperatures (to 1e-4)"),
-        GradedCell("clip_symmetric", "symmetric", 3,
-                   "swapping the images and the captions leaves the loss unchanged"),
-        GradedCell("clip_stable", "stable", 2,
-                   "finite at `exp(logit_scale) = 100`, for aligned and for opposite pairs"),
-        GradedCell("clip_gradients", "gradients", 2,
-                   "gradients reach both embeddings and `logit_scale`, as the formula sends "
-                   "them back"),
-        GradedCell("clip_accuracy", "accuracy", 3,
-                   f"a `DualEncoder` {_TRAINED}, reaches {CONFIG.clip_threshold:.2f} accuracy",
-                   trains=True)),
-    borrowed=("clip_loss", "ClipLoss", "contrastive_loss"),
-))
+    borrowed=("clip_loss", "ClipLoss", "contrastive_loss")))
 
-RECALL = register(Exercise(
-    name="recall_at_k", assignment=ASSIGNMENT, target="recall_at_k",
-    solution="recall_at_k_solution", title="recall@K in both directions (TODO 2)",
-    collect=collect_recall,
-    checks={"implemented": implemented,
-            "visible_value": _visible_value("out/worked", "recall@1 of the worked example",
+RECALL = register(DECLARED.exercise(
+    "recall_at_k", collect=collect_recall, known=KNOWN,
+    checks={"visible_value": _visible_value("out/worked", "recall@1 of the worked example",
                                             identify="recall"),
             "image_to_text": _recall_direction(0, "image_to_text", "image-to-text"),
             "text_to_image": _recall_direction(1, "text_to_image", "text-to-image"),
-            "ties": recall_ties},
-    self_checks=("implemented", "visible_value", "image_to_text", "text_to_image", "ties"),
-    known=KNOWN,
-    cells=(
-        GradedCell("recall_visible_value", "visible_value", 3,
-                   "the worked example of section 4 gives `(1/3, 2/3)` at k = 1", visible=True),
-        GradedCell("recall_image_to_text", "image_to_text", 3,
-                   "image-to-text recall@K on random similarity matrices, several N and K"),
-        GradedCell("recall_text_to_image", "text_to_image", 3,
-                   "text-to-image recall@K on random similarity matrices, several N and K"),
-        GradedCell("recall_ties", "ties", 3,
-                   "with exact ties, a tie counts against the true match (as documented)")),
-))
+            "ties": recall_ties}))
 
-ZERO_SHOT = register(Exercise(
-    name="zero_shot_scores", assignment=ASSIGNMENT, target="zero_shot_scores",
-    solution="zero_shot_solution", title="the zero-shot classifier with prompt ensembling "
-    "(TODO 3)",
-    collect=collect_zero_shot,
-    checks={"implemented": implemented, "visible_shape": zero_shot_visible,
+ZERO_SHOT = register(DECLARED.exercise(
+    "zero_shot_scores", collect=collect_zero_shot, known=KNOWN,
+    checks={"visible_shape": zero_shot_visible,
             "shapes": zero_shot_shapes, "equivalence": zero_shot_equivalence,
-            "invariance": zero_shot_invariance, "predictions": zero_shot_predictions},
-    self_checks=("implemented", "shapes", "equivalence", "invariance", "predictions"),
-    known=KNOWN,
-    cells=(
-        GradedCell("zeroshot_visible_shape", "visible_shape", 2,
-                   "the scores have shape `(2, 10)` for 2 images and 10 classes of 4 prompts",
-                   visible=True),
-        GradedCell("zeroshot_equivalence", "equivalence", 4,
-                   "the scores are the cosine similarities with the normalised mean of each "
-                   "class's normalised prompts (to 1e-5)"),
-        GradedCell("zeroshot_invariance", "invariance", 2,
-                   "the scores do not change when an image or a prompt embedding is made longer"),
-        GradedCell("zeroshot_predictions", "predictions", 2,
-                   "the predicted classes (argmax) are the reference's")),
-))
+            "invariance": zero_shot_invariance, "predictions": zero_shot_predictions}))
 
-SIGLIP = register(Exercise(
-    name="siglip_loss", assignment=ASSIGNMENT, target="siglip_loss",
-    solution="siglip_loss_solution", title="SigLIP's sigmoid loss (TODO 4)",
-    collect=collect_siglip, train=train_siglip,
-    checks={"implemented": implemented, "scalar": loss_scalar,
+SIGLIP = register(DECLARED.exercise(
+    "siglip_loss", collect=collect_siglip, train=train_siglip, known=KNOWN,
+    checks={"scalar": loss_scalar,
             "equivalence": siglip_equivalence, "stable": _stable(SIGLIP_STABLE),
             "gradients": _gradients(LOSS_INPUTS["siglip_loss"], "as the formula sends them back"),
-            "accuracy": accuracy, "visible_value": _visible_value("out/worked", "the loss")},
-    self_checks=("implemented", "scalar", "visible_value", "equivalence", "stable", "gradients"),
-    known=KNOWN,
-    cells=(
-        GradedCell("siglip_visible_value", "visible_value", 2,
-                   "the worked example of section 4 gives 0.9311", visible=True),
-        GradedCell("siglip_equivalence", "equivalence", 3,
-                   "equals SigLIP's loss on random batches, at two temperatures and biases "
-                   "(to 1e-4)"),
-        GradedCell("siglip_stable", "stable", 1,
-                   "finite at `exp(logit_scale) = 100`, for aligned and for opposite pairs"),
-        GradedCell("siglip_gradients", "gradients", 1,
-                   "gradients reach both embeddings, `logit_scale` and `logit_bias`"),
-        GradedCell("siglip_accuracy", "accuracy", 2,
-                   f"a `DualEncoder` {_TRAINED}, reaches {CONFIG.siglip_threshold:.2f} accuracy",
-                   trains=True)),
-))
+            "accuracy": accuracy, "visible_value": _visible_value("out/worked", "the loss")}))
