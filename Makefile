@@ -78,12 +78,12 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "$(FAST_MARKERS)"
 
-# Maintainers: every claim test (tests/test_claims_part*.py) once per torch CPU kernel path,
+# Maintainers: every claim test (tests/part*/test_claims.py) once per torch CPU kernel path,
 # the vectorised code another CPU would run: ATEN_CPU_CAPABILITY=default and avx2, and avx512
 # where this CPU has it (CLAIMS_PATHS=... to choose). tests/conftest.py prints the active path
 # in the header and stops the run when it is not the one asked for. Every path runs, and the
-# target fails when any did. CLAIMS_TESTS="tests/test_claims_part1.py ..." runs some parts only.
-CLAIMS_TESTS ?= tests/test_claims_part*.py
+# target fails when any did. CLAIMS_TESTS="tests/part1/test_claims.py ..." runs some parts only.
+CLAIMS_TESTS ?= tests/part*/test_claims.py
 CLAIMS_PATHS ?= $(shell env -u ATEN_CPU_CAPABILITY $(BIN)/python -c 'import torch; best = torch.backends.cpu.get_cpu_capability(); print("default", "avx2" if best in ("AVX2", "AVX512") else "", "avx512" if best == "AVX512" else "")' 2>/dev/null || echo default)
 claims-cpus: $(STAMP)
 	@status=0; for path in $(CLAIMS_PATHS); do \

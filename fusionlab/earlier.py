@@ -11,7 +11,7 @@ replaced it (the same module object, so classes and ``isinstance`` agree).
   grader now runs the TODO cells itself, outside the notebook (``fusionlab.grading.cleanroom``),
   so each of their functions only prints ``NOTE``.
 
-Remove both tables in the next release (``tests/test_earlier_release.py`` says what they keep).
+Remove both tables in the next release (``tests/core/test_earlier_release.py`` says what they keep).
 """
 
 from __future__ import annotations

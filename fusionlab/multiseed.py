@@ -20,7 +20,7 @@ faster than training the seeds one after the other (measurement 2 of ``benchmark
 - without dropout, training follows ``fit``'s arithmetic up to the order of float additions
   inside the batched matmuls, so the histories agree to round-off: test accuracies within one
   test sample (in practice equal) and training losses within 1e-3 relative (in practice 1e-6;
-  ``tests/test_multiseed.py`` asserts both);
+  ``tests/core/test_multiseed.py`` asserts both);
 - with dropout, the masks of all K seeds are drawn at once from one generator seeded with
   ``seeds[0]``, so they differ from the sequential runs' masks (vmap with
   ``randomness="different"`` has the same limit). The runs are then equally likely outcomes of

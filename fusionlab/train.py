@@ -131,7 +131,7 @@ class FusedAdam:
     less. This class calls the same fused kernel (``torch._fused_adam_``) on the same state
     (``step`` as a float32 tensor on the parameter's device, then ``exp_avg``, ``exp_avg_sq``),
     so the weights it trains are bit for bit those of ``torch.optim.Adam(fused=True)``
-    (``tests/test_train.py`` compares them). Parameters without a gradient are skipped, as
+    (``tests/core/test_train.py`` compares them). Parameters without a gradient are skipped, as
     torch's Adam skips them.
 
     >>> w = torch.nn.Parameter(torch.ones(2))

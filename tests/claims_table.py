@@ -1,5 +1,5 @@
 """The table behind every claim test's bounds: min / mean / max of each claimed quantity under
-each of torch's CPU kernel paths (one JSON file of a ``tests/measure_part*.py`` run per path),
+each of torch's CPU kernel paths (one JSON file of a ``tests/part*/measure.py`` run per path),
 and over all of them. ``benchmarks/CLAIMS_MEASUREMENTS.md`` keeps these tables."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ argument: in the notebook those are the student's own TODOs, in the tests the ma
 solutions. Nothing here computes them itself.
 
 Settings (``MAIN``, ``SWEEP``, ...) are plain ``ContrastiveConfig``s, so that the notebook, the
-tests and ``tests/measure_part4.py`` train exactly the same runs.
+tests and ``tests/part4/measure.py`` train exactly the same runs.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Part 2's known mistakes, as a student would write them: the source of the TODO cell, and the
 graded cells each one loses (no other). The demo examples (``example=True``), the parity tests
-(``tests/test_exercises.py``) and the threshold tool read them.
+(``tests/grading/test_exercises.py``) and the threshold tool read them.
 
 A mistake costs its own TODO's cells only: the co-attention is judged on the student's own
 attention, so no attention mistake reaches a ``coatt_`` cell; the accuracy cell trains the
