@@ -51,7 +51,9 @@ from .masters import graded_cells
 from .nbgrader_config import CELL_TIMEOUT_S
 from .pool import Worker, run_jobs
 from .report import (
+    NBGRADER_FAILED,
     NO_SANDBOX_WARNING,
+    RUN_FAILED,
     GradingReport,
     StudentResult,
     TestResult,
@@ -381,8 +383,9 @@ def _record(run: Run, course: Course, book: Recorder, shard: Course, result: Stu
             book.merge(shard, student)
         elif verdicts_of is not None:  # the run failed; the clean room's verdicts stand
             why = limit_hit.pop(0) if result.sandbox.get("oom_kills") else failure_reason(answer)
-            result.flags.append(f"the notebook's own run failed ({why}); the points come from "
-                                "the clean room, which ran your TODO cells on their own")
+            failed = RUN_FAILED if run.notebook_run else NBGRADER_FAILED
+            result.flags.append(f"{failed} ({why}); the points come from the clean room, "
+                                "which ran your TODO cells on their own")
             book.record_verdicts(student, {k: bool(v.get("passed"))
                                            for k, v in verdicts_of.items()})
         else:

@@ -18,6 +18,12 @@ from .course import Course
 from .intake import printable
 from .nbgrader_config import CELL_TIMEOUT_S
 
+# The flag of a submission graded by the clean room alone because nbgrader's pass failed: the
+# notebook's own run (crash, hang, out of memory) or, under --no-notebook-run, nbgrader's
+# reading of the submitted notebook.
+RUN_FAILED = "the notebook's own run failed"
+NBGRADER_FAILED = "nbgrader could not process the submitted notebook"
+
 
 @dataclass
 class TestResult:
@@ -185,10 +191,13 @@ def _failure_feedback(student: str, assignment: str, result: StudentResult) -> s
     """The page of a submission without nbgrader's feedback: its score, why, and the verdict
     of every graded cell it has one for."""
     if result.status == "graded":
-        why = ("<p>Your notebook's own run did not finish (" + html.escape(
-            "; ".join(f for f in result.flags if "notebook's own run failed" in f)
-            or "see the flags") + "). Your points come from the grader's clean room, which "
-            "ran your TODO cells on their own.</p>")
+        failed = [f for f in result.flags if f.startswith((RUN_FAILED, NBGRADER_FAILED))]
+        what = ("nbgrader could not process your notebook" if any(
+            f.startswith(NBGRADER_FAILED) for f in failed) else "Your notebook's own run did "
+            "not finish")
+        why = (f"<p>{what} (" + html.escape("; ".join(failed) or "see the flags") + "). Your "
+               "points come from the grader's clean room, which ran your TODO cells on their "
+               "own.</p>")
     else:
         why = (f"<p>Your submission could not be graded: {html.escape(result.reason or '')}."
                "</p><p>Submit the assignment notebook (.ipynb) you worked in, saved from "

@@ -14,6 +14,13 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 from autograder import nbgrader_config, scan
 from autograder.course import REPO_ROOT, grading_env, student_id_from
 from autograder.feedback import HideHiddenTestTracebacks
+from autograder.report import (
+    NBGRADER_FAILED,
+    RUN_FAILED,
+    StudentResult,
+    TestResult,
+    _failure_feedback,
+)
 
 # ----------------------------------------------------------------------------- configuration
 
@@ -131,3 +138,18 @@ def test_feedback_keeps_the_verdict_not_the_traceback():
     text = nbformat.writes(nb)
     assert "gate starts at 1.0" in text
     assert "secret" not in text and "_grader.x(C)\"" not in text.split('"outputs"')[1]
+
+
+@pytest.mark.parametrize("flag, says", [
+    (f"{RUN_FAILED} (the kernel died)", "Your notebook's own run did not finish"),
+    (f"{NBGRADER_FAILED} (KeyError: cells)", "nbgrader could not process your notebook"),
+])
+def test_a_page_without_nbgraders_feedback_says_which_pass_failed(flag, says):
+    """Graded by the clean room alone: the page names what failed, the notebook's run or, under
+    --no-notebook-run (nothing ran), nbgrader's processing of the notebook."""
+    result = StudentResult("ada", 5.0, 5.0, "graded", flags=[flag],
+                           tests=[TestResult("add_test", 5.0, 5.0)])
+    page = _failure_feedback("ada", "toy", result)
+    assert says in page and flag.split(" (")[1].rstrip(")") in page
+    other = "nbgrader could not" if flag.startswith(RUN_FAILED) else "own run did not finish"
+    assert other not in page

@@ -13,11 +13,7 @@ import pytest
 from autograder.authoring.examples import examples, graded_cells, write_examples
 from autograder.hidden import references
 from fusionlab.grading import registry
-from tests.autograder.grading_batch import (
-    assert_each_submission_loses_its_cells,
-    assert_feedback_for_every_submission,
-    grade_batch,
-)
+from tests.autograder.grading_batch import assert_demo_graded, demo_batch
 
 pytestmark = pytest.mark.grading
 
@@ -30,10 +26,7 @@ BATCH = examples(ASSIGNMENT)
 EXAMPLES = [name for name in BATCH if name not in ("correct", "untouched")]
 
 
-@pytest.fixture(scope="module")
-def part3(tmp_path_factory):
-    return grade_batch(ASSIGNMENT, BATCH, tmp_path_factory, cell_timeout=CELL_TIMEOUT,
-                       submission_timeout=600)
+part3 = demo_batch(ASSIGNMENT, cell_timeout=CELL_TIMEOUT, submission_timeout=600)
 
 
 def test_every_exercise_has_a_demo_example():
@@ -41,11 +34,8 @@ def test_every_exercise_has_a_demo_example():
     assert shown == {e.name for e in registry.exercises(ASSIGNMENT)}
 
 
-def test_part3_scores(part3):
-    """Solution 50/50, untouched 0, each example loses exactly the points of the cells it
-    declares, each with a reason that is not "cannot evaluate"."""
-    report, _ = part3
-    assert_each_submission_loses_its_cells(report, BATCH, GRADED)
+def test_each_example_loses_its_cells_scores_as_documented_and_gets_its_feedback(part3):
+    assert_demo_graded(part3, BATCH, GRADED)
 
 
 def test_demo_examples_lose_some_points_but_not_all(part3):
@@ -54,10 +44,6 @@ def test_demo_examples_lose_some_points_but_not_all(part3):
     assert scores["correct"] == MAX_SCORE and scores["untouched"] == 0
     for name in EXAMPLES:
         assert 0 < scores[name] < MAX_SCORE, name
-
-
-def test_feedback_is_written_for_every_submission(part3):
-    assert_feedback_for_every_submission(part3[1], BATCH)
 
 
 def test_make_demo_writes_the_examples_of_the_batch(tmp_path):

@@ -11,11 +11,7 @@ import nbformat
 import pytest
 
 from autograder.authoring.examples import examples, graded_cells
-from tests.autograder.grading_batch import (
-    assert_each_submission_loses_its_cells,
-    assert_feedback_for_every_submission,
-    grade_batch,
-)
+from tests.autograder.grading_batch import assert_demo_graded, demo_batch
 
 pytestmark = [pytest.mark.grading, pytest.mark.exercise("clip_loss", "recall_at_k",
                                                         "zero_shot_scores", "siglip_loss")]
@@ -26,10 +22,7 @@ CELL_TIMEOUT = 120  # generous on a loaded 2-core machine: two cells train a dua
 BATCH = examples(ASSIGNMENT)  # name -> (replaced TODO cells or None, graded cells it loses)
 
 
-@pytest.fixture(scope="module")
-def part4(tmp_path_factory):
-    return grade_batch(ASSIGNMENT, BATCH, tmp_path_factory, cell_timeout=CELL_TIMEOUT,
-                       submission_timeout=900)
+part4 = demo_batch(ASSIGNMENT, cell_timeout=CELL_TIMEOUT, submission_timeout=900)
 
 
 def test_the_demo_is_the_solution_the_untouched_notebook_and_two_mistakes():
@@ -37,20 +30,8 @@ def test_the_demo_is_the_solution_the_untouched_notebook_and_two_mistakes():
                              "wrong_temperature_twice"]
 
 
-def test_part4_scores(part4):
-    """Solution 50/50, untouched 0, each mistake loses exactly the points of the cells it
-    fails, with a reason for each."""
-    report, _ = part4
-    assert_each_submission_loses_its_cells(report, BATCH, GRADED)
-
-
-def test_demo_examples_keep_their_documented_scores(part4):
-    """The scores the README and autograder/README.md give for `make demo`."""
-    report, _ = part4
-    scores = {s.student: s.score for s in report.students}
-    assert {name: scores[name] for name in BATCH} == {
-        "correct": 50, "untouched": 0, "wrong_image_to_text_only": 38,
-        "wrong_temperature_twice": 41}
+def test_each_example_loses_its_cells_scores_as_documented_and_gets_its_feedback(part4):
+    assert_demo_graded(part4, BATCH, GRADED)
 
 
 def test_the_verdicts_name_the_mistake(part4):
@@ -79,7 +60,3 @@ def test_the_accuracy_cells_are_decided_on_the_graders_own_digits(part4):
         assert output.output_type == "stream" and output.text.startswith("PASS: "), output
         assert f"trained with your {loss} reached" in output.text
         assert "held-out digits (zero-shot)" in output.text
-
-
-def test_feedback_is_written_for_every_submission(part4):
-    assert_feedback_for_every_submission(part4[1], BATCH)

@@ -1,8 +1,12 @@
 """Installation: one install path, the tested one. pyproject.toml, environment.yml, the Makefile
-and the documentation agree; the student install holds no nbgrader."""
+and the documentation agree; the student install holds no nbgrader; the wheel carries the
+package's data."""
 
 import re
+import shutil
+import subprocess
 import sys
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -131,3 +135,25 @@ def test_readme_gives_the_commands_and_ci_runs_the_test_one():
     makefile = (ROOT / "Makefile").read_text()
     for target in ("lab", "workspace", "demo", "test", "notebooks"):
         assert re.search(rf"^{target}:", makefile, re.M), target
+
+
+def test_the_wheel_carries_each_parts_exercise_table_and_known_answers(tmp_path):
+    """A non-editable install (Colab's ``pip install``) reads each part's ``exercises.toml`` and
+    ``known_answers.npz`` from the package: the wheel must carry them. Built from a copy, so
+    the repository gets no build/ folder."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "fusionlab", source / "fusionlab",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    # built as `pip install` builds it: in an isolated environment with pyproject's setuptools
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-q",
+                    "-w", str(tmp_path / "dist")], check=True)
+    (wheel,) = (tmp_path / "dist").glob("fusionlab-*.whl")
+    packed = set(zipfile.ZipFile(wheel).namelist())
+    parts = sorted(p.parent.name for p in (ROOT / "fusionlab").glob("part*/exercises.py"))
+    assert parts == ["part1", "part2", "part3", "part4"]
+    for part in parts:
+        for data in ("exercises.toml", "known_answers.npz"):
+            assert f"fusionlab/{part}/{data}" in packed, (part, data)

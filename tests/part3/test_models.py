@@ -13,15 +13,7 @@ import torch.nn as nn
 
 from fusionlab.models import UnimodalClassifier
 from fusionlab.multiseed import UnstackableModelError, stack_models
-from fusionlab.part3.models import (
-    ConcatFusion,
-    FiLMFusion,
-    FusionClassifier,
-    InsertedFusion,
-    ScalarGateFusion,
-    SumFusion,
-    gate_switch_correlation,
-)
+from fusionlab.part3 import models as part3
 from tests.part3.measure import notebook_models
 
 _NOTEBOOK = notebook_models()
@@ -34,12 +26,12 @@ modality_dropout = _NOTEBOOK["modality_dropout"]
 B, IMG_DIM, TXT_DIM, HIDDEN = 5, 32, 16, 8
 
 UNITS = {
-    "concat": lambda: ConcatFusion(IMG_DIM, TXT_DIM, HIDDEN),
-    "sum": lambda: SumFusion(IMG_DIM, TXT_DIM, HIDDEN),
-    "scalar gate": lambda: ScalarGateFusion(IMG_DIM, TXT_DIM, HIDDEN),
-    "film": lambda: FiLMFusion(IMG_DIM, TXT_DIM, HIDDEN, mode="film"),
-    "film gamma": lambda: FiLMFusion(IMG_DIM, TXT_DIM, HIDDEN, mode="gamma"),
-    "film beta": lambda: FiLMFusion(IMG_DIM, TXT_DIM, HIDDEN, mode="beta"),
+    "concat": lambda: part3.ConcatFusion(IMG_DIM, TXT_DIM, HIDDEN),
+    "sum": lambda: part3.SumFusion(IMG_DIM, TXT_DIM, HIDDEN),
+    "scalar gate": lambda: part3.ScalarGateFusion(IMG_DIM, TXT_DIM, HIDDEN),
+    "film": lambda: part3.FiLMFusion(IMG_DIM, TXT_DIM, HIDDEN, mode="film"),
+    "film gamma": lambda: part3.FiLMFusion(IMG_DIM, TXT_DIM, HIDDEN, mode="gamma"),
+    "film beta": lambda: part3.FiLMFusion(IMG_DIM, TXT_DIM, HIDDEN, mode="beta"),
     "gmu (reference)": lambda: GatedMultimodalUnit(IMG_DIM, TXT_DIM, HIDDEN),
 }
 
@@ -58,7 +50,7 @@ def inputs():
 
 def test_units_and_classifier_shapes(unit, inputs):
     assert unit(*inputs).shape == (B, unit.out_dim)
-    model = FusionClassifier(unit, num_classes=3)
+    model = part3.FusionClassifier(unit, num_classes=3)
     assert model(*inputs).shape == (B, 3)
 
 
@@ -82,7 +74,8 @@ def encodings(unit, img, txt):
 
 def test_concat_and_sum_follow_their_formulas(inputs):
     torch.manual_seed(1)
-    concat, total = ConcatFusion(IMG_DIM, TXT_DIM, HIDDEN), SumFusion(IMG_DIM, TXT_DIM, HIDDEN)
+    concat = part3.ConcatFusion(IMG_DIM, TXT_DIM, HIDDEN)
+    total = part3.SumFusion(IMG_DIM, TXT_DIM, HIDDEN)
     h_v, h_t = encodings(concat, *inputs)
     assert torch.allclose(concat(*inputs), torch.cat([h_v, h_t], dim=-1))
     assert concat.out_dim == 2 * HIDDEN
@@ -92,7 +85,7 @@ def test_concat_and_sum_follow_their_formulas(inputs):
 
 def test_scalar_gate_starts_even_and_follows_its_formula(inputs):
     torch.manual_seed(2)
-    gate = ScalarGateFusion(IMG_DIM, TXT_DIM, HIDDEN)
+    gate = part3.ScalarGateFusion(IMG_DIM, TXT_DIM, HIDDEN)
     h_v, h_t = encodings(gate, *inputs)
     assert gate.image_weight == 0.5
     assert torch.allclose(gate(*inputs), 0.5 * (h_v + h_t))
@@ -105,7 +98,7 @@ def test_scalar_gate_starts_even_and_follows_its_formula(inputs):
 @pytest.mark.parametrize("mode", ["film", "gamma", "beta"])
 def test_film_follows_its_formula(inputs, mode):
     torch.manual_seed(3)
-    film = FiLMFusion(IMG_DIM, TXT_DIM, HIDDEN, mode=mode)
+    film = part3.FiLMFusion(IMG_DIM, TXT_DIM, HIDDEN, mode=mode)
     img, txt = inputs
     h_v = torch.tanh(film.img_encoder(img))
     gamma = 1 + film.gamma(txt) if mode != "beta" else torch.ones(B, HIDDEN)
@@ -114,12 +107,12 @@ def test_film_follows_its_formula(inputs, mode):
     assert (film.gamma is None) == (mode == "beta") and (film.beta is None) == (mode == "gamma")
     assert not hasattr(film, "txt_encoder")
     with pytest.raises(ValueError, match="mode must be one of"):
-        FiLMFusion(mode="scale")
+        part3.FiLMFusion(mode="scale")
 
 
 def test_classifier_needs_an_out_dim():
     with pytest.raises(ValueError, match="out_dim"):
-        FusionClassifier(nn.Linear(3, 4))
+        part3.FusionClassifier(nn.Linear(3, 4))
 
 
 def test_units_but_the_scalar_gate_train_as_one_stacked_ensemble(inputs):
@@ -127,7 +120,7 @@ def test_units_but_the_scalar_gate_train_as_one_stacked_ensemble(inputs):
     0-d parameter does not stack, so it trains seed by seed (correctly, only slower)."""
     units = {**UNITS, "gmu": lambda: GatedMultimodalUnit(IMG_DIM, TXT_DIM, HIDDEN)}
     for name, make in units.items():
-        models = [FusionClassifier(make(), 2) for _ in range(3)]
+        models = [part3.FusionClassifier(make(), 2) for _ in range(3)]
         if name == "scalar gate":
             with pytest.raises(UnstackableModelError):
                 stack_models(models, inputs)
@@ -140,14 +133,14 @@ def test_units_but_the_scalar_gate_train_as_one_stacked_ensemble(inputs):
 
 def test_gate_switch_correlation():
     switch = torch.tensor([1, 0, 1, 1, 0, 0])
-    assert gate_switch_correlation(switch.float() * 0.8 + 0.1, switch) == pytest.approx(1.0)
-    assert gate_switch_correlation(1 - switch.float(), switch) == pytest.approx(-1.0)
+    assert part3.gate_switch_correlation(switch.float() * 0.8 + 0.1, switch) == pytest.approx(1.0)
+    assert part3.gate_switch_correlation(1 - switch.float(), switch) == pytest.approx(-1.0)
     gate = torch.rand(6, 4, generator=torch.Generator().manual_seed(0))
     expected = np.corrcoef(gate.mean(1).numpy(), switch.numpy())[0, 1]
-    assert gate_switch_correlation(gate, switch) == pytest.approx(expected)
-    assert math.isnan(gate_switch_correlation(torch.full((6,), 0.5), switch))
+    assert part3.gate_switch_correlation(gate, switch) == pytest.approx(expected)
+    assert math.isnan(part3.gate_switch_correlation(torch.full((6,), 0.5), switch))
     with pytest.raises(ValueError, match=r"\(n,\) or \(n, H\)"):
-        gate_switch_correlation(torch.rand(5), switch)
+        part3.gate_switch_correlation(torch.rand(5), switch)
 
 
 # ----------------------------------------------------------------------------- insertion
@@ -161,13 +154,13 @@ class Identity(nn.Module):
 def test_inserted_identity_block_is_the_pretrained_model():
     torch.manual_seed(4)
     pretrained = UnimodalClassifier(TXT_DIM, 32, 3, "txt")
-    model = InsertedFusion(pretrained, Identity(), img_dim=IMG_DIM)
+    model = part3.InsertedFusion(pretrained, Identity(), img_dim=IMG_DIM)
     img, txt = torch.randn(B, 3, IMG_DIM), torch.randn(B, 2, TXT_DIM)
     assert torch.equal(model(img, txt), pretrained(img, txt))
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"img_proj.weight", "img_proj.bias"}
     with pytest.raises(ValueError, match="text-only"):
-        InsertedFusion(UnimodalClassifier(IMG_DIM, 32, 3, "img"), Identity())
+        part3.InsertedFusion(UnimodalClassifier(IMG_DIM, 32, 3, "img"), Identity())
     with pytest.raises(ValueError, match=r"img_feat must have shape \(B, 32\)"):
         model(torch.randn(B, 31), txt)
 
@@ -235,9 +228,9 @@ def test_gated_insertion_preserves_the_pretrained_model_exactly():
     torch.manual_seed(9)
     pretrained = UnimodalClassifier(TXT_DIM, 32, 3, "txt")
     img, txt = torch.randn(B, IMG_DIM), torch.randn(B, TXT_DIM)
-    gated = InsertedFusion(pretrained, TanhGatedCrossAttention(32, 4), IMG_DIM)
+    gated = part3.InsertedFusion(pretrained, TanhGatedCrossAttention(32, 4), IMG_DIM)
     assert torch.equal(gated(img, txt), pretrained(img, txt))
-    ungated = InsertedFusion(pretrained, UngatedCrossAttention(32, 4), IMG_DIM)
+    ungated = part3.InsertedFusion(pretrained, UngatedCrossAttention(32, 4), IMG_DIM)
     assert not torch.allclose(ungated(img, txt), pretrained(img, txt), atol=1e-4)
 
 
