@@ -177,6 +177,10 @@ class CrossAttentionLayer(nn.Module):
     With a single key token the softmax has one entry, so every weight is exactly 1 and the
     layer reduces to ``W_o W_v kv``: attention needs several tokens to have anything to choose.
     The weights of the last call are kept in ``last_attn_weights`` ``(B, heads, N_q, N_kv)``.
+
+    Every key is read: the layer has no padding mask. Masking padded keys is Part 2's exercise
+    (``MaskedMultiHeadAttention``), so no ``fusionlab`` class computes it; after Part 2, torch's
+    ``nn.MultiheadAttention`` takes a ``key_padding_mask``.
     """
 
     def __init__(self, dim, num_heads=4):
@@ -194,8 +198,15 @@ class CrossAttentionLayer(nn.Module):
         self.last_attn_weights = None
 
     def forward(self, query, kv, key_padding_mask=None):
-        """query: (B, N_q, dim); kv: (B, N_kv, dim); key_padding_mask: (B, N_kv), True = pad."""
-        key_padding_mask = check_attention_inputs(query, kv, key_padding_mask, self.dim)
+        """query: (B, N_q, dim); kv: (B, N_kv, dim) -> (B, N_q, dim).
+
+        ``key_padding_mask`` stays only for notebooks of the earlier release, which pass
+        ``None``; a mask is refused (see the class docstring)."""
+        if key_padding_mask is not None:
+            raise ValueError("CrossAttentionLayer reads every key and takes no key_padding_mask "
+                             "(masking is Part 2's exercise): leave the padded keys out, or use "
+                             "your MaskedMultiHeadAttention or torch's nn.MultiheadAttention")
+        check_attention_inputs(query, kv, None, self.dim)
         B, N_q, D = query.shape
         N_kv = kv.shape[1]
         H, Dh = self.num_heads, self.head_dim
@@ -205,13 +216,7 @@ class CrossAttentionLayer(nn.Module):
         v = self.v_proj(kv).reshape(B, N_kv, H, Dh).transpose(1, 2)  # (B, H, N_kv, Dh)
 
         scores = (q @ k.transpose(-2, -1)) * self.scale  # (B, H, N_q, N_kv)
-        if key_padding_mask is not None:
-            pad = key_padding_mask[:, None, None, :]  # (B, 1, 1, N_kv)
-            scores = scores.masked_fill(pad, torch.finfo(scores.dtype).min)
         attn = F.softmax(scores, dim=-1)
-        if key_padding_mask is not None:
-            # a query whose keys are all padding reads nothing (weights 0), instead of NaN
-            attn = attn.masked_fill(pad, 0.0)
         self.last_attn_weights = attn.detach()
 
         out = (attn @ v).transpose(1, 2).reshape(B, N_q, D)  # (B, N_q, D)
@@ -223,7 +228,9 @@ class CrossAttentionFusion(nn.Module):
 
     Both modalities are projected to ``embed_dim``; each text token reads the image tokens
     through ``CrossAttentionLayer``, a residual connection and LayerNorm follow, the text
-    tokens are mean-pooled and an MLP classifies.
+    tokens are mean-pooled and an MLP classifies. With an ``img_padding_mask`` each sample's
+    text reads only its real image tokens (the layer takes no mask: they are left out, sample
+    by sample); a sample without any reads nothing.
     """
 
     def __init__(self, img_dim=32, txt_dim=16, embed_dim=32, num_heads=4, num_classes=3):
@@ -232,13 +239,34 @@ class CrossAttentionFusion(nn.Module):
         self.img_proj = nn.Linear(img_dim, embed_dim)
         self.txt_proj = nn.Linear(txt_dim, embed_dim)
         self.cross_attn = CrossAttentionLayer(embed_dim, num_heads)
+        self._last_attn_weights = None
         self.norm = nn.LayerNorm(embed_dim)
         self.classifier = mlp(embed_dim, embed_dim, num_classes)
 
     @property
     def last_attn_weights(self):
-        """Attention weights of the last forward pass, ``(B, heads, N_txt, N_img)``."""
-        return self.cross_attn.last_attn_weights
+        """Attention weights of the last forward pass, ``(B, heads, N_txt, N_img)`` (0 on
+        padded image tokens)."""
+        return self._last_attn_weights
+
+    def _read_image(self, txt_embed, img_embed, img_mask):
+        """``(B, N_txt, E)``: what each text token reads of the real image tokens."""
+        if img_mask is None or not img_mask.any():
+            out = self.cross_attn(txt_embed, img_embed)
+            self._last_attn_weights = self.cross_attn.last_attn_weights
+            return out
+        B, N_txt, _ = txt_embed.shape
+        weights = txt_embed.new_zeros(B, self.cross_attn.num_heads, N_txt, img_embed.shape[1])
+        rows = []
+        for b in range(B):  # one sample at a time, on its real image tokens only
+            real = (~img_mask[b]).nonzero().squeeze(-1)  # (N_real,)
+            if len(real) == 0:  # nothing to read: the attention adds nothing but its bias
+                rows.append(self.cross_attn.out_proj(torch.zeros_like(txt_embed[b:b + 1])))
+                continue
+            rows.append(self.cross_attn(txt_embed[b:b + 1], img_embed[b:b + 1, real]))
+            weights[b:b + 1, :, :, real] = self.cross_attn.last_attn_weights
+        self._last_attn_weights = weights.detach()
+        return torch.cat(rows)  # (B, N_txt, E)
 
     def forward(self, img_feat, txt_feat, img_padding_mask=None, txt_padding_mask=None):
         img = as_tokens(img_feat, self.img_dim, "img_feat")
@@ -247,7 +275,7 @@ class CrossAttentionFusion(nn.Module):
         txt_mask = check_padding_mask(txt_padding_mask, txt, "txt_padding_mask")
         img_embed = self.img_proj(img)  # (B, N_img, E)
         txt_embed = self.txt_proj(txt)  # (B, N_txt, E)
-        attn_out = self.cross_attn(txt_embed, img_embed, key_padding_mask=img_mask)
+        attn_out = self._read_image(txt_embed, img_embed, img_mask)  # (B, N_txt, E)
         fused = self.norm(txt_embed + attn_out)  # (B, N_txt, E), residual connection
         return self.classifier(masked_mean(fused, txt_mask))  # (B, num_classes)
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models import CrossAttentionLayer, check_padding_mask, masked_mean, mlp
+from ..models import check_padding_mask, masked_mean, mlp
 from .scenes import NUM_ANSWERS, OBJECT_DIM, VOCAB_SIZE
 
 # ----------------------------------------------------------------------------- inputs
@@ -206,12 +206,13 @@ class SceneCrossAttention(SceneModel):
 
     ``attention_maps`` holds the weights of the last forward pass, one
     ``(B, heads, L, N)`` tensor (word queries over objects) per hop. ``attention`` builds each
-    hop's attention layer (see ``CrossAttentionBlock``).
+    hop's attention layer (see ``CrossAttentionBlock``); it has no default: the scenes are
+    padded, so it must mask, and the notebook passes the student's ``MaskedMultiHeadAttention``.
     """
 
     def __init__(self, obj_dim=OBJECT_DIM, vocab_size=VOCAB_SIZE, embed_dim=64, num_heads=4,
                  num_layers=1, num_answers=NUM_ANSWERS, use_object_mask=True,
-                 attention=CrossAttentionLayer):
+                 attention=None):
         super().__init__(obj_dim, vocab_size, use_object_mask)
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")

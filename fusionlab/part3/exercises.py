@@ -67,8 +67,7 @@ class Part3Config:
     block_dim: int = 32
     block_heads: int = 4
     block_shape: tuple = (3, 4, 5)  # (B, N_y, N_x)
-    block_lengths: tuple = (3, 5, 2)  # the real keys of each sample; the rest is padding
-    open_alpha: float = 0.7  # the block's equivalence and mask are checked with the gate open
+    open_alpha: float = 0.7  # the block's equivalence is checked with the gate open
     dropout_shape: tuple = (64, 8)
     dropout_rates: tuple = (0.0, 0.3, 1.0)
     token_shape: tuple = (10, 3, 4)
@@ -104,11 +103,10 @@ MISTAKES = {
     "swapped_concat": "the gate reads [x_t; x_v]: concatenate the image features first, "
                       "torch.cat([img_feat, txt_feat], dim=-1)",
     "block_no_tanh": "the tanh is missing: the update is torch.tanh(self.alpha) * "
-                     "cross_attn(y, x, key_padding_mask)",
+                     "cross_attn(y, x)",
     "block_sigmoid": "the gate is sigmoid(alpha), which is 0.5 at alpha = 0: use "
                      "torch.tanh(self.alpha), which is 0 there",
-    "block_no_residual": "the residual is missing: y + tanh(alpha) * cross_attn(y, x, "
-                         "key_padding_mask)",
+    "block_no_residual": "the residual is missing: y + tanh(alpha) * cross_attn(y, x)",
 }
 CROSS_KEYS = tuple(f"{p}_proj.{w}" for p in ("q", "k", "v", "out") for w in ("weight", "bias"))
 
@@ -130,14 +128,12 @@ def gmu_inputs(seed: int) -> dict[str, torch.Tensor]:
 
 
 def block_inputs(seed: int) -> dict[str, torch.Tensor]:
-    """The block's inputs: queries ``y``, keys ``x`` and the padding ``mask`` of the keys
-    beyond each sample's ``CONFIG.block_lengths``."""
+    """The block's inputs: queries ``y`` and keys ``x``."""
     g = generator(seed, "tanh_gated", Stream.INPUTS)
     B, n_y, n_x = CONFIG.block_shape
     d = CONFIG.block_dim
-    mask = torch.arange(n_x)[None, :] >= torch.tensor(CONFIG.block_lengths)[:, None]  # (B, N_x)
     return {"y": torch.randn(B, n_y, d, generator=g), "x": torch.randn(B, n_x, d, generator=g),
-            "mask": mask, "grad/projection": torch.randn(B, n_y, d, generator=g)}
+            "grad/projection": torch.randn(B, n_y, d, generator=g)}
 
 
 def dropout_inputs(seed: int) -> dict[str, torch.Tensor]:
@@ -209,11 +205,11 @@ def collect_gmu(cls, seed: int, weights=None) -> dict:
 def collect_tanh_gated(cls, seed: int, weights=None) -> dict:
     """Evidence on a ``TanhGatedCrossAttention`` class; never raises. The output at
     initialisation, then with ``alpha`` open (known weights, or every other parameter moved
-    off its initial value), masked and unmasked calls, and the gradients at ``alpha = 0``."""
+    off its initial value), and the gradients at ``alpha = 0``."""
     d, h = CONFIG.block_dim, CONFIG.block_heads
     ev: dict = {}
     inp = block_inputs(seed)
-    y, x, mask = inp["y"], inp["x"], inp["mask"]
+    y, x = inp["y"], inp["x"]
     with isolated(seed):
         module = build_module(ev, seed, cls, d, h)
         if module is None:
@@ -230,11 +226,6 @@ def collect_tanh_gated(cls, seed: int, weights=None) -> dict:
         with torch.no_grad():
             record(ev, "out/eq", lambda: module(y.clone(), x.clone()))
             record(ev, "sub/cross_attn", lambda: module.cross_attn(y.clone(), x.clone()))
-            record(ev, "out/mask", lambda: module(y.clone(), x.clone(),
-                                                  key_padding_mask=mask.clone()))
-            record(ev, "out/unmasked", lambda: torch.cat([
-                module(y[b:b + 1].clone(), x[b:b + 1, :n].clone())
-                for b, n in enumerate(CONFIG.block_lengths)]))
         try:  # the gate closed, as at initialisation: alpha's gradient there
             closed = load_weights(module, {"alpha": np.zeros(1, dtype=np.float32)})
             ev["closed_gate"] = np.array(json.dumps(closed))
@@ -518,7 +509,7 @@ def gmu_accuracy(ev, facts) -> CheckResult:
 
 # ----------------------------------------------------------------------------- the gated block
 
-BLOCK_FORMULA = "y + torch.tanh(self.alpha) * self.cross_attn(y, x, key_padding_mask)"
+BLOCK_FORMULA = "y + torch.tanh(self.alpha) * self.cross_attn(y, x)"
 
 
 def _initial_alpha(ev) -> np.ndarray | None:
@@ -607,7 +598,7 @@ def block_alpha_gradient(ev, facts) -> CheckResult:
     if why is not None and not np.abs(mine).sum() > 0:
         return CheckResult("alpha_gradient", False, "alpha receives no gradient at alpha = 0: "
                            "is it detached (alpha.detach(), alpha.item())? The update must be "
-                           "torch.tanh(self.alpha) * cross_attn(y, x, key_padding_mask)")
+                           "torch.tanh(self.alpha) * cross_attn(y, x)")
     if why is not None:
         return CheckResult("alpha_gradient", False, "alpha's gradient at alpha = 0 is not what "
                            "your output sends back: is part of the update detached?")
@@ -620,25 +611,6 @@ def block_equivalence(ev, facts) -> CheckResult:
                          attributes=_block_structure, mistakes=MISTAKES)
     return failed or CheckResult("equivalence", True, f"y + tanh(alpha) * cross_attn(y, x) with "
                                  f"alpha = {CONFIG.open_alpha} and your weights")
-
-
-def block_mask(ev, facts) -> CheckResult:
-    """Your block with ``key_padding_mask`` must answer as your block on the real keys alone:
-    the padded keys change nothing (two calls of your own block, no formula)."""
-    masked = results.output(ev, "out/mask", "the call with key_padding_mask")
-    unmasked = results.output(ev, "out/unmasked", "the call on the real keys alone")
-    if masked.shape != unmasked.shape:
-        return CheckResult("mask", False, f"with key_padding_mask the output has shape "
-                           f"{results.shape_text(masked.shape)}, without padding "
-                           f"{results.shape_text(unmasked.shape)}")
-    if not results.close(masked, unmasked):
-        diff = float(np.max(np.abs(masked - unmasked)))
-        return CheckResult("mask", False, f"with key_padding_mask your block's output differs "
-                           f"by up to {diff:.3g} from its output on the real keys alone: the "
-                           "padded keys still count. Pass the mask on as given: "
-                           "self.cross_attn(y, x, key_padding_mask)")
-    return CheckResult("mask", True, "with key_padding_mask the padded keys change nothing: the "
-                       "mask reaches the cross-attention")
 
 
 # ----------------------------------------------------------------------------- modality dropout
@@ -837,8 +809,7 @@ TANH_GATED = register(DECLARED.exercise(
     self_check_facts=with_inputs("tanh_gated", block_inputs),
     implemented="error/out/init",
     checks={"attributes": block_attributes, "identity_at_init": block_identity,
-            "alpha_gradient": block_alpha_gradient, "equivalence": block_equivalence,
-            "mask": block_mask}))
+            "alpha_gradient": block_alpha_gradient, "equivalence": block_equivalence}))
 
 MODALITY_DROPOUT = register(DECLARED.exercise(
     "modality_dropout", collect=collect_modality_dropout, train=train_modality_dropout,

@@ -179,11 +179,12 @@ class InsertedFusion(nn.Module):
     between its encoder and its head (the Flamingo recipe at toy scale)::
 
         y = encoder(txt)                        # (B, N_txt, H), frozen
-        y = block(y, img_proj(img), mask)       # the only place the image enters
+        y = block(y, img_proj(img))             # the only place the image enters
         logits = head(mean over tokens of y)    # frozen
 
-    ``block(y, x, key_padding_mask)`` returns a tensor shaped like ``y``. If it returns ``y``
-    unchanged, the model is exactly the pretrained one. Only ``img_proj`` and ``block`` train;
+    ``block(y, x)`` returns a tensor shaped like ``y`` (every image token is read: the image
+    is never padded here). If it returns ``y`` unchanged, the model is exactly the pretrained
+    one. Only ``img_proj`` and ``block`` train;
     the pretrained parameters are frozen (``requires_grad=False``).
     """
 
@@ -199,13 +200,12 @@ class InsertedFusion(nn.Module):
         self.img_proj = nn.Linear(img_dim, hidden_dim)
         self.block = block
 
-    def forward(self, img_feat, txt_feat, img_padding_mask=None, txt_padding_mask=None):
+    def forward(self, img_feat, txt_feat, txt_padding_mask=None):
         img = as_tokens(img_feat, self.img_dim, "img_feat")
         txt = as_tokens(txt_feat, self.pretrained.in_dim, "txt_feat")
-        img_mask = check_padding_mask(img_padding_mask, img, "img_padding_mask")
         txt_mask = check_padding_mask(txt_padding_mask, txt, "txt_padding_mask")
         y = self.pretrained.encoder(txt)  # (B, N_txt, H)
-        y = self.block(y, self.img_proj(img), key_padding_mask=img_mask)  # (B, N_txt, H)
+        y = self.block(y, self.img_proj(img))  # (B, N_txt, H)
         return self.pretrained.head(masked_mean(y, txt_mask))  # (B, num_classes)
 
 

@@ -16,7 +16,7 @@ from autograder import verdicts as trusted
 from autograder.authoring import trial
 from autograder.authoring.examples import submission
 from autograder.hidden import references
-from autograder.hidden.part2.mistakes import attention_src
+from autograder.hidden.part2.mistakes import BORROWED_ATTENTION, attention_src
 from autograder.hidden.part3 import block_src
 
 pytestmark = pytest.mark.grading
@@ -50,16 +50,13 @@ MaskedMultiHeadAttention.forward = _forward
 '''
 
 # Part 2: fusionlab's layer subclassed, with the names a grader could read edited
-RENAMED_BORROWED = '''\
-from fusionlab.models import CrossAttentionLayer
+RENAMED_BORROWED = BORROWED_ATTENTION.replace('''\n\n\nclass''', '''
 
 CrossAttentionLayer.__name__ = CrossAttentionLayer.__qualname__ = "Module"
 CrossAttentionLayer.__module__ = "torch.nn.modules.module"
 
 
-class MaskedMultiHeadAttention(CrossAttentionLayer):
-    pass
-'''
+class''', 1)
 
 # Part 3: alpha at 1, and a state_dict() that reports it at 0
 ALPHA_LIES = block_src(alpha="nn.Parameter(torch.ones(1))") + '''
@@ -70,8 +67,7 @@ ALPHA_LIES = block_src(alpha="nn.Parameter(torch.ones(1))") + '''
 '''
 
 # Part 3: tanh(alpha.detach()), and autograd patched to hand alpha a gradient of ones
-FORGED_GRADIENT = block_src(out="y + torch.tanh(self.alpha.detach()) * self.cross_attn(y, x, "
-                                "key_padding_mask)") + '''
+FORGED_GRADIENT = block_src(out="y + torch.tanh(self.alpha.detach()) * self.cross_attn(y, x)") + '''
 
 _grad = torch.autograd.grad
 

@@ -159,14 +159,42 @@ def test_one_key_token_makes_every_weight_exactly_one():
     assert torch.equal(layer.last_attn_weights, torch.ones(B, 4, 3, 1))
 
 
-def test_attention_weights_are_distributions_that_skip_padding():
+def test_the_given_layer_reads_every_key_and_refuses_a_mask():
+    """Masking is Part 2's exercise: CrossAttentionLayer has none (its weights are distributions
+    over every key) and refuses a mask with a reason; ``None``, as notebooks of the earlier
+    release pass it, is accepted."""
     torch.manual_seed(0)
     layer = CrossAttentionLayer(8, num_heads=2)
-    mask = torch.tensor([[False, False, True], [False, True, True]])
-    layer(torch.randn(2, 4, 8), torch.randn(2, 3, 8), key_padding_mask=mask)
+    query, kv = torch.randn(2, 4, 8), torch.randn(2, 3, 8)
+    out = layer(query, kv)
     weights = layer.last_attn_weights  # (2, 2, 4, 3)
-    assert torch.allclose(weights.sum(-1), torch.ones(2, 2, 4))
-    assert (weights[0, :, :, 2] == 0).all() and (weights[1, :, :, 1:] == 0).all()
+    assert torch.allclose(weights.sum(-1), torch.ones(2, 2, 4)) and (weights > 0).all()
+    assert torch.equal(layer(query, kv, None), out)
+    mask = torch.tensor([[False, False, True], [False, True, True]])
+    with pytest.raises(ValueError, match="takes no key_padding_mask .masking is Part 2's"):
+        layer(query, kv, key_padding_mask=mask)
+
+
+def test_cross_attention_fusion_reads_only_the_real_image_tokens(tokens):
+    """With an img_padding_mask, each sample's text reads its real image tokens only: the same
+    logits and weights as the sample without its padded tokens, weight 0 on the padded ones;
+    a sample whose image tokens are all padding reads nothing (finite logits)."""
+    torch.manual_seed(0)
+    model = CrossAttentionFusion().eval()
+    img, txt = tokens  # (B, 4, 32), (B, 3, 16)
+    mask = torch.zeros(B, 4, dtype=torch.bool)
+    mask[1, 2:] = True  # sample 1 has 2 real image tokens
+    mask[3] = True  # sample 3 has none
+    out = model(img, txt, mask)
+    weights = model.last_attn_weights  # (B, heads, N_txt, N_img)
+    assert (weights[1, :, :, 2:] == 0).all() and (weights[3] == 0).all()
+    assert torch.allclose(weights[[0, 1, 2, 4]].sum(-1), torch.ones(4, 4, 3))
+    alone = model(img[1:2, :2], txt[1:2])
+    assert torch.allclose(out[1:2], alone, atol=1e-6)
+    assert torch.allclose(weights[1:2, :, :, :2], model.last_attn_weights, atol=1e-6)
+    assert torch.isfinite(out).all()
+    unpadded = model(img, txt)
+    assert torch.allclose(out[[0, 2, 4]], unpadded[[0, 2, 4]], atol=1e-6)
 
 
 def test_cross_attention_errors():

@@ -1,8 +1,8 @@
 """fusionlab.part2.models: shapes, errors, padding and order invariance, mask polarity,
 gradient flow, stacking in fusionlab.multiseed, and a short training run.
 
-The co-attention model is built on the grader's trusted co-attention block
-(``autograder.hidden.part2.formulas.CoAttention``): the package holds no answer to a TODO."""
+The attention models are built on the grader's trusted attention and co-attention block
+(``autograder.hidden.part2.formulas``): the package holds no answer to a TODO."""
 
 import pytest
 import torch
@@ -22,8 +22,10 @@ from fusionlab.part2.scenes import NUM_ANSWERS, OBJECT_DIM, VOCAB_SIZE, SortOfCl
 MODELS = {
     "flat": lambda **kw: FlatEarlyFusion(num_slots=8, **kw),
     "pooled": lambda **kw: PooledLateFusion(**kw),
-    "cross1": lambda **kw: SceneCrossAttention(num_layers=1, num_heads=1, **kw),
-    "cross2": lambda **kw: SceneCrossAttention(num_layers=2, num_heads=4, **kw),
+    "cross1": lambda **kw: SceneCrossAttention(num_layers=1, num_heads=1, attention=MaskedAttention,
+                                              **kw),
+    "cross2": lambda **kw: SceneCrossAttention(num_layers=2, num_heads=4, attention=MaskedAttention,
+                                              **kw),
     "coattention": lambda **kw: CoAttentionFusion(num_layers=2, num_heads=2, block=CoAttention,
                                                   **kw),
     "rn": lambda **kw: RelationNetwork(**kw),
@@ -205,10 +207,12 @@ def test_the_attention_and_block_factories_are_the_ones_used():
 
 
 def test_the_blocks_say_which_attention_they_need():
-    """No default answer: a block without its attention, or a co-attention model without its
-    block, is a TypeError that names the missing argument."""
+    """No default answer: a block or a cross-attention model without its attention, or a
+    co-attention model without its block, is a TypeError that names the missing argument."""
     with pytest.raises(TypeError, match=r"CrossAttentionBlock needs attention="):
         CrossAttentionBlock(16, 2)
+    with pytest.raises(TypeError, match=r"CrossAttentionBlock needs attention="):
+        SceneCrossAttention()
     with pytest.raises(TypeError, match=r"CoAttentionFusion needs block="):
         CoAttentionFusion()
     assert isinstance(CrossAttentionBlock(16, 2, attention=MaskedAttention).attn, MaskedAttention)
@@ -217,7 +221,7 @@ def test_the_blocks_say_which_attention_they_need():
 @pytest.mark.parametrize("bad", [0, -1])
 def test_layer_counts_must_be_positive(bad):
     with pytest.raises(ValueError, match="num_layers"):
-        SceneCrossAttention(num_layers=bad)
+        SceneCrossAttention(num_layers=bad, attention=MaskedAttention)
     with pytest.raises(ValueError, match="num_layers"):
         CoAttentionFusion(num_layers=bad, block=CoAttention)
 
@@ -242,7 +246,7 @@ def test_cross_attention_learns_to_bind_a_colour_word_to_its_object(seed=0):
     test = SortOfClevr(n_samples=1200, seed=2 * seed + 1)
     shape_questions = lambda ds: ds.subset(ds.question_type == 0)  # noqa: E731
     torch.manual_seed(seed)
-    model = SceneCrossAttention(num_layers=1)
+    model = SceneCrossAttention(num_layers=1, attention=MaskedAttention)
     history = fit(model, shape_questions(train), shape_questions(test), epochs=20, lr=3e-3,
                   progress=False)
     assert history.final_acc > 0.95, history.test_acc

@@ -52,8 +52,7 @@ ALPHA_REPORTED_ZERO = block_src(alpha="nn.Parameter(torch.ones(1))") + '''
 '''
 
 FORGED_ALPHA_GRADIENT = block_src(
-    out="self._forged(y + torch.tanh(self.alpha.detach()) * self.cross_attn(y, x, "
-        "key_padding_mask))") + '''
+    out="self._forged(y + torch.tanh(self.alpha.detach()) * self.cross_attn(y, x))") + '''
     def _forged(self, out):
         if out.requires_grad:
             out.register_hook(self._forge)
@@ -204,7 +203,6 @@ def test_a_gate_stuck_at_one_modality_fails_the_accuracy_cell(bias):
     ("block_no_tanh", "block_equivalence", "the tanh is missing"),
     ("block_sigmoid", "block_equivalence", "sigmoid(alpha)"),
     ("block_alpha_detached", "block_alpha_gradient", "detached"),
-    ("block_mask_dropped", "block_mask", "padded keys still count"),
 ]])
 def test_the_reason_names_the_mistake_in_the_grader_and_the_self_check(mistake, grade_id, says):
     exercise = registry.exercise(mistake.exercise)

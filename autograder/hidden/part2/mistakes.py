@@ -112,6 +112,28 @@ def _pairs(name, description, loses, **source) -> Variant:
                    description)
 
 
+BORROWED_ATTENTION = '''\
+from fusionlab.models import CrossAttentionLayer
+
+
+class MaskedMultiHeadAttention(CrossAttentionLayer):
+    def forward(self, query, kv, key_padding_mask=None):
+        if key_padding_mask is None:
+            return super().forward(query, kv)
+        B, N_q, _ = query.shape
+        weights = query.new_zeros(B, self.num_heads, N_q, kv.shape[1])
+        rows = []
+        for b in range(B):
+            real = (~key_padding_mask[b]).nonzero().squeeze(-1)
+            if len(real) == 0:
+                rows.append(self.out_proj(torch.zeros_like(query[b:b + 1])))
+                continue
+            rows.append(super().forward(query[b:b + 1], kv[b:b + 1, real]))
+            weights[b:b + 1, :, :, real] = self.last_attn_weights
+        self.last_attn_weights = weights
+        return torch.cat(rows)
+'''
+
 ATTENTION_MISTAKES = (
     _attention("no_scaling", "scores not divided by sqrt(head_dim)", ("attn_equivalence",),
                example=True, threshold=True, scores="q @ k.transpose(-2, -1)"),
@@ -136,11 +158,9 @@ ATTENTION_MISTAKES = (
                split_k=".reshape(B, N_kv, H, Dh).transpose(1, 2).detach()"),
     _attention("weights_not_detached", "last_attn_weights kept with its graph",
                ("attn_weights",), kept="weights"),
-    # the package's layer passed off as the student's own: it computes the reference
-    Variant("borrowed_reference", "attention",
-            {"MaskedMultiHeadAttention": "from fusionlab.models import CrossAttentionLayer\n\n\n"
-                                         "class MaskedMultiHeadAttention(CrossAttentionLayer):\n"
-                                         "    pass\n"},
+    # the package's layer passed off as the student's own: it reads every key (no mask), so
+    # the masking is done by leaving the padded keys out, sample by sample; the result is right
+    Variant("borrowed_reference", "attention", {"MaskedMultiHeadAttention": BORROWED_ATTENTION},
             ("attn_attributes",), "CrossAttentionLayer subclassed instead of written"),
 )
 
@@ -157,7 +177,8 @@ COATTENTION_MISTAKES = (
     _coattention("coattention_shared_block", "one block for both directions",
                  ("coatt_attributes",), second="self.words_read_objects"),
     _coattention("coattention_borrowed_layer", "the blocks built on fusionlab's "
-                 "CrossAttentionLayer, not on the student's attention", ("coatt_attributes",),
+                 "CrossAttentionLayer, not on the student's attention (it takes no mask)",
+                 ("coatt_attributes", "coatt_equivalence", "coatt_padding"),
                  attention="CrossAttentionLayer",
                  extra="from fusionlab.models import CrossAttentionLayer\n\n\n"),
 )

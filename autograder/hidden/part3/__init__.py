@@ -244,13 +244,13 @@ class TanhGatedCrossAttention(nn.Module):
         self.cross_attn = CrossAttentionLayer(dim, num_heads)
         self.alpha = {alpha}
 
-    def forward(self, y, x, key_padding_mask=None):
+    def forward(self, y, x):
         return {out}
 '''
 
 
 def block_src(alpha="nn.Parameter(torch.zeros(1))",
-              out="y + torch.tanh(self.alpha) * self.cross_attn(y, x, key_padding_mask)") -> str:
+              out="y + torch.tanh(self.alpha) * self.cross_attn(y, x)") -> str:
     return _BLOCK.format(alpha=alpha, out=out)
 
 
@@ -312,26 +312,23 @@ GMU_MISTAKES = (
          ("gmu_visible_shape", "gmu_equivalence", "gmu_accuracy"), result=_RETURN_NONE),
 )
 
-_GATE = "y + torch.{gate}(self.alpha) * self.cross_attn(y, x, key_padding_mask)"
+_GATE = "y + torch.{gate}(self.alpha) * self.cross_attn(y, x)"
 BLOCK_MISTAKES = (
     _block("alpha_at_one", "alpha initialised at 1 instead of 0",
            ("block_visible_identity", "block_attributes"), example=True,
            alpha="nn.Parameter(torch.ones(1))"),
     _block("block_no_tanh", "the update is alpha * cross_attn(y, x): the tanh is missing",
-           ("block_equivalence",), out="y + self.alpha * self.cross_attn(y, x, "
-                                       "key_padding_mask)"),
+           ("block_equivalence",), out="y + self.alpha * self.cross_attn(y, x)"),
     _block("block_sigmoid", "the gate is sigmoid(alpha), 0.5 at initialisation",
            ("block_visible_identity", "block_equivalence"), out=_GATE.format(gate="sigmoid")),
     _block("block_no_residual", "the residual is missing: tanh(alpha) * cross_attn(y, x)",
            ("block_visible_identity", "block_equivalence"),
-           out="torch.tanh(self.alpha) * self.cross_attn(y, x, key_padding_mask)"),
+           out="torch.tanh(self.alpha) * self.cross_attn(y, x)"),
     _block("block_alpha_detached", "tanh(alpha.detach()): alpha never trains",
            ("block_alpha_gradient",),
-           out="y + torch.tanh(self.alpha.detach()) * self.cross_attn(y, x, key_padding_mask)"),
+           out="y + torch.tanh(self.alpha.detach()) * self.cross_attn(y, x)"),
     _block("block_alpha_not_parameter", "alpha a plain tensor, not an nn.Parameter",
            ("block_attributes", "block_alpha_gradient"), alpha="torch.zeros(1)"),
-    _block("block_mask_dropped", "key_padding_mask is not passed on", ("block_mask",),
-           out="y + torch.tanh(self.alpha) * self.cross_attn(y, x)"),
 )
 
 _SHORTCUT = '''\

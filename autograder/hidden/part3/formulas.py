@@ -77,16 +77,16 @@ class BlockParts(nn.Module):
         self.alpha = nn.Parameter(torch.full((1,), float(alpha)))
 
 
-def _block(m, y, x, mask=None, *, gate=torch.tanh, residual=True):
-    update = gate(m.alpha) * m.cross_attn(y, x, mask)  # (B, N_y, D)
+def _block(m, y, x, *, gate=torch.tanh, residual=True):
+    update = gate(m.alpha) * m.cross_attn(y, x)  # (B, N_y, D)
     return y + update if residual else update
 
 
 BLOCK_VARIANTS = {
-    "reference": lambda m, y, x, mask=None: _block(m, y, x, mask),
-    "block_no_tanh": lambda m, y, x, mask=None: _block(m, y, x, mask, gate=lambda a: a),
-    "block_sigmoid": lambda m, y, x, mask=None: _block(m, y, x, mask, gate=torch.sigmoid),
-    "block_no_residual": lambda m, y, x, mask=None: _block(m, y, x, mask, residual=False),
+    "reference": lambda m, y, x: _block(m, y, x),
+    "block_no_tanh": lambda m, y, x: _block(m, y, x, gate=lambda a: a),
+    "block_sigmoid": lambda m, y, x: _block(m, y, x, gate=torch.sigmoid),
+    "block_no_residual": lambda m, y, x: _block(m, y, x, residual=False),
 }
 
 
