@@ -93,13 +93,15 @@ def shapes(ev: dict, cases, passed: str, missing=no_output) -> CheckResult:
     return CheckResult("shapes", True, passed)
 
 
-def equivalence(ev: dict, facts: dict, keys, *, formula: str, attributes,
-                mistakes: dict[str, str]) -> CheckResult | None:
+def equivalence(ev: dict, facts: dict, keys, *, formula: str, mistakes: dict[str, str],
+                attributes=None) -> CheckResult | None:
     """None when the outputs ``keys`` equal the reference's (``facts["variants"]
     ["reference"]``), else the failed ``equivalence`` verdict: a known mistake in the words
-    of ``mistakes`` when the outputs match one, else ``formula``. ``attributes(ev, facts)``
-    must pass first: the reference formula is computed with the interface's submodules."""
-    found = attributes(ev, facts)
+    of ``mistakes`` when the outputs match one, else ``formula``. For a module,
+    ``attributes(ev, facts)`` must pass first: the reference formula is computed with the
+    interface's submodules (a function has none: ``attributes=None``)."""
+    found = (attributes(ev, facts) if attributes is not None
+             else CheckResult("attributes", True, "a function: no attributes"))
     if not found.passed or facts.get("unavailable"):
         return CheckResult("equivalence", False, "cannot compare with the reference: " + (
             facts["unavailable"] if found.passed else found.message))

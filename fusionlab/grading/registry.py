@@ -137,8 +137,9 @@ class Declarations:
     Each table row declares an exercise: its ``target``, TODO cell ``solution``, ``title``,
     ``self_checks`` order and ``cells``, ``grade_id = {check, points, visible, trains, text}``.
     A text may name the part's settings: ``{c.<field>}`` is a field of ``config``, ``{name}`` a
-    phrase of the file's ``[phrases]`` table or one of ``values``. ``exercise(name, ...)`` adds
-    the behaviour (collector, checks, ...) and returns the ``Exercise``.
+    phrase of the file's ``[phrases]`` table, one of ``values`` (the part's) or of ``texts``
+    (one exercise's, given to ``exercise``). ``exercise(name, ...)`` adds the behaviour
+    (collector, checks, ...) and returns the ``Exercise``.
 
     Every exercise's first check, ``implemented``, says whether the TODO is written at all:
     ``implemented`` is that check, or the evidence key whose error says so (the part's default,
@@ -164,9 +165,12 @@ class Declarations:
         return list(self._table)
 
     def exercise(self, name: str, checks: Mapping[str, Check],
-                 implemented: str | Check | None = None, **behaviour) -> Exercise:
-        """The ``Exercise`` of row ``name``, with its ``checks`` (after ``implemented``) and
-        ``behaviour``: ``collect`` and the optional fields of ``Exercise``."""
+                 implemented: str | Check | None = None, texts: Mapping | None = None,
+                 **behaviour) -> Exercise:
+        """The ``Exercise`` of row ``name``, with its ``checks`` (after ``implemented``), the
+        values its texts name (``texts``) and ``behaviour``: ``collect`` and the optional
+        fields of ``Exercise``."""
+        fill = dict(self._fill, **(texts or {}))
         implemented = implemented or self.implemented
         if isinstance(implemented, str):
             implemented = implemented_check(implemented)
@@ -177,7 +181,7 @@ class Declarations:
         for grade_id, cell in row["cells"].items():
             self._refuse_unknown(f"{name}.cells.{grade_id}", cell, self._CELL_KEYS)
             cells.append(GradedCell(grade_id, cell["check"], cell["points"],
-                                    cell["text"].format(**self._fill),
+                                    cell["text"].format(**fill),
                                     visible=cell.get("visible", False),
                                     trains=cell.get("trains", False)))
         return Exercise(name=name, assignment=self.assignment, target=row["target"],

@@ -107,6 +107,20 @@ def implemented_check(error_key: str, *, wrong_return_is_implemented: bool = Tru
     return implemented
 
 
+def function_implemented(ev, facts) -> CheckResult:
+    """The ``implemented`` check of a function exercise (evidence begun by
+    ``toolkit.function_status``): a function, and none of its calls still raises
+    ``NotImplementedError``."""
+    status = text(ev, "status", "no evidence")
+    if status != "ok":
+        return CheckResult("implemented", False, status.removeprefix("error: "))
+    errors = [text(ev, k) for k in ev if k.startswith("error/out/")]
+    if any("NotImplementedError" in e for e in errors):
+        return CheckResult("implemented", False, "not implemented yet: it still raises "
+                           "NotImplementedError. Replace it with your code.")
+    return CheckResult("implemented", True, "it can be called")
+
+
 # ----------------------------------------------------------------------------- the runner
 
 def _describe(error: BaseException) -> str:

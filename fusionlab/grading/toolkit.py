@@ -381,3 +381,31 @@ def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """An evidence file as a dict; data only (``allow_pickle=False``)."""
     with np.load(path, allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
+
+
+# ----------------------------------------------------------------------------- function exercises
+
+def function_status(fn) -> dict:
+    """A function exercise's evidence, begun: its status, ``ok`` or not a function."""
+    return {"status": np.array("ok" if callable(fn) else
+                               f"error: {target_name(fn)} is not a function")}
+
+
+def function_collector(make_inputs):
+    """The collector of a function exercise from its body ``body(ev, fn, x)``: the status
+    (``ok``, or not a function), then the body on ``x = make_inputs(seed)``, isolated and
+    without gradients (each call in the body is recorded, so the collector never raises)."""
+    def decorate(body):
+        def collect(fn, seed: int, weights=None) -> dict:
+            ev = function_status(fn)
+            if callable(fn):
+                x = make_inputs(seed)
+                with isolated(seed), torch.no_grad():
+                    body(ev, fn, x)
+            return ev
+        # the collector is the body's, to the registry too (which reads its module's package)
+        collect.__name__ = collect.__qualname__ = body.__name__
+        collect.__module__, collect.__doc__ = body.__module__, body.__doc__
+        return collect
+    return decorate
+

@@ -451,13 +451,11 @@ def gated_gate_gradient(ev, facts) -> CheckResult:
 
 _d, _B, _n_img, _n_txt = CONFIG.bidir_shape_cases[0]
 _classes, _Bg = CONFIG.gated_shape_cases[0]
-DECLARED = Declarations(
-    __file__, ASSIGNMENT, CONFIG, bidir_out=(_B, _d), bidir_in=(_B, _n_img, _d),
-    gated_out=(_Bg, _classes), gated_img=(_Bg, CONFIG.gated_sizes["img_dim"]),
-    gated_txt=(_Bg, CONFIG.gated_sizes["txt_dim"]))
+DECLARED = Declarations(__file__, ASSIGNMENT, CONFIG)
 
 BIDIRECTIONAL = register(DECLARED.exercise(
     "bidirectional", collect=collect_bidirectional, train=train_bidirectional, known=KNOWN,
+    texts=dict(bidir_out=(_B, _d), bidir_in=(_B, _n_img, _d)),
     checks={"attributes": bidir_attributes, "shapes": bidir_shapes,
             "equivalence": bidir_equivalence, "gradients": bidir_gradients,
             "no_nan": bidir_no_nan, "accuracy": accuracy,
@@ -467,6 +465,8 @@ BIDIRECTIONAL = register(DECLARED.exercise(
 
 GATED = register(DECLARED.exercise(
     "gated", collect=collect_gated, train=train_gated, known=KNOWN,
+    texts=dict(gated_out=(_Bg, _classes), gated_img=(_Bg, CONFIG.gated_sizes["img_dim"]),
+               gated_txt=(_Bg, CONFIG.gated_sizes["txt_dim"])),
     checks={"attributes": gated_attributes, "gate": gated_gate, "shapes": gated_shapes,
             "equivalence": gated_equivalence, "gate_gradient": gated_gate_gradient,
             "accuracy": accuracy,

@@ -791,15 +791,12 @@ def dropout_accuracy(ev, facts) -> CheckResult:
 # ----------------------------------------------------------------------------- declarations
 
 _s, _B = CONFIG.gmu_sizes, CONFIG.gmu_batches[0]
-DECLARED = Declarations(
-    __file__, ASSIGNMENT, CONFIG, gmu_out=(_B, _s["hidden_dim"]), gmu_img=(_B, _s["img_dim"]),
-    gmu_txt=(_B, _s["txt_dim"]),
-    dropout_rates=", ".join(f"{p:g}" for p in CONFIG.dropout_rates[:-1])
-    + f" and {CONFIG.dropout_rates[-1]:g}",
-    rate_samples=f"{CONFIG.rate_samples:,}".replace(",", " "))  # 20 000
+DECLARED = Declarations(__file__, ASSIGNMENT, CONFIG)
 
 GMU = register(DECLARED.exercise(
     "gmu", collect=collect_gmu, train=train_gmu, known=KNOWN,
+    texts=dict(gmu_out=(_B, _s["hidden_dim"]), gmu_img=(_B, _s["img_dim"]),
+               gmu_txt=(_B, _s["txt_dim"])),
     self_check_facts=with_inputs("gmu", gmu_inputs),
     checks={"attributes": gmu_attributes, "shapes": gmu_shapes, "equivalence": gmu_equivalence,
             "gradients": gmu_gradients, "last_gate": gmu_last_gate, "accuracy": gmu_accuracy}))
@@ -814,6 +811,9 @@ TANH_GATED = register(DECLARED.exercise(
 MODALITY_DROPOUT = register(DECLARED.exercise(
     "modality_dropout", collect=collect_modality_dropout, train=train_modality_dropout,
     known=KNOWN, self_check_facts=with_inputs("modality_dropout", dropout_inputs),
+    texts=dict(dropout_rates=", ".join(f"{p:g}" for p in CONFIG.dropout_rates[:-1])
+               + f" and {CONFIG.dropout_rates[-1]:g}",
+               rate_samples=f"{CONFIG.rate_samples:,}".replace(",", " ")),  # 20 000
     implemented="error/out/p0",
     checks={"returns": dropout_returns, "rule": dropout_rule, "rate": dropout_rate,
             "replacement": dropout_replacement, "tokens": dropout_tokens, "bad_p": dropout_bad_p,

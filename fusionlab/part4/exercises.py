@@ -33,9 +33,25 @@ import torch.nn.functional as F
 from ..grading.checks import accuracy, identified
 from ..grading.known import KnownAnswers
 from ..grading.registry import Declarations, register
-from ..grading.results import CheckResult, Skip, close, output, prefixed, shape_text, text
+from ..grading.results import (
+    CheckResult,
+    Skip,
+    close,
+    function_implemented,
+    output,
+    prefixed,
+    shape_text,
+    text,
+)
 from ..grading.seeds import Stream, derive, generator
-from ..grading.toolkit import describe_error, isolated, record, target_name, to_array
+from ..grading.toolkit import (
+    describe_error,
+    function_collector,
+    function_status,
+    isolated,
+    record,
+    to_array,
+)
 
 ASSIGNMENT = "part4_align_before_fuse"
 
@@ -245,15 +261,9 @@ LOSS_INPUTS = {"clip_loss": ("image_emb", "text_emb", "logit_scale"),
                "siglip_loss": ("image_emb", "text_emb", "logit_scale", "logit_bias")}
 
 
-def _function_status(fn) -> dict:
-    """A function exercise's evidence, begun: its status, ``ok`` or not a function."""
-    return {"status": np.array("ok" if callable(fn) else
-                               f"error: {target_name(fn)} is not a function")}
-
-
 def _collect_loss(fn, seed: int, exercise: str, inputs: dict) -> dict:
     """Evidence on a loss function ``fn(image_emb, text_emb, logit_scale[, logit_bias])``."""
-    ev = _function_status(fn)
+    ev = function_status(fn)
     if not callable(fn):
         return ev
     worked = [torch.tensor(WORKED_IMAGES), torch.tensor(WORKED_TEXTS),
@@ -333,25 +343,7 @@ def _record_pair(ev: dict, key: str, compute) -> None:
                                       "(image_to_text, text_to_image)")
 
 
-def _function_collector(make_inputs):
-    """The collector of a function exercise from its body ``body(ev, fn, x)``: the status
-    (``ok``, or not a function), then the body on ``x = make_inputs(seed)``, isolated and
-    without gradients (each call in the body is recorded, so the collector never raises)."""
-    def decorate(body):
-        def collect(fn, seed: int, weights=None) -> dict:
-            ev = _function_status(fn)
-            if callable(fn):
-                x = make_inputs(seed)
-                with isolated(seed), torch.no_grad():
-                    body(ev, fn, x)
-            return ev
-        collect.__name__ = collect.__qualname__ = body.__name__
-        collect.__doc__ = body.__doc__
-        return collect
-    return decorate
-
-
-@_function_collector(recall_inputs)
+@function_collector(recall_inputs)
 def collect_recall(ev: dict, fn, x: dict) -> None:
     """Evidence on a ``recall_at_k`` function; never raises."""
     _record_pair(ev, "out/worked", lambda: fn(torch.tensor(WORKED_SIMILARITY), 1))
@@ -361,7 +353,7 @@ def collect_recall(ev: dict, fn, x: dict) -> None:
         _record_pair(ev, f"out/ties{i}", lambda i=i, k=k: fn(x[f"ties{i}"].clone(), k))
 
 
-@_function_collector(zero_shot_inputs)
+@function_collector(zero_shot_inputs)
 def collect_zero_shot(ev: dict, fn, x: dict) -> None:
     """Evidence on a ``zero_shot_scores`` function; never raises."""
     for i in range(len(CONFIG.zero_shot_shape_cases)):
@@ -417,17 +409,6 @@ def train_siglip(fn, seed: int, inputs: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- shared checks
-
-def implemented(ev, facts) -> CheckResult:
-    status = text(ev, "status", "no evidence")
-    if status != "ok":
-        return CheckResult("implemented", False, status.removeprefix("error: "))
-    errors = [text(ev, k) for k in ev if k.startswith("error/out/")]
-    if any("NotImplementedError" in e for e in errors):
-        return CheckResult("implemented", False, "not implemented yet: it still raises "
-                           "NotImplementedError. Replace it with your code.")
-    return CheckResult("implemented", True, "it can be called")
-
 
 def _number(ev, key: str, what: str) -> float:
     out = output(ev, key, what)
@@ -684,7 +665,7 @@ def zero_shot_visible(ev, facts) -> CheckResult:
 
 # ----------------------------------------------------------------------------- declarations
 
-DECLARED = Declarations(__file__, ASSIGNMENT, CONFIG, implemented=implemented)
+DECLARED = Declarations(__file__, ASSIGNMENT, CONFIG, implemented=function_implemented)
 
 CLIP = register(DECLARED.exercise(
     "clip_loss", collect=collect_clip, train=train_clip, known=KNOWN,

@@ -15,6 +15,7 @@ import pytest
 from autograder import REPO_ROOT, SOURCE_ROOT, preflight
 from autograder.authoring.examples import write_examples
 from autograder.grade import grade
+from fusionlab.grading import registry
 from tests.grading import toy_course
 
 pytestmark = pytest.mark.grading
@@ -47,8 +48,12 @@ def test_a_grading_environment_that_lacks_a_module_makes_grade_refuse_before_gra
     assert done.returncode == 2, done.stdout + done.stderr
     error = done.stderr
     assert "preflight failed: nobody was graded" in error
-    assert "the master's solution scores 25/50 (expected full marks, 50): wrong" in error
-    assert "bidir_visible_shape 0/3" in error  # the failing cells, named
+    # the setup cell stopped, so the exercise built on CrossAttentionLayer loses all its cells
+    bidirectional = registry.exercise("bidirectional")
+    score = 50 - bidirectional.points
+    assert f"the master's solution scores {score}/50 (expected full marks, 50): wrong" in error
+    visible = bidirectional.cell("bidir_visible_shape")
+    assert f"bidir_visible_shape 0/{visible.points}" in error  # the failing cells, named
     assert "name 'CrossAttentionLayer' is not defined" in error  # the setup cell stopped
     assert ("Likely cause: the submissions' kernel cannot import fusionlab.plots: the grading "
             "environment lacks it") in error
