@@ -137,8 +137,8 @@ class Declarations:
     Each table row declares an exercise: its ``target``, TODO cell ``solution``, ``title``,
     ``self_checks`` order and ``cells``, ``grade_id = {check, points, visible, trains, text}``.
     A text may name the part's settings: ``{c.<field>}`` is a field of ``config``, ``{name}`` a
-    phrase of the file's ``[phrases]`` table, one of ``values`` (the part's) or of ``texts``
-    (one exercise's, given to ``exercise``). ``exercise(name, ...)`` adds the behaviour
+    phrase of the file's ``[phrases]`` table or one of ``texts`` (the exercise's, given to
+    ``exercise``). ``exercise(name, ...)`` adds the behaviour
     (collector, checks, ...) and returns the ``Exercise``.
 
     Every exercise's first check, ``implemented``, says whether the TODO is written at all:
@@ -150,14 +150,13 @@ class Declarations:
     _CELL_KEYS = {"check", "points", "visible", "trains", "text"}
 
     def __init__(self, module_file: str, assignment: str, config,
-                 implemented: str | Check = "error/out/shape0", **values):
+                 implemented: str | Check = "error/out/shape0"):
         self.path = Path(module_file).with_name("exercises.toml")
         self.assignment = assignment
         self.implemented = implemented
         table = tomllib.loads(self.path.read_text(encoding="utf-8"))
-        phrases = {key: text.format(c=config, **values)
-                   for key, text in table.pop("phrases", {}).items()}
-        self._fill = dict(values, **phrases, c=config)
+        phrases = {key: text.format(c=config) for key, text in table.pop("phrases", {}).items()}
+        self._fill = dict(phrases, c=config)
         self._table = table
 
     @property

@@ -1,7 +1,8 @@
 """Part 1's graded exercises: bidirectional cross-attention (TODO 1) and gated fusion (TODO 2).
 
-Each exercise is one ``Exercise`` declaration (``fusionlab.grading.registry``): how its
-behaviour is recorded, the checks that judge the record, and its graded cells. The checks'
+Each exercise is one ``Exercise`` (``fusionlab.grading.registry``): its table row in
+``exercises.toml`` (target, self-check order, graded cells), and here how its behaviour is
+recorded and the checks that judge the record. The checks'
 facts are the reference's outputs on the module's own weights: stored known answers in the
 self-check, recomputed by the grader from the exported weights (``autograder.hidden.part1``).
 Every facts dict has the same keys:
@@ -451,6 +452,7 @@ def gated_gate_gradient(ev, facts) -> CheckResult:
 
 _d, _B, _n_img, _n_txt = CONFIG.bidir_shape_cases[0]
 _classes, _Bg = CONFIG.gated_shape_cases[0]
+_gated_img, _gated_txt = (_Bg, CONFIG.gated_sizes["img_dim"]), (_Bg, CONFIG.gated_sizes["txt_dim"])
 DECLARED = Declarations(__file__, ASSIGNMENT, CONFIG)
 
 BIDIRECTIONAL = register(DECLARED.exercise(
@@ -465,11 +467,9 @@ BIDIRECTIONAL = register(DECLARED.exercise(
 
 GATED = register(DECLARED.exercise(
     "gated", collect=collect_gated, train=train_gated, known=KNOWN,
-    texts=dict(gated_out=(_Bg, _classes), gated_img=(_Bg, CONFIG.gated_sizes["img_dim"]),
-               gated_txt=(_Bg, CONFIG.gated_sizes["txt_dim"])),
+    texts=dict(gated_out=(_Bg, _classes), gated_img=_gated_img, gated_txt=_gated_txt),
     checks={"attributes": gated_attributes, "gate": gated_gate, "shapes": gated_shapes,
             "equivalence": gated_equivalence, "gate_gradient": gated_gate_gradient,
             "accuracy": accuracy,
             "visible_shape": visible_shape("out/shape0", (_Bg, _classes),
-                                           f"inputs {(_Bg, CONFIG.gated_sizes['img_dim'])} and "
-                                           f"{(_Bg, CONFIG.gated_sizes['txt_dim'])}")}))
+                                           f"inputs {_gated_img} and {_gated_txt}")}))

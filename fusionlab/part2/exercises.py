@@ -1,8 +1,9 @@
 """Part 2's graded exercises: masked multi-head attention (TODO 1), the co-attention block
 (TODO 2) and the Relation Network's pair sum (TODO 3).
 
-Each exercise is one ``Exercise`` declaration (``fusionlab.grading.registry``): how its
-behaviour is recorded, the checks that judge the record, and its graded cells. What the student
+Each exercise is one ``Exercise`` (``fusionlab.grading.registry``): its table row in
+``exercises.toml`` (target, self-check order, graded cells), and here how its behaviour is
+recorded and the checks that judge the record. What the student
 built is what gets judged:
 
 - **attention**: the outputs are compared with the reference formula on the module's own

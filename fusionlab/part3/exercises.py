@@ -1,8 +1,9 @@
 """Part 3's graded exercises: the gated multimodal unit (TODO 1), the tanh-gated cross-attention
 block (TODO 2) and modality dropout (TODO 3).
 
-Each exercise is one ``Exercise`` declaration (``fusionlab.grading.registry``): how its
-behaviour is recorded, the checks that judge the record, and its graded cells. The checks hold
+Each exercise is one ``Exercise`` (``fusionlab.grading.registry``): its table row in
+``exercises.toml`` (target, self-check order, graded cells), and here how its behaviour is
+recorded and the checks that judge the record. The checks hold
 no formula of a TODO: they compare with facts. In a self-check the facts are stored known
 answers (``known_answers.npz``, written by ``python -m autograder.authoring.known_answers``)
 plus the public inputs drawn here; in the grader the trusted references recompute them from the

@@ -1,4 +1,5 @@
-"""Part 4's graded exercises, one ``Exercise`` declaration each (``fusionlab.grading.registry``):
+"""Part 4's graded exercises, one ``Exercise`` each (``fusionlab.grading.registry``; the graded
+cells in ``exercises.toml``):
 
 1. ``clip_loss``: CLIP's symmetric InfoNCE with a learnable temperature;
 2. ``recall_at_k``: retrieval recall@K in both directions, ties counted against the match;

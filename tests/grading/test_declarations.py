@@ -36,13 +36,13 @@ def _table(tmp_path, cell_line: str) -> Declarations:
     (tmp_path / "exercises.toml").write_text(
         '[toy]\ntarget = "f"\nsolution = "toy_solution"\ntitle = "a toy"\n'
         'self_checks = ["works"]\n\n[toy.cells]\n' + cell_line + "\n")
-    return Declarations(str(tmp_path / "exercises.py"), "toy_assignment", config=None, n=3)
+    return Declarations(str(tmp_path / "exercises.py"), "toy_assignment", config=None)
 
 
 def test_a_table_row_becomes_an_exercise_with_its_cells(tmp_path):
     declared = _table(tmp_path, 'toy_works = {check = "works", points = 2, visible = true, '
                                 'text = "works on {n} inputs"}')
-    exercise = declared.exercise("toy", collect=lambda *a, **k: {},
+    exercise = declared.exercise("toy", collect=lambda *a, **k: {}, texts={"n": 3},
                                  checks={"works": lambda ev, facts: None})
     assert (exercise.name, exercise.assignment, exercise.target) == ("toy", "toy_assignment", "f")
     (cell,) = exercise.cells
