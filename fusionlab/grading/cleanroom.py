@@ -31,6 +31,7 @@ import io
 import json
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -101,21 +102,38 @@ class CellTimeout(BaseException):
 
 @contextlib.contextmanager
 def time_limit(seconds: float | None, what: str):
-    """Raise ``CellTimeout`` in the block after ``seconds`` (SIGALRM; none without a limit)."""
+    """Raise ``CellTimeout`` in the block after ``seconds`` (SIGALRM; none without a limit).
+
+    It nests in an enclosing SIGALRM limit (a test runner's, say): whichever deadline comes
+    first fires, and the enclosing one keeps its remaining time afterwards."""
     if not seconds or not hasattr(signal, "SIGALRM"):
         yield
         return
+    start = time.monotonic()
+    outer_left, outer_interval = signal.getitimer(signal.ITIMER_REAL)
+    outer_fired = []
 
     def expired(signum, frame):
+        elapsed = time.monotonic() - start
+        if outer_left and not outer_fired and elapsed >= outer_left - 0.01:
+            outer_fired.append(True)
+            if callable(previous):  # the enclosing limit came first: its handler decides
+                previous(signum, frame)
+            if elapsed < seconds:  # it let the block go on: our own limit still stands
+                signal.setitimer(signal.ITIMER_REAL, seconds - elapsed)
+                return
         raise CellTimeout(f"{what} ran past its {seconds:g} s limit")
 
     previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, min(seconds, outer_left) if outer_left else seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer_left and not outer_fired:  # what is left of the enclosing limit
+            left = max(outer_left - (time.monotonic() - start), 1e-3)
+            signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
 
 
 def run_cell(source: str, name: str, namespace: dict, timeout: float | None = None) -> str:

@@ -690,11 +690,13 @@ def _autograded_text(batch, student) -> str:
 
 
 def _outputs_text(batch, student) -> str:
-    """Every output of the student's autograded notebook, as text."""
+    """Every output of the student's autograded notebook, as text. A cell's stream outputs are
+    joined as Jupyter shows them: the kernel may flush one ``print`` in two pieces."""
     path = batch["out"] / "course" / "autograded" / student / "toy" / "toy.ipynb"
     nb = nbformat.read(path, as_version=4)
-    return "\n".join(json.dumps(o) if o.get("output_type") != "stream" else o.get("text", "")
-                     for cell in nb.cells for o in cell.get("outputs", []))
+    return "\n".join("".join(o.get("text", "") if o.get("output_type") == "stream"
+                             else "\n" + json.dumps(o) + "\n" for o in cell.get("outputs", []))
+                     for cell in nb.cells)
 
 
 def _feedback(batch, student) -> str:

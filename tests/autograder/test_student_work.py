@@ -8,6 +8,7 @@ regenerating it. The end-to-end test runs the README's commands with ``make`` in
 of this checkout, after a student has edited all three places.
 """
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import psutil
 import pytest
 
 from autograder.authoring import notebooks as generator
@@ -29,18 +31,23 @@ STUDENT_EDIT = "# my answer, written in the notebook\nx = 42\n"
 def tracked_copy(destination: Path) -> Path:
     """A fresh clone of this checkout's files as they are (committed or not), with one commit,
     as a student has after `git clone`."""
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                           cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, files):
+    files = _git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], REPO)
+    for name in filter(None, files.decode().split("\0")):
         source = REPO / name
         if source.is_file():
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, destination / name)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
-    subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
-    subprocess.run(git + ["add", "-A"], cwd=destination, check=True)
-    subprocess.run(git + ["commit", "-q", "-m", "clone"], cwd=destination, check=True)
+    _git(["init", "-q"], destination)
+    _git(["add", "-A"], destination)
+    _git(["commit", "-q", "-m", "clone"], destination)
     return destination
+
+
+def _git(args: list[str], cwd: Path) -> bytes:
+    """git's output; an author for the commit, nothing read from stdin, two minutes at most."""
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+                          cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, check=True,
+                          timeout=120).stdout
 
 
 def edit_notebook(path: Path) -> bytes:
@@ -53,15 +60,33 @@ def edit_notebook(path: Path) -> bytes:
     return path.read_bytes()
 
 
+MAKE_TIMEOUT_S = 900  # `make demo` grades Part 1's examples: about 80 s on a 2-core machine
+
+
 def make(clone: Path, *targets: str, **variables: str) -> str:
-    """`make TARGETS` in ``clone`` with this checkout's venv (never reinstalled)."""
+    """`make TARGETS` in ``clone`` with this checkout's venv (never reinstalled). Past
+    MAKE_TIMEOUT_S, make and every process it started (the grading workers and their kernels
+    run in sessions of their own) are killed, and the test fails with the output so far."""
     venv = Path(sys.prefix)
     command = ["make", "-C", str(clone), f"VENV={venv}", "-o", str(venv / ".installed"),
                *targets, *(f"{key}={value}" for key, value in variables.items())]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
-    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
-    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
-    return completed.stdout + completed.stderr
+    with subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=env) as process:
+        try:
+            output, _ = process.communicate(timeout=MAKE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            for proc in [*psutil.Process(process.pid).children(recursive=True), process]:
+                with contextlib.suppress(psutil.Error, OSError):
+                    proc.kill()
+            try:
+                output, _ = process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                output = "(the output pipe stayed open)"
+            pytest.fail(f"`make {' '.join(targets)}` ran past {MAKE_TIMEOUT_S} s:\n"
+                        + output[-4000:])
+    assert process.returncode == 0, output[-8000:]
+    return output
 
 
 def digests(root: Path, skip: tuple[str, ...]) -> dict[str, str]:
@@ -105,11 +130,9 @@ def test_committed_version_is_pristine(tmp_path):
     (clone / "notebooks").mkdir(parents=True)
     target = clone / "notebooks" / "a.ipynb"
     target.write_text("committed\n")
-    subprocess.run(["git", "init", "-q"], cwd=clone, check=True)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "add", "-A"],
-                   cwd=clone, check=True)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q",
-                    "-m", "c"], cwd=clone, check=True)
+    _git(["init", "-q"], clone)
+    _git(["add", "-A"], clone)
+    _git(["commit", "-q", "-m", "c"], clone)
     assert generator.is_pristine(target, clone)
     target.write_text("committed, then edited\n")
     assert not generator.is_pristine(target, clone)

@@ -7,7 +7,9 @@ import importlib
 import inspect
 import json
 import pkgutil
+import signal
 import stat
+import time
 
 import nbformat
 import numpy as np
@@ -20,7 +22,13 @@ from autograder import cleanroom, verdicts
 from autograder.authoring import known_answers, trial
 from fusionlab import check
 from fusionlab.grading import known, registry, seeds
-from fusionlab.grading.cleanroom import run_job, setup_imports, strip_magics
+from fusionlab.grading.cleanroom import (
+    CellTimeout,
+    run_job,
+    setup_imports,
+    strip_magics,
+    time_limit,
+)
 from fusionlab.grading.registry import Exercise, GradedCell
 from fusionlab.grading.results import CheckResult, report
 from fusionlab.grading.toolkit import load, save
@@ -161,6 +169,42 @@ def test_a_cell_that_hangs_is_stopped_at_its_limit_even_if_it_catches_exceptions
                                            "        time.sleep(0.05)\n    except Exception:\n"
                                            "        pass")], timeout=0.5)
     assert "ran past its 0.5 s limit" in cells["todo"]["a_solution"]
+
+
+class _EnclosingLimit(Exception):
+    pass
+
+
+@pytest.fixture
+def enclosing_alarm():
+    """A SIGALRM limit around the test, as a test runner's per-test timeout sets one;
+    ``arm(seconds)`` starts it. Disarmed and restored afterwards."""
+    def fire(signum, frame):
+        raise _EnclosingLimit
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    yield lambda seconds: signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_cell_limit_keeps_what_is_left_of_an_enclosing_limit(enclosing_alarm):
+    enclosing_alarm(30)
+    with pytest.raises(CellTimeout, match="ran past its 0.2 s limit"):
+        with time_limit(0.2, "the cell"):
+            time.sleep(5)
+    left, _ = signal.getitimer(signal.ITIMER_REAL)
+    assert 25 < left <= 30  # not cancelled, not restarted
+
+
+def test_an_enclosing_limit_that_comes_first_fires_inside_a_cell_limit(enclosing_alarm):
+    enclosing_alarm(0.2)
+    start = time.monotonic()
+    with pytest.raises(_EnclosingLimit):
+        with time_limit(30, "the cell"):
+            time.sleep(5)
+    assert time.monotonic() - start < 2
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
 def test_the_clean_room_runs_the_setup_imports_only_and_no_magics():
