@@ -11,6 +11,7 @@ import signal
 import stat
 import time
 
+import matplotlib.pyplot as plt
 import nbformat
 import numpy as np
 import pytest
@@ -263,6 +264,8 @@ def _answers(exercise, obj) -> bool:
             results = exercise.results(obj)
     except CellTimeout:
         return False
+    finally:
+        plt.close("all")  # what a plot function drew when given an exercise's inputs
     return all(r.passed for r in results)
 
 
