@@ -408,4 +408,3 @@ def function_collector(make_inputs):
         collect.__module__, collect.__doc__ = body.__module__, body.__doc__
         return collect
     return decorate
-

@@ -452,6 +452,7 @@ def gated_gate_gradient(ev, facts) -> CheckResult:
 
 _d, _B, _n_img, _n_txt = CONFIG.bidir_shape_cases[0]
 _classes, _Bg = CONFIG.gated_shape_cases[0]
+_gated_out = (_Bg, _classes)
 _gated_img, _gated_txt = (_Bg, CONFIG.gated_sizes["img_dim"]), (_Bg, CONFIG.gated_sizes["txt_dim"])
 DECLARED = Declarations(__file__, ASSIGNMENT, CONFIG)
 
@@ -467,9 +468,9 @@ BIDIRECTIONAL = register(DECLARED.exercise(
 
 GATED = register(DECLARED.exercise(
     "gated", collect=collect_gated, train=train_gated, known=KNOWN,
-    texts=dict(gated_out=(_Bg, _classes), gated_img=_gated_img, gated_txt=_gated_txt),
+    texts=dict(gated_out=_gated_out, gated_img=_gated_img, gated_txt=_gated_txt),
     checks={"attributes": gated_attributes, "gate": gated_gate, "shapes": gated_shapes,
             "equivalence": gated_equivalence, "gate_gradient": gated_gate_gradient,
             "accuracy": accuracy,
-            "visible_shape": visible_shape("out/shape0", (_Bg, _classes),
+            "visible_shape": visible_shape("out/shape0", _gated_out,
                                            f"inputs {_gated_img} and {_gated_txt}")}))

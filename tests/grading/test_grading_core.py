@@ -172,6 +172,19 @@ def test_a_cell_that_hangs_is_stopped_at_its_limit_even_if_it_catches_exceptions
     assert "ran past its 0.5 s limit" in cells["todo"]["a_solution"]
 
 
+def test_a_timer_a_todo_cell_sets_is_gone_after_it_and_cannot_stretch_the_next_cells_limit(
+        tmp_path):
+    handler = signal.getsignal(signal.SIGALRM)
+    cells = _job(tmp_path, [("a_solution", "import signal\n"
+                                           "signal.signal(signal.SIGALRM, lambda *a: None)\n"
+                                           "signal.setitimer(signal.ITIMER_REAL, 0.01, 0.01)"),
+                            ("b_solution", "while True:\n    pass")], timeout=0.5)
+    assert cells["todo"]["a_solution"] == ""
+    assert "ran past its 0.5 s limit" in cells["todo"]["b_solution"]
+    assert signal.getsignal(signal.SIGALRM) is handler  # the cell's handler is gone
+    assert signal.getitimer(signal.ITIMER_REAL)[1] == 0.0  # and so is its repeating timer
+
+
 class _EnclosingLimit(Exception):
     pass
 
